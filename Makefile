@@ -1,0 +1,21 @@
+# rdet: set-up, the offline demo, the tests. Everything installs into the current Python
+# environment (use a venv or conda env if you want it isolated).
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+
+.PHONY: setup demo test bench
+
+setup:
+	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q -e '.[test]'
+	PYTHON=$(PYTHON) bash tools/install_detectron2.sh
+	bash tools/install_data.sh
+
+demo: setup
+	$(PYTHON) -m rdet.study
+
+test: setup
+	$(PYTHON) -m pytest -q --durations=15
+
+bench:
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PYTHON) $$b || exit 1; done

@@ -1,0 +1,203 @@
+"""Reading any classifier checkpoint rdet meets into a clean torchvision state_dict.
+
+Accepted layouts (all read with ``torch.load(weights_only=True)``):
+
+* the robustness library's (the paper's released models): ``{'model': sd, 'epoch': ...}`` with
+  ``module.normalizer.*``, ``module.model.*``, a duplicate ``module.attacker.model.*`` and
+  ``module.attacker.normalize.*``; non-ResNet archs nest one more ``model.``;
+* ``{'state_dict': sd}`` (older scripts), optionally DataParallel-prefixed (``module.``);
+* a plain torchvision state_dict;
+* rdet's own checkpoints ``{'model': torchvision sd, 'rdet': {arch, norm, eps, ...}, ...}``.
+
+Only the classifier's own tensors come out; normaliser and attacker copies are dropped (the
+normaliser's mean/std go into the metadata).
+"""
+from __future__ import annotations
+
+import functools
+import pickle
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import torch
+
+from rdet.backbones.registry import get_spec, list_backbones
+from rdet.errors import CheckpointError
+
+ALLOW_PICKLE_FLAG = "--allow-pickle"
+_RELEASE_NAME = re.compile(r"^(?P<arch>.+)_(?P<norm>l2|linf)_eps(?P<eps>[0-9.]+)$")
+
+
+@dataclass
+class LoadedCheckpoint:
+    state_dict: Dict[str, torch.Tensor]  # torchvision key names
+    arch: str
+    meta: Dict[str, Any] = field(default_factory=dict)  # arch, norm, eps, format, source, ...
+
+
+def read_file(path: str | Path, allow_pickle: bool = False) -> Any:
+    """``torch.load`` on CPU with ``weights_only=True`` unless ``allow_pickle``; user-level errors
+    for a missing, unreadable or pickle-requiring file."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not a file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+    except pickle.UnpicklingError as e:
+        if not allow_pickle and "Unsupported global" in str(e):
+            culprit = re.search(r"GLOBAL ([\w.]+)", str(e))
+            what = f" ({culprit.group(1)})" if culprit else ""
+            raise CheckpointError(
+                f"{path}: holds Python objects{what} that only arbitrary unpickling can load, which "
+                f"can execute code; pass {ALLOW_PICKLE_FLAG} if you trust this file") from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (unreadable pickle)") from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError, UnicodeDecodeError, IndexError) as e:
+        reason = "truncated or corrupt" if "zip archive" in str(e) or isinstance(e, EOFError) else "unreadable"
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({reason})") from None
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def _strip(sd: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+
+
+def to_torchvision(obj: Any) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    """Extract ``(torchvision state_dict, metadata)`` from a loaded checkpoint object."""
+    meta: Dict[str, Any] = {}
+    if isinstance(obj, Mapping) and isinstance(obj.get("rdet"), Mapping) and _is_state_dict(obj.get("model")):
+        meta.update(obj["rdet"], format="rdet")
+        return dict(obj["model"]), meta
+    if isinstance(obj, Mapping) and _is_state_dict(obj.get("model")):
+        sd, meta["format"] = dict(obj["model"]), "robustness"
+        if isinstance(obj.get("epoch"), int):
+            meta["epoch"] = obj["epoch"]
+    elif isinstance(obj, Mapping) and _is_state_dict(obj.get("state_dict")):
+        sd, meta["format"] = dict(obj["state_dict"]), "state_dict"
+    elif _is_state_dict(obj):
+        sd, meta["format"] = dict(obj), "torchvision"
+    else:
+        raise CheckpointError("no weights found: expected a state_dict, or a dict with a 'model' or "
+                              "'state_dict' entry holding one")
+    while sd and all(k.startswith("module.") for k in sd):  # DataParallel / DDP
+        sd = _strip(sd, "module.")
+    if any(k.startswith(("model.", "normalizer.", "attacker.")) for k in sd):
+        # robustness AttackerModel: keep the classifier, note the normaliser, drop the attacker.
+        if "normalizer.new_mean" in sd:
+            meta["mean"] = [float(x) for x in sd["normalizer.new_mean"].flatten()]
+            meta["std"] = [float(x) for x in sd["normalizer.new_std"].flatten()]
+        sd = _strip(sd, "model.")
+        if sd and all(k.startswith("model.") for k in sd):  # torchvision archs wrapped once more
+            sd = _strip(sd, "model.")
+        if not sd:
+            raise CheckpointError("robustness-layout checkpoint without 'model.*' weights")
+    return sd, meta
+
+
+@functools.lru_cache(maxsize=None)
+def _signature(arch: str) -> Tuple[frozenset, str]:
+    """(body key/shape pairs, head prefix) of a registry arch, built on the meta device (free)."""
+    spec = get_spec(arch)
+    with torch.device("meta"):
+        net = spec.builder(1000)
+    head = spec.classifier + "."
+    body = frozenset((k, tuple(v.shape)) for k, v in net.state_dict().items()
+                     if not k.startswith(head) and not k.endswith("num_batches_tracked"))
+    return body, head
+
+
+def _body_signature(sd: Mapping[str, torch.Tensor], head: str) -> frozenset:
+    return frozenset((k, tuple(v.shape)) for k, v in sd.items()
+                     if not k.startswith(head) and not k.endswith("num_batches_tracked"))
+
+
+def matches(sd: Mapping[str, torch.Tensor], arch: str) -> bool:
+    body, head = _signature(arch)
+    return _body_signature(sd, head) == body
+
+
+def sniff_arch(sd: Mapping[str, torch.Tensor]) -> Optional[str]:
+    """The registry arch whose every non-head tensor name and shape matches ``sd``, if any."""
+    found = [a for a in list_backbones() if matches(sd, a)]
+    return found[0] if len(found) == 1 else None
+
+
+def load_checkpoint(path: str | Path, arch: Optional[str] = None, allow_pickle: bool = False) -> LoadedCheckpoint:
+    """Read ``path`` and return its torchvision weights with the architecture they belong to.
+
+    ``arch``: the architecture the caller expects; a checkpoint of another one is refused. Without
+    it the architecture is sniffed from the tensor names and shapes.
+    """
+    from rdet.backbones.catalog import get_entry
+
+    obj = read_file(path, allow_pickle=allow_pickle)
+    try:
+        sd, meta = to_torchvision(obj)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    sniffed = sniff_arch(sd)
+    if arch is not None:
+        get_spec(arch)  # unknown names fail here, with the list of choices
+        if not matches(sd, arch):
+            what = f"a {sniffed} checkpoint" if sniffed else "not a checkpoint of any registered architecture"
+            raise CheckpointError(f"{path}: is {what}, not {arch} (check --arch)")
+    elif sniffed is None:
+        raise CheckpointError(f"{path}: weights match no registered architecture "
+                              f"({', '.join(list_backbones())}); pass --arch to see the mismatch")
+    arch = arch or sniffed
+    _fill_num_batches_tracked(sd, arch)
+    meta.setdefault("arch", arch)
+    meta["source"] = str(path)
+    release = _RELEASE_NAME.match(Path(path).stem)
+    entry = get_entry(Path(path).stem)
+    if entry is not None:
+        meta.setdefault("norm", entry.norm)
+        meta.setdefault("eps", entry.eps)
+    elif release:
+        meta.setdefault("norm", release["norm"])
+        scale = 255.0 if release["norm"] == "linf" else 1.0
+        meta.setdefault("eps", float(release["eps"].rstrip(".")) / scale)
+    return LoadedCheckpoint(sd, arch, meta)
+
+
+def _fill_num_batches_tracked(sd: Dict[str, torch.Tensor], arch: str) -> None:
+    """Old checkpoints predate BatchNorm's ``num_batches_tracked`` buffer; it is never used when
+    momentum is set, so a zero counter is exact."""
+    for k in [k[: -len("running_mean")] for k in sd if k.endswith("running_mean")]:
+        sd.setdefault(k + "num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+
+def resolve(weights: str, allow_download: bool = True) -> Path:
+    """A weights argument as a path: an existing file, or a catalog name (downloaded if needed)."""
+    from rdet.backbones.catalog import download, get_entry
+
+    p = Path(weights).expanduser()
+    if p.exists() or get_entry(weights) is None:
+        return p  # read_file reports a missing path
+    if not allow_download:
+        raise CheckpointError(f"{weights}: catalog model not downloaded")
+    return download(weights)
+
+
+def load_weights(model, weights: str | Path, allow_pickle: bool = False) -> LoadedCheckpoint:
+    """Load ``weights`` (file or catalog name) into an :class:`rdet.backbones.Classifier`.
+
+    The body is loaded strictly. The head is loaded too when its shape fits ``model``; otherwise
+    the model keeps its fresh head (transfer to a new label set).
+    """
+    loaded = load_checkpoint(resolve(str(weights)), arch=model.spec.name, allow_pickle=allow_pickle)
+    head_prefix = model.spec.classifier + "."
+    ckpt_head = {k[len(head_prefix):]: v for k, v in loaded.state_dict.items() if k.startswith(head_prefix)}
+    own_head = model.head.state_dict()
+    with_head = set(ckpt_head) == set(own_head) and all(
+        ckpt_head[k].shape == own_head[k].shape for k in own_head)
+    model.load_torchvision_state_dict(loaded.state_dict, with_head=with_head)
+    loaded.meta["head_loaded"] = with_head
+    return loaded

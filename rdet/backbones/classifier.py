@@ -1,0 +1,102 @@
+"""A registry network with its input normalisation inside, split into body and head.
+
+Every rdet entry point feeds images as RGB floats in [0, 1]: normalisation lives in the model (as
+in the robustness library), so attacks work in pixel space and the eps-ball means what the paper
+means. The torchvision classifier layer is split off as ``head`` so that fixed-feature transfer
+can freeze ``body`` and cache its outputs, and a new task only swaps ``head``.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from rdet.backbones.registry import BackboneSpec, get_spec
+
+
+class InputNormalize(nn.Module):
+    """``(x - mean) / std`` per RGB channel, on ``(N, 3, H, W)`` input in [0, 1]."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+
+def _split_path(path: str):
+    parent, _, leaf = path.rpartition(".")
+    return parent, leaf
+
+
+class Classifier(nn.Module):
+    """``head(body(normalize(x)))`` for ``x``: RGB, [0, 1], ``(N, 3, H, W)``.
+
+    ``body`` is the torchvision network with its final linear layer replaced by ``nn.Identity``
+    (so ``body`` returns ``(N, spec.feature_dim)`` features); ``head`` is that linear layer.
+    """
+
+    def __init__(self, spec: BackboneSpec, num_classes: int = 1000):
+        super().__init__()
+        self.spec = spec
+        self.normalize = InputNormalize(spec.mean, spec.std)
+        net = spec.builder(num_classes)
+        parent, leaf = _split_path(spec.classifier)
+        owner = net.get_submodule(parent) if parent else net
+        head = getattr(owner, leaf)
+        if not isinstance(head, nn.Linear) or head.in_features != spec.feature_dim:
+            raise AssertionError(f"{spec.name}: {spec.classifier} is not a Linear({spec.feature_dim}, ...)")
+        setattr(owner, leaf, nn.Identity())
+        self.body = net
+        self.head = head
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.out_features
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.normalize(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def reset_head(self, num_classes: int) -> None:
+        """Replace the head by a freshly initialised ``Linear(feature_dim, num_classes)``."""
+        self.head = nn.Linear(self.spec.feature_dim, num_classes).to(self.head.weight.device)
+
+    # -- torchvision state_dict views -----------------------------------------------------
+    def torchvision_state_dict(self) -> Dict[str, torch.Tensor]:
+        """The weights under torchvision's own key names (what checkpoints store)."""
+        sd = {k: v for k, v in self.body.state_dict().items()}
+        for k, v in self.head.state_dict().items():
+            sd[f"{self.spec.classifier}.{k}"] = v
+        return sd
+
+    def load_torchvision_state_dict(self, sd: Dict[str, torch.Tensor], with_head: bool = True) -> None:
+        """Strictly load torchvision-named weights. ``with_head=False``: ``sd`` has no head keys
+        (or they are ignored) and the current head is kept (transfer to a new label set)."""
+        prefix = self.spec.classifier + "."
+        body_sd = {k: v for k, v in sd.items() if not k.startswith(prefix)}
+        self.body.load_state_dict(body_sd, strict=True)
+        if with_head:
+            self.head.load_state_dict({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)},
+                                      strict=True)
+
+
+def create_classifier(arch: str, num_classes: int = 1000, weights: Optional[str] = None,
+                      allow_pickle: bool = False) -> Classifier:
+    """The single entry point (like timm's ``create_model``).
+
+    ``weights``: ``None`` (random init), a catalog name (``resnet50_l2_eps3``) or a file path
+    (robustness-library, torchvision or rdet checkpoint). If ``num_classes`` differs from the
+    checkpoint's head, the body is loaded and a fresh head of the requested size is kept.
+    """
+    model = Classifier(get_spec(arch), num_classes)
+    if weights:
+        from rdet.backbones.checkpoint import load_weights
+
+        load_weights(model, weights, allow_pickle=allow_pickle)
+    return model

@@ -1,0 +1,82 @@
+"""The backbone registry: one table of classifier architectures, shared by pretraining, transfer
+and conversion to Detectron2.
+
+A registered object is a *builder*: a function ``builder(num_classes: int) -> nn.Module`` that
+returns a randomly initialised torchvision classifier taking normalised RGB ``(N, 3, H, W)``
+input. The decorator :func:`register_backbone` attaches a :class:`BackboneSpec` to the builder
+(``builder.spec``), so the metadata every consumer needs lives beside the model (timm-style):
+feature dimension, where the classifier head is, input normalisation and, for ResNets, the
+Detectron2 geometry the converter must emit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Tuple
+
+import torch.nn as nn
+from fvcore.common.registry import Registry
+
+from rdet.errors import ArchError
+
+BACKBONE_REGISTRY = Registry("BACKBONE")
+BACKBONE_REGISTRY.__doc__ = """
+Registry of classifier builders. Each builder takes ``num_classes`` and returns an ``nn.Module``
+mapping normalised RGB images ``(N, 3, H, W)`` to logits ``(N, num_classes)``; its ``spec``
+attribute is a :class:`BackboneSpec`.
+"""
+
+# torchvision / robustness-library ImageNet statistics, RGB, pixels in [0, 1].
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class D2Geometry:
+    """What Detectron2's ``build_resnet_backbone`` needs to rebuild a torchvision ResNet."""
+
+    depth: int  # 18, 34, 50, 101
+    res2_out_channels: int  # 64 for BasicBlock nets, 256 for Bottleneck nets
+    width_per_group: int = 64  # bottleneck width of res2 per group (128 for WRN-50-2)
+    num_groups: int = 1  # ResNeXt cardinality
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    paper_name: str  # as printed in the paper's tables, e.g. "ResNet-50", "WRN-50-2"
+    feature_dim: int  # width of the features entering the classifier head
+    classifier: str  # dotted path of the final nn.Linear, e.g. "fc" or "classifier.6"
+    mean: Tuple[float, float, float] = IMAGENET_MEAN
+    std: Tuple[float, float, float] = IMAGENET_STD
+    input_size: int = 224
+    d2: Optional[D2Geometry] = None  # None: not convertible to a Detectron2 ResNet
+    # Extra prefix the robustness library nests this arch's weights under (non-ResNets: "model.").
+    robustness_prefix: str = ""
+    builder: Callable[[int], nn.Module] = field(default=None, repr=False, compare=False)
+
+
+def register_backbone(**spec_kwargs) -> Callable:
+    """Decorator: register ``builder`` under its function name with a :class:`BackboneSpec`."""
+
+    def wrap(builder: Callable[[int], nn.Module]) -> Callable[[int], nn.Module]:
+        builder.spec = BackboneSpec(name=builder.__name__, builder=builder, **spec_kwargs)
+        BACKBONE_REGISTRY.register(builder)
+        return builder
+
+    return wrap
+
+
+def list_backbones() -> list[str]:
+    return sorted(name for name, _ in BACKBONE_REGISTRY)
+
+
+def get_spec(name: str) -> BackboneSpec:
+    """Spec of a registered architecture; an :class:`ArchError` naming the choices otherwise."""
+    if name not in BACKBONE_REGISTRY:
+        raise ArchError(f"unknown architecture {name!r}; choose from: {', '.join(list_backbones())}")
+    return BACKBONE_REGISTRY.get(name).spec
+
+
+def build_network(name: str, num_classes: int = 1000) -> nn.Module:
+    """A freshly initialised torchvision network (no input normalisation) for ``name``."""
+    return get_spec(name).builder(num_classes)

@@ -1,0 +1,80 @@
+"""Default configs, the one home of the paper's hyperparameters (appendix A).
+
+Classification transfer and pretraining share one schema (detectron2-style yacs ``CfgNode``,
+``_BASE_`` YAML files, ``KEY VALUE`` overrides); each gets its paper defaults from
+:func:`get_transfer_cfg` / :func:`get_pretrain_cfg`. Detection uses detectron2's own config.
+"""
+from __future__ import annotations
+
+from fvcore.common.config import CfgNode as CN
+
+
+def _base() -> CN:
+    _C = CN()
+    _C.OUTPUT_DIR = "output"
+    _C.SEED = 0
+
+    _C.MODEL = CN()
+    _C.MODEL.ARCH = "resnet18"  # a registry name (rdet.backbones.list_backbones())
+    _C.MODEL.WEIGHTS = ""  # "" = random init; a catalog name or a checkpoint file
+    _C.MODEL.ALLOW_PICKLE = False  # read checkpoints with full unpickling (trusted files only)
+
+    _C.DATA = CN()
+    _C.DATA.DATASET = "fashion_mnist"
+    _C.DATA.ROOT = "datasets"  # overridden by $RDET_DATASETS when set
+    _C.DATA.CLASSES = []  # keep only these labels (relabelled 0..K-1); [] = all
+    _C.DATA.TRAIN_SIZE = 224  # RandomResizedCrop size
+    _C.DATA.TEST_RESIZE = 256  # Resize before CenterCrop(TRAIN_SIZE)
+    _C.DATA.DOWNSCALE = 0  # >0: Resize(DOWNSCALE) first (appendix A.3 uses 32)
+    _C.DATA.NUM_WORKERS = 2
+    _C.DATA.MAX_TRAIN = 0  # >0: a seeded subset of this many training images (quick runs)
+    _C.DATA.MAX_TEST = 0
+
+    _C.SOLVER = CN()
+    _C.SOLVER.BATCH_SIZE = 64  # global batch (split across DDP processes)
+    _C.SOLVER.BASE_LR = 0.01
+    _C.SOLVER.MOMENTUM = 0.9
+    _C.SOLVER.WEIGHT_DECAY = 5e-4
+    _C.SOLVER.EPOCHS = 150
+    _C.SOLVER.LR_STEP_EPOCHS = 50  # lr x GAMMA every this many epochs
+    _C.SOLVER.GAMMA = 0.1
+
+    _C.RUNTIME = CN()
+    _C.RUNTIME.DEVICE = "auto"  # auto | cpu | cuda
+    _C.RUNTIME.AMP = "off"  # off | bf16 | fp16 (fp16 on CUDA only)
+    _C.RUNTIME.CHANNELS_LAST = False
+    _C.RUNTIME.LOG_EVERY = 20  # iterations between TensorBoard scalars
+    return _C
+
+
+def get_transfer_cfg() -> CN:
+    """Appendix A.2: SGD, batch 64, momentum 0.9, wd 5e-4, 150 epochs, lr in {0.01, 0.001}
+    dropping 10x every 50 epochs, three seeds."""
+    _C = _base()
+    _C.TRANSFER = CN()
+    _C.TRANSFER.MODE = "fixed"  # fixed: frozen backbone (BN in eval) + new head; full: all trained
+    _C.TRANSFER.LR_GRID = [0.01, 0.001]
+    _C.TRANSFER.SEEDS = [0, 1, 2]
+    # Fixed-feature fast path: extract frozen features once (CACHE_VIEWS augmented views per
+    # training image) and train the head on them.
+    _C.TRANSFER.CACHE_FEATURES = True
+    _C.TRANSFER.CACHE_VIEWS = 1
+    return _C
+
+
+def get_pretrain_cfg() -> CN:
+    """Appendix A.1: SGD, batch 512, momentum 0.9, wd 1e-4, 90 epochs, lr 0.1 dropping 10x every
+    30 epochs; adversarial training with 3 PGD steps of size 2*eps/3."""
+    _C = _base()
+    _C.SOLVER.BATCH_SIZE = 512
+    _C.SOLVER.BASE_LR = 0.1
+    _C.SOLVER.WEIGHT_DECAY = 1e-4
+    _C.SOLVER.EPOCHS = 90
+    _C.SOLVER.LR_STEP_EPOCHS = 30
+    _C.ADV = CN()
+    _C.ADV.NORM = "l2"  # l2 | linf
+    _C.ADV.EPS = 0.0  # radius for images in [0, 1]; 0 = standard training
+    _C.ADV.STEPS = 3
+    _C.ADV.STEP_SIZE_FACTOR = 2.0 / 3.0  # step size = factor * eps
+    _C.ADV.RANDOM_START = False
+    return _C

@@ -1,0 +1,24 @@
+"""Errors a user can cause. The CLIs catch :class:`RdetError` once and print it as one line.
+
+Programming errors (bugs) are not wrapped: they stay tracebacks.
+"""
+
+
+class RdetError(Exception):
+    """Base class of every error caused by user input (files, names, options)."""
+
+
+class CheckpointError(RdetError):
+    """A weights file is missing, unreadable, or does not fit the requested architecture."""
+
+
+class ArchError(RdetError):
+    """An architecture name is not in the registry, or does not support the requested use."""
+
+
+class DatasetError(RdetError):
+    """A dataset is not on disk in the expected layout."""
+
+
+class ConfigError(RdetError):
+    """A config file or a KEY VALUE override is invalid."""
