@@ -32,6 +32,8 @@ def fashion_mnist_root(data_root):
     try:
         return stage_fashion_mnist(data_root)
     except DatasetError as e:
+        if os.environ.get("CI"):  # CI installs it (`make test`): missing data there is a failure
+            raise
         pytest.skip(str(e))
 
 
