@@ -1,11 +1,14 @@
 """Offline data: Fashion-MNIST staged from Debian's package reads back through torchvision,
 sklearn digits and skimage photos have the documented shapes."""
+import importlib
+
 import numpy as np
 import pytest
 
 from rdet.data.offline import digits, digits_dataset, fashion_mnist, photos, stage_fashion_mnist
-from rdet.data.offline import fashion_mnist as fm_mod
 from rdet.errors import DatasetError
+
+fm_mod = importlib.import_module("rdet.data.offline.fashion_mnist")  # the package re-exports a function of that name
 
 
 def test_fashion_mnist_from_debian(fashion_mnist_root):
