@@ -1,0 +1,200 @@
+"""Convert a torchvision / robustness-library ResNet into a Detectron2 backbone checkpoint.
+
+Outputs, for ``OUTPUT`` = ``name.pkl`` (or ``name.pth``):
+
+* ``name.pkl``: detectron2's model-zoo format ``{'model': {name: np.ndarray}, '__author__',
+  'matching_heuristics': True}`` plus ``'rdet'`` (arch, norm, eps, source, geometry) so results
+  can be traced back to the backbone; ``.pth`` holds the same dict with torch tensors.
+* ``name.yaml``: the config fragment that makes detectron2 compute what torchvision computes:
+  RGB input, torchvision's mean/std in 0-255, stride in the 3x3 conv (``STRIDE_IN_1X1: False``)
+  and the depth / width / groups of the network. detectron2's own defaults (BGR, caffe2 means,
+  stride in 1x1) would silently degrade a torchvision backbone.
+
+Both files are written atomically and removed again if self-verification fails.
+"""
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+
+from rdet.atomic import atomic_path, torch_save
+from rdet.backbones import get_spec, load_checkpoint
+from rdet.backbones.checkpoint import resolve
+from rdet.convert.keys import to_detectron2
+from rdet.errors import ArchError, CheckpointError, RdetError
+
+MAX_REL_ERROR = 1e-4
+
+
+@dataclass
+class ConversionResult:
+    weights: Path
+    config: Path
+    meta: Dict[str, Any]
+    max_rel_error: Optional[float]
+
+
+def d2_config_dict(meta: Dict[str, Any], weights: Path) -> Dict[str, Any]:
+    """The detectron2 config keys (nested dict) for a converted backbone described by ``meta``."""
+    g = meta["d2"]
+    return {
+        "VERSION": 2,
+        "INPUT": {"FORMAT": "RGB"},
+        "MODEL": {
+            "WEIGHTS": str(weights),
+            "PIXEL_MEAN": [round(255.0 * m, 4) for m in meta["mean"]],
+            "PIXEL_STD": [round(255.0 * s, 4) for s in meta["std"]],
+            "RESNETS": {
+                "DEPTH": g["depth"],
+                "RES2_OUT_CHANNELS": g["res2_out_channels"],
+                "WIDTH_PER_GROUP": g["width_per_group"],
+                "NUM_GROUPS": g["num_groups"],
+                "STRIDE_IN_1X1": False,
+            },
+        },
+    }
+
+
+def _yaml_text(meta: Dict[str, Any], weights: Path) -> str:
+    import yaml
+
+    head = (f"# Detectron2 settings for {meta['arch']} (norm={meta.get('norm')}, eps={meta.get('eps')}),\n"
+            f"# converted by rdet from {meta.get('source')}.\n"
+            "# Merge after a detectron2 config: cfg.merge_from_file(<this file>).\n")
+    return head + yaml.safe_dump(d2_config_dict(meta, weights), sort_keys=False)
+
+
+def read_converted_meta(weights: str | Path) -> Dict[str, Any]:
+    """The ``'rdet'`` metadata of a converted file (``{}`` for files rdet did not write)."""
+    path = Path(weights)
+    if not path.is_file():
+        return {}
+    if path.suffix == ".pkl":
+        with open(path, "rb") as f:
+            data = pickle.load(f, encoding="latin1")  # detectron2's own .pkl format
+    else:
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:
+            return {}
+    return dict(data.get("rdet", {})) if isinstance(data, dict) else {}
+
+
+def _check_output(output: Path) -> None:
+    if output.suffix not in (".pkl", ".pth"):
+        raise RdetError(f"{output}: output must end in .pkl (detectron2 format) or .pth")
+    if not output.parent.is_dir():
+        raise RdetError(f"{output.parent}: output directory does not exist")
+
+
+def convert_to_detectron2(src: str | Path, output: str | Path, arch: Optional[str] = None,
+                          verify: bool = True, allow_pickle: bool = False) -> ConversionResult:
+    """Convert ``src`` (checkpoint file or catalog name) into ``output`` (+ ``.yaml``).
+
+    ``verify``: rebuild detectron2's backbone from the emitted config, load the written file
+    through ``DetectionCheckpointer`` and compare res2..res5 with torchvision's layer1..layer4;
+    above :data:`MAX_REL_ERROR` both outputs are removed and an error is raised.
+    """
+    output = Path(output).absolute()
+    _check_output(output)
+    if arch is not None:
+        get_spec(arch)
+    loaded = load_checkpoint(resolve(str(src)), arch=arch, allow_pickle=allow_pickle)
+    spec = get_spec(loaded.arch)
+    if spec.d2 is None:
+        raise ArchError(f"{src}: {loaded.arch} is not convertible: Detectron2 backbones are ResNets "
+                        f"(resnet18/34/50/101, wide_resnet50_2/4, resnext50_32x4d)")
+    meta = {
+        "arch": loaded.arch, "norm": loaded.meta.get("norm"), "eps": loaded.meta.get("eps"),
+        "source": loaded.meta.get("source", str(src)), "format": loaded.meta.get("format"),
+        "mean": list(loaded.meta.get("mean", spec.mean)), "std": list(loaded.meta.get("std", spec.std)),
+        "d2": {"depth": spec.d2.depth, "res2_out_channels": spec.d2.res2_out_channels,
+               "width_per_group": spec.d2.width_per_group, "num_groups": spec.d2.num_groups},
+    }
+    d2_sd = to_detectron2(loaded.state_dict)
+    config = output.with_suffix(".yaml")
+    _write(output, config, d2_sd, meta)
+    err = None
+    if verify:
+        try:
+            err = verify_conversion(loaded.state_dict, loaded.arch, output, config)
+        except BaseException:
+            output.unlink(missing_ok=True)
+            config.unlink(missing_ok=True)
+            raise
+        if not err <= MAX_REL_ERROR:
+            output.unlink(missing_ok=True)
+            config.unlink(missing_ok=True)
+            raise CheckpointError(f"{src}: conversion check failed: detectron2 and torchvision features differ "
+                                  f"by {err:.2e} (relative; limit {MAX_REL_ERROR:g}); nothing written")
+    return ConversionResult(output, config, meta, err)
+
+
+def _write(output: Path, config: Path, d2_sd: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> None:
+    payload = {"__author__": "rdet", "matching_heuristics": True, "rdet": meta}
+    if output.suffix == ".pkl":
+        payload["model"] = {k: v.detach().cpu().numpy() for k, v in d2_sd.items()}
+        with atomic_path(output) as tmp, open(tmp, "wb") as f:
+            pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
+    else:
+        payload["model"] = {k: v.detach().cpu().contiguous() for k, v in d2_sd.items()}
+        torch_save(payload, output)
+    try:
+        with atomic_path(config) as tmp:
+            tmp.write_text(_yaml_text(meta, output))
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
+
+
+def build_d2_backbone(config: Path):
+    """detectron2's ResNet (res2..res5 outputs, FrozenBN) built from a converter .yaml, with the
+    weights its ``MODEL.WEIGHTS`` names loaded through ``DetectionCheckpointer``, as
+    ``model.backbone.bottom_up`` of a wrapper (the name path an FPN model uses)."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.config import get_cfg
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling.backbone.resnet import build_resnet_backbone
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(config))
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+    cfg.MODEL.RESNETS.NORM = "FrozenBN"
+    resnet = build_resnet_backbone(cfg, ShapeSpec(channels=3))
+    holder = torch.nn.Module()
+    holder.backbone = torch.nn.Module()
+    holder.backbone.bottom_up = resnet
+    DetectionCheckpointer(holder).load(cfg.MODEL.WEIGHTS)
+    return cfg, resnet.eval()
+
+
+@torch.no_grad()
+def compare_features(tv_sd: Dict[str, torch.Tensor], arch: str, cfg, d2_resnet, size: int = 64,
+                     seed: int = 0) -> float:
+    """Max over res2..res5 of max|d2 - tv| / max|tv| on one random [0,1] RGB batch."""
+    spec = get_spec(arch)
+    net = spec.builder(1000)
+    net.load_state_dict(tv_sd, strict=True)
+    net.eval()
+    x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    h = net.maxpool(net.relu(net.bn1(net.conv1((x - mean) / std))))
+    tv = {}
+    for i, layer in enumerate([net.layer1, net.layer2, net.layer3, net.layer4], start=2):
+        h = layer(h)
+        tv[f"res{i}"] = h
+    pm = torch.tensor(cfg.MODEL.PIXEL_MEAN).view(1, 3, 1, 1)
+    ps = torch.tensor(cfg.MODEL.PIXEL_STD).view(1, 3, 1, 1)
+    d2 = d2_resnet((x * 255.0 - pm) / ps)
+    return max(float((d2[k] - tv[k]).abs().max() / tv[k].abs().max().clamp_min(1e-12)) for k in tv)
+
+
+def verify_conversion(tv_sd: Dict[str, torch.Tensor], arch: str, weights: Path, config: Path) -> float:
+    cfg, resnet = build_d2_backbone(config)
+    return compare_features(tv_sd, arch, cfg, resnet)
