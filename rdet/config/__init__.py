@@ -5,10 +5,15 @@ from typing import Optional, Sequence
 
 from fvcore.common.config import CfgNode
 
-from rdet.config.defaults import get_pretrain_cfg, get_transfer_cfg
+from rdet.config.defaults import get_evaluate_cfg, get_pretrain_cfg, get_transfer_cfg
 from rdet.errors import ConfigError
 
-__all__ = ["CfgNode", "get_transfer_cfg", "get_pretrain_cfg", "merge_config"]
+# The repository's configs/ (rdet is used from a checkout: pip install -e .)
+from pathlib import Path as _Path
+
+CONFIG_DIR = _Path(__file__).resolve().parents[2] / "configs"
+
+__all__ = ["CfgNode", "get_transfer_cfg", "get_pretrain_cfg", "get_evaluate_cfg", "merge_config", "CONFIG_DIR"]
 
 
 def merge_config(cfg: CfgNode, config_file: Optional[str] = None, opts: Sequence[str] = ()) -> CfgNode:

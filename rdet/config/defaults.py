@@ -77,4 +77,20 @@ def get_pretrain_cfg() -> CN:
     _C.ADV.STEPS = 3
     _C.ADV.STEP_SIZE_FACTOR = 2.0 / 3.0  # step size = factor * eps
     _C.ADV.RANDOM_START = False
+    # Robust accuracy reported at the end of pretraining (stronger than the training attack).
+    _C.ADV.EVAL_STEPS = 10
+    return _C
+
+
+def get_evaluate_cfg() -> CN:
+    """Robust evaluation: PGD with random start, step size 2.5 * eps / steps, best of restarts."""
+    _C = _base()
+    _C.SOLVER.BATCH_SIZE = 256
+    _C.DATA.DATASET = "imagenet"
+    _C.ATTACK = CN()
+    _C.ATTACK.NORM = "l2"
+    _C.ATTACK.EPS = [0.25, 0.5, 1.0]
+    _C.ATTACK.STEPS = 20
+    _C.ATTACK.RESTARTS = 1
+    _C.ATTACK.STEP_SIZE_FACTOR = 0.0  # 0: 2.5 / STEPS
     return _C
