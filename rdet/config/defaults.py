@@ -24,6 +24,7 @@ def _base() -> CN:
     _C.DATA.ROOT = "datasets"  # overridden by $RDET_DATASETS when set
     _C.DATA.CLASSES = []  # keep only these labels (relabelled 0..K-1); [] = all
     _C.DATA.TRAIN_SIZE = 224  # RandomResizedCrop size
+    _C.DATA.CROP_SCALE_MIN = 0.08  # RandomResizedCrop's smallest area fraction (torchvision default)
     _C.DATA.TEST_RESIZE = 256  # Resize before CenterCrop(TRAIN_SIZE)
     _C.DATA.DOWNSCALE = 0  # >0: Resize(DOWNSCALE) first (appendix A.3 uses 32)
     _C.DATA.NUM_WORKERS = 2

@@ -9,9 +9,9 @@ def _rgb(img):
     return img.convert("RGB")  # greyscale datasets (Fashion-MNIST, digits, some Caltech images)
 
 
-def train_transform(size: int = 224, downscale: int = 0) -> T.Compose:
+def train_transform(size: int = 224, downscale: int = 0, scale_min: float = 0.08) -> T.Compose:
     pre = [T.Resize(downscale)] if downscale else []
-    return T.Compose([T.Lambda(_rgb), *pre, T.RandomResizedCrop(size), T.RandomHorizontalFlip(), T.ToTensor()])
+    return T.Compose([T.Lambda(_rgb), *pre, T.RandomResizedCrop(size, scale=(scale_min, 1.0)), T.RandomHorizontalFlip(), T.ToTensor()])
 
 
 def test_transform(size: int = 224, resize: int = 256, downscale: int = 0) -> T.Compose:
@@ -21,4 +21,4 @@ def test_transform(size: int = 224, resize: int = 256, downscale: int = 0) -> T.
 
 def transforms_from_cfg(cfg):
     d = cfg.DATA
-    return (train_transform(d.TRAIN_SIZE, d.DOWNSCALE), test_transform(d.TRAIN_SIZE, d.TEST_RESIZE, d.DOWNSCALE))
+    return (train_transform(d.TRAIN_SIZE, d.DOWNSCALE, d.CROP_SCALE_MIN), test_transform(d.TRAIN_SIZE, d.TEST_RESIZE, d.DOWNSCALE))
