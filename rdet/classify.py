@@ -24,7 +24,7 @@ import torch
 from rdet.cli import run_cli
 from rdet.config import CONFIG_DIR, get_transfer_cfg, merge_config
 from rdet.data.classification import get_dataset_entry
-from rdet.engine import (LAST, build_loader, build_optimizer, build_scheduler, evaluate, load_state, resume_point,
+from rdet.engine import (LAST, apply_bn_mode, prepare_bn, build_loader, build_optimizer, build_scheduler, evaluate, load_state, resume_point,
                          save_state, setup_runtime, train_one_epoch)
 from rdet.engine.datasets import datasets_from_cfg
 from rdet.records import write_record
@@ -40,11 +40,11 @@ def run(cfg, resume: bool = False) -> Dict[str, Any]:
     rt = setup_runtime(cfg)
     torch.manual_seed(cfg.SEED)
     out = Path(cfg.OUTPUT_DIR)
-    out.mkdir(parents=True, exist_ok=True)
     train_ds, test_ds, num_classes, note = datasets_from_cfg(cfg)
     model, bmeta = build_transfer_model(cfg, num_classes)
+    out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be good
     mode = cfg.TRANSFER.MODE
-    rt.prepare(model)
+    model = rt.prepare(prepare_bn(model, cfg.MODEL.BN, rt))
     cached = mode == "fixed" and cfg.TRANSFER.CACHE_FEATURES and not rt.distributed
     if rt.is_main:
         print(f"transfer {cfg.MODEL.ARCH} ({bmeta['source']}) -> {cfg.DATA.DATASET}: {mode}-{'feature' if mode == 'fixed' else 'network'}"
@@ -100,6 +100,7 @@ def _run_epochs(model, train_ds, test_ds, num_classes, cfg, rt, out: Path, resum
     for epoch in range(first, cfg.SOLVER.EPOCHS):
         train_loader.sampler.set_epoch(epoch)
         set_train_mode(ddp, mode)
+        apply_bn_mode(ddp, cfg.MODEL.BN)
         stats = train_one_epoch(ddp, train_loader, optimizer, rt, epoch, writer=writer, scaler=scaler,
                                 log_every=cfg.RUNTIME.LOG_EVERY, desc="transfer")
         scheduler.step()

@@ -24,7 +24,7 @@ from rdet.attacks import NORMS, make_perturb
 from rdet.backbones import create_classifier
 from rdet.cli import run_cli
 from rdet.config import CONFIG_DIR, get_pretrain_cfg, merge_config
-from rdet.engine import (FINAL, LAST, build_loader, build_optimizer, build_scheduler, evaluate, load_state,
+from rdet.engine import (FINAL, LAST, apply_bn_mode, prepare_bn, build_loader, build_optimizer, build_scheduler, evaluate, load_state,
                          rdet_checkpoint, resume_point, save_state, setup_runtime, train_one_epoch)
 from rdet.engine.datasets import datasets_from_cfg
 from rdet.errors import ConfigError
@@ -48,7 +48,7 @@ def run(cfg, resume: bool = False) -> Dict[str, Any]:
     torch.manual_seed(cfg.SEED)
     out = Path(cfg.OUTPUT_DIR)
     train_ds, test_ds, num_classes, note = datasets_from_cfg(cfg)
-    model = rt.prepare(create_classifier(cfg.MODEL.ARCH, num_classes))
+    model = rt.prepare(prepare_bn(create_classifier(cfg.MODEL.ARCH, num_classes), cfg.MODEL.BN, rt))
     ddp = rt.wrap_ddp(model)
     optimizer = build_optimizer(model.parameters(), cfg)
     scheduler = build_scheduler(optimizer, cfg)
@@ -74,6 +74,7 @@ def run(cfg, resume: bool = False) -> Dict[str, Any]:
     for epoch in range(first, cfg.SOLVER.EPOCHS):
         train_loader.sampler.set_epoch(epoch)
         ddp.train()
+        apply_bn_mode(ddp, cfg.MODEL.BN)
         stats = train_one_epoch(ddp, train_loader, optimizer, rt, epoch, perturb=perturb, writer=writer,
                                 scaler=None, log_every=cfg.RUNTIME.LOG_EVERY, desc="pretrain")
         scheduler.step()

@@ -40,3 +40,29 @@ def fashion_mnist_root(data_root):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def digits_pretrained(tmp_path_factory):
+    """A ResNet-18 pretrained (standard) on digits at 16px by rdet.pretrain: (record, output dir)."""
+    from helpers import digits_pretrain_cfg
+
+    from rdet import pretrain
+
+    out = tmp_path_factory.mktemp("digits_std")
+    return pretrain.run(digits_pretrain_cfg(out, eps=0.0, epochs=4)), out
+
+
+@pytest.fixture(scope="session")
+def trained_digits(digits_pretrained):
+    """(model in eval mode, 64 test images, labels) from the digits-pretrained ResNet-18."""
+    from rdet.backbones import create_classifier
+    from rdet.data.offline import digits_dataset
+    from rdet.data.transforms import test_transform
+
+    _, out = digits_pretrained
+    model = create_classifier("resnet18", 10, weights=str(out / "model_final.pth")).eval()
+    ds = digits_dataset(False, transform=test_transform(16, 16))
+    x = torch.stack([ds[i][0] for i in range(64)])
+    y = torch.tensor([ds[i][1] for i in range(64)])
+    return model, x, y

@@ -74,6 +74,14 @@ def test_equivalence_from_robustness_layout(tmp_path, arch, r50):
     assert not any(k.startswith(("fc.", "normalizer", "attacker")) or "num_batches" in k for k in data["model"])
 
 
+def test_rdet_checkpoint_with_small_head(tmp_path):
+    sd = _random_resnet_sd("resnet18")
+    sd["fc.weight"], sd["fc.bias"] = torch.randn(5, 512), torch.randn(5)
+    torch.save({"model": sd, "rdet": {"arch": "resnet18", "norm": "l2", "eps": 0.5}}, tmp_path / "m.pth")
+    res = convert_to_detectron2(tmp_path / "m.pth", tmp_path / "m.pkl")
+    assert res.max_rel_error < 1e-4 and res.meta["eps"] == 0.5
+
+
 def test_emitted_config_is_torchvision_geometry(r50):
     import yaml
 

@@ -18,12 +18,14 @@ def _base() -> CN:
     _C.MODEL.ARCH = "resnet18"  # a registry name (rdet.backbones.list_backbones())
     _C.MODEL.WEIGHTS = ""  # "" = random init; a catalog name or a checkpoint file
     _C.MODEL.ALLOW_PICKLE = False  # read checkpoints with full unpickling (trusted files only)
+    _C.MODEL.BN = "train"  # train | frozen | sync (rdet/engine/batchnorm.py)
 
     _C.DATA = CN()
     _C.DATA.DATASET = "fashion_mnist"
     _C.DATA.ROOT = "datasets"  # overridden by $RDET_DATASETS when set
     _C.DATA.CLASSES = []  # keep only these labels (relabelled 0..K-1); [] = all
     _C.DATA.TRAIN_SIZE = 224  # RandomResizedCrop size
+    _C.DATA.AUGMENT = True  # False: train on the test transform (deterministic inputs)
     _C.DATA.CROP_SCALE_MIN = 0.08  # RandomResizedCrop's smallest area fraction (torchvision default)
     _C.DATA.TEST_RESIZE = 256  # Resize before CenterCrop(TRAIN_SIZE)
     _C.DATA.DOWNSCALE = 0  # >0: Resize(DOWNSCALE) first (appendix A.3 uses 32)

@@ -21,4 +21,5 @@ def test_transform(size: int = 224, resize: int = 256, downscale: int = 0) -> T.
 
 def transforms_from_cfg(cfg):
     d = cfg.DATA
-    return (train_transform(d.TRAIN_SIZE, d.DOWNSCALE, d.CROP_SCALE_MIN), test_transform(d.TRAIN_SIZE, d.TEST_RESIZE, d.DOWNSCALE))
+    test = test_transform(d.TRAIN_SIZE, d.TEST_RESIZE, d.DOWNSCALE)
+    return (train_transform(d.TRAIN_SIZE, d.DOWNSCALE, d.CROP_SCALE_MIN) if d.AUGMENT else test), test

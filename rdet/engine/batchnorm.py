@@ -1,0 +1,33 @@
+"""BatchNorm policy while training (``MODEL.BN``).
+
+* ``train``: ordinary BN, batch statistics per process (the paper's setting; with DDP each
+  process normalises with its own share of the batch).
+* ``frozen``: BN layers always use their running statistics (their affine weights still train);
+  the result no longer depends on how the batch is split across processes.
+* ``sync``: ``SyncBatchNorm`` across processes; PyTorch implements it for GPUs only.
+"""
+from __future__ import annotations
+
+import torch
+
+from rdet.errors import ConfigError
+
+BN_POLICIES = ("train", "frozen", "sync")
+
+
+def prepare_bn(model: torch.nn.Module, policy: str, rt) -> torch.nn.Module:
+    if policy not in BN_POLICIES:
+        raise ConfigError(f"MODEL.BN must be one of {', '.join(BN_POLICIES)}, not {policy!r}")
+    if policy == "sync" and rt.distributed:
+        if rt.device.type == "cpu":
+            raise ConfigError("MODEL.BN sync needs GPUs (PyTorch's SyncBatchNorm); use train or frozen on CPU")
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+def apply_bn_mode(model: torch.nn.Module, policy: str) -> None:
+    """Call after ``model.train()``: puts BN layers in eval mode under the ``frozen`` policy."""
+    if policy == "frozen":
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()

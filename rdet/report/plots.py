@@ -1,0 +1,72 @@
+"""PNG plots (matplotlib, Agg backend: no display needed)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+from rdet.atomic import atomic_path
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    return path
+
+
+def plot_eps_curves(curves: Dict[Tuple[str, str, str], List[Tuple[float, float]]], paper: Dict, out_dir: Path) -> List[Path]:
+    """One figure per dataset: accuracy vs eps for each (mode, arch); the paper's curve dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for ds in sorted({k[0] for k in curves}):
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for (d, mode, arch), pts in sorted(curves.items()):
+            if d != ds:
+                continue
+            xs = list(range(len(pts)))
+            line, = ax.plot(xs, [a for _, a in pts], "o-", label=f"rdet {mode} {arch}")
+            ax.set_xticks(xs, [f"{e:g}" for e, _ in pts])
+            ref = paper.get((d, mode, arch))
+            if ref:
+                eps_to_x = {e: i for i, (e, _) in enumerate(pts)}
+                common = [(eps_to_x[e], a) for e, a in ref if e in eps_to_x]
+                if common:
+                    ax.plot([c[0] for c in common], [c[1] for c in common], "--", color=line.get_color(),
+                            label=f"paper {mode} {arch}")
+        ax.set_xlabel("eps (robustness of the source model)")
+        ax.set_ylabel("transfer accuracy (%)")
+        ax.set_title(ds)
+        ax.legend(fontsize=7)
+        paths.append(_save(fig, out_dir / f"eps_curve_{ds}.png"))
+        plt.close(fig)
+    return paths
+
+
+def plot_detection(rows: List[Dict], out_dir: Path) -> List[Path]:
+    """Figure 4 style: grouped bars, standard vs best robust, rdet and (where known) the paper."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if r["standard"] is not None or r["robust"] is not None]
+    if not rows:
+        return []
+    fig, ax = plt.subplots(figsize=(max(4, 1.8 * len(rows)), 3.5))
+    labels = [f"{r['dataset']}\n{r['metric']} ({r['schedule']})" for r in rows]
+    xs = range(len(rows))
+    w = 0.2
+    series = [("rdet standard", "standard"), ("rdet robust", "robust"),
+              ("paper standard", "paper_standard"), ("paper robust", "paper_robust")]
+    for i, (name, key) in enumerate(series):
+        vals = [r[key] if r[key] is not None else 0 for r in rows]
+        ax.bar([x + (i - 1.5) * w for x in xs], vals, w, label=name)
+    ax.set_xticks(list(xs), labels, fontsize=7)
+    ax.set_ylabel("AP")
+    ax.legend(fontsize=7)
+    path = _save(fig, out_dir / "detection_ap.png")
+    plt.close(fig)
+    return [path]

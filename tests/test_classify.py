@@ -1,0 +1,87 @@
+"""Transfer: fixed-feature leaves the backbone bit-identical (weights and BN buffers), full-network
+changes it, the cached-feature path beats chance clearly, resume works, bad input fails cleanly."""
+import subprocess
+import sys
+
+import pytest
+import torch
+from helpers import digits_transfer_cfg
+
+from rdet import classify
+from rdet.engine import LAST
+
+
+def _body(path):
+    sd = torch.load(path, weights_only=True)["model"]
+    return {k: v for k, v in sd.items() if not k.startswith("fc.")}
+
+
+@pytest.fixture(scope="module")
+def weights(digits_pretrained):
+    return digits_pretrained[1] / "model_final.pth"
+
+
+def test_fixed_leaves_backbone_bit_identical(tmp_path, weights):
+    cfg = digits_transfer_cfg(tmp_path, "fixed", weights, epochs=2,
+                              extra=["TRANSFER.CACHE_FEATURES", "False", "DATA.MAX_TRAIN", "256"])
+    classify.run(cfg)
+    before, after = _body(weights), _body(tmp_path / LAST)
+    assert set(before) == set(after) and any("running_mean" in k for k in after)
+    for k in before:
+        assert torch.equal(before[k], after[k]), k
+
+
+def test_full_changes_backbone(tmp_path, weights):
+    cfg = digits_transfer_cfg(tmp_path, "full", weights, epochs=1, extra=["DATA.MAX_TRAIN", "256"])
+    classify.run(cfg)
+    before, after = _body(weights), _body(tmp_path / LAST)
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert "conv1.weight" in changed and "layer4.1.bn2.running_mean" in changed
+
+
+def test_cached_fixed_feature_beats_chance(tmp_path, weights):
+    rec = classify.run(digits_transfer_cfg(tmp_path, "fixed", weights, epochs=10, lr=0.01,
+                                           extra=["TRANSFER.CACHE_VIEWS", "2"]))
+    assert rec["path"] == "cached-features" and rec["metric"] == "top1"
+    assert rec["value"] > 60, rec["value"]  # 10 classes: chance is 10%
+    assert (tmp_path / "result.json").is_file()
+
+
+def test_resume_after_kill(tmp_path, weights, monkeypatch):
+    extra = ["DATA.MAX_TRAIN", "192", "DATA.MAX_TEST", "64", "SOLVER.LR_STEP_EPOCHS", "1"]
+    full = classify.run(digits_transfer_cfg(tmp_path / "a", "full", weights, epochs=3, extra=extra))
+    real, calls = classify.train_one_epoch, []
+
+    def dying(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed in epoch 2
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(classify, "train_one_epoch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        classify.run(digits_transfer_cfg(tmp_path / "b", "full", weights, epochs=3, extra=extra))
+    assert not (tmp_path / "b" / "result.json").exists()
+    monkeypatch.setattr(classify, "train_one_epoch", real)
+    resumed = classify.run(digits_transfer_cfg(tmp_path / "b", "full", weights, epochs=3, extra=extra), resume=True)
+    state = torch.load(tmp_path / "b" / LAST, weights_only=True)
+    assert state["epoch"] == 2 and state["scheduler"]["last_epoch"] == 3
+    a, b = _body(tmp_path / "a" / LAST), _body(tmp_path / "b" / LAST)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert resumed["value"] == pytest.approx(full["value"])
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--dataset", "cifar10", "--data-root", "/nonexistent"], "cifar-10-batches-py"),
+    (["--dataset", "nope"], "unknown dataset"),
+    (["--dataset", "digits", "--weights", "/nonexistent.pth"], "no such file"),
+    (["--dataset", "digits", "--arch", "resnet9"], "unknown architecture"),
+])
+def test_bad_inputs(tmp_path, args, match):
+    out = tmp_path / "o"
+    proc = subprocess.run([sys.executable, "-m", "rdet.classify", *args, "--output-dir", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and match in lines[0], proc.stderr
+    assert not (out / "result.json").exists()

@@ -1,0 +1,80 @@
+"""Adversarial pretraining: robust models resist PGD, checkpoints load through the registry and
+resume continues epochs and lr schedule exactly."""
+import subprocess
+import sys
+
+import pytest
+import torch
+from helpers import digits_pretrain_cfg
+
+from rdet import pretrain
+from rdet.attacks import make_perturb
+from rdet.backbones import create_classifier, load_checkpoint
+from rdet.engine import build_loader, evaluate, setup_runtime
+from rdet.engine.datasets import datasets_from_cfg
+
+EPS = 0.1  # Linf, on 16x16 digits
+
+
+def _pgd_accuracy(cfg, weights):
+    rt = setup_runtime(cfg)
+    _, test, n, _ = datasets_from_cfg(cfg)
+    model = create_classifier("resnet18", n, weights=str(weights))
+    attack = make_perturb(EPS, "linf", steps=10, rand_init=True)
+    return evaluate(model, build_loader(test, cfg, rt, train=False), rt, n, perturb=attack)["top1"]
+
+
+def test_adversarial_training_is_more_robust(tmp_path, digits_pretrained):
+    std_rec, std_out = digits_pretrained
+    cfg = digits_pretrain_cfg(tmp_path / "adv", eps=EPS, norm="linf", epochs=4)
+    adv_rec = pretrain.run(cfg)
+    assert adv_rec["robust_top1"] is not None and adv_rec["value"] > 50
+    std_robust = _pgd_accuracy(cfg, std_out / "model_final.pth")
+    adv_robust = _pgd_accuracy(cfg, tmp_path / "adv" / "model_final.pth")
+    assert adv_robust > std_robust + 15, (std_robust, adv_robust)
+
+
+def test_checkpoint_loads_through_registry(digits_pretrained):
+    rec, out = digits_pretrained
+    loaded = load_checkpoint(out / "model_final.pth")
+    assert loaded.arch == "resnet18" and loaded.meta["format"] == "rdet" and loaded.meta["eps"] == 0.0
+    model = create_classifier("resnet18", 10, weights=str(out / "model_final.pth"))
+    assert torch.equal(model.body.conv1.weight, loaded.state_dict["conv1.weight"])
+    assert rec["value"] > 60  # clearly above 10% chance
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_continues_epochs_and_schedule(tmp_path, monkeypatch):
+    extra = ["DATA.MAX_TRAIN", "320", "DATA.MAX_TEST", "64", "SOLVER.LR_STEP_EPOCHS", "1"]
+    full = pretrain.run(digits_pretrain_cfg(tmp_path / "full", eps=EPS, epochs=3, extra=extra))
+    real = pretrain.train_one_epoch
+    calls = []
+
+    def dying(*args, **kwargs):
+        calls.append(kwargs.get("epoch", args[4] if len(args) > 4 else None))
+        if len(calls) == 3:
+            raise _Killed  # killed during the third epoch
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pretrain, "train_one_epoch", dying)
+    with pytest.raises(_Killed):
+        pretrain.run(digits_pretrain_cfg(tmp_path / "resumed", eps=EPS, epochs=3, extra=extra))
+    state = torch.load(tmp_path / "resumed" / "last_checkpoint.pth", weights_only=True)
+    assert state["epoch"] == 1 and state["scheduler"]["last_epoch"] == 2
+    monkeypatch.setattr(pretrain, "train_one_epoch", real)
+    resumed = pretrain.run(digits_pretrain_cfg(tmp_path / "resumed", eps=EPS, epochs=3, extra=extra), resume=True)
+    a = torch.load(tmp_path / "full" / "model_final.pth", weights_only=True)["model"]
+    b = torch.load(tmp_path / "resumed" / "model_final.pth", weights_only=True)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert resumed["value"] == pytest.approx(full["value"])
+
+
+def test_bad_input_cli(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "rdet.pretrain", "--dataset", "digits", "--norm", "l2",
+                           "--output-dir", str(tmp_path / "o"), "ADV.STEPS"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
