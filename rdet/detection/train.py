@@ -102,7 +102,10 @@ def train_worker(config_file: str, opts: Sequence[str], resume: bool, eval_only:
     else:
         trainer = Trainer(cfg)
         trainer.resume_or_load(resume=resume)
-        results = trainer.train() or {}
+        trainer.train()
+        # DefaultTrainer's final EvalHook keeps its results here (train() returns them only when
+        # TEST.EXPECTED_RESULTS is set); no test set configured -> no results.
+        results = getattr(trainer, "_last_eval_results", None) or {}
     record = make_record(cfg, results, time.time() - start)
     if comm.is_main_process():
         write_record(Path(cfg.OUTPUT_DIR), record)

@@ -1,0 +1,110 @@
+"""Cell kinds: how one cell of a study calls the library. ``CELL_KINDS`` is an fvcore registry of
+functions ``run(cell, study) -> None``; each leaves ``result.json`` in the cell's folder when the
+cell is complete (the runner's only test of "done") and resumes a half-done cell."""
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from fvcore.common.registry import Registry
+
+from rdet.config import get_pretrain_cfg, get_transfer_cfg, merge_config
+from rdet.errors import ConfigError
+from rdet.records import read_record, write_record
+
+CELL_KINDS = Registry("STUDY_CELL")
+CELL_KINDS.__doc__ = "Functions run(cell, study) that execute one study cell and write its result.json."
+
+
+def _resolve(study, path):
+    """Config paths in a study are relative to the study file, else to the working directory."""
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_absolute() and not p.exists() and (study.path.parent / p).exists():
+        return str(study.path.parent / p)
+    return str(p)
+
+
+def _backbone_weights(study, params) -> str:
+    if params.get("producer"):
+        return str(Path(study.output_dir) / params["producer"] / "model_final.pth")
+    return params["weights"]
+
+
+@CELL_KINDS.register()
+def command(cell, study):
+    out = cell.output_dir(study.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    proc = subprocess.run(cell.params["run"], shell=True, cwd=out)
+    if proc.returncode:
+        raise ConfigError(f"study cell {cell.name}: command exited {proc.returncode}: {cell.params['run']}")
+    write_record(out, {"task": "command", "name": cell.name, "wall_time_s": time.time() - start})
+
+
+@CELL_KINDS.register()
+def pretrain(cell, study):
+    from rdet import pretrain as pretrain_mod
+
+    p = cell.params
+    cfg = merge_config(get_pretrain_cfg(), _resolve(study, p["config"]), p["opts"])
+    merge_config(cfg, None, ["ADV.EPS", str(p["eps"]), "ADV.NORM", p["norm"],
+                             "OUTPUT_DIR", str(cell.output_dir(study.output_dir))])
+    pretrain_mod.run(cfg, resume=True)
+
+
+@CELL_KINDS.register()
+def classify(cell, study):
+    from rdet import classify as classify_mod
+
+    p = cell.params
+    cfg = merge_config(get_transfer_cfg(), _resolve(study, p["config"]), p["opts"])
+    merge_config(cfg, None, ["DATA.DATASET", p["dataset"], "TRANSFER.MODE", p["mode"], "SOLVER.BASE_LR",
+                             str(p["lr"]), "SEED", str(p["seed"]), "MODEL.WEIGHTS", _backbone_weights(study, p),
+                             "OUTPUT_DIR", str(cell.output_dir(study.output_dir))])
+    classify_mod.run(cfg, resume=True)
+
+
+@CELL_KINDS.register()
+def convert(cell, study):
+    from rdet.convert import convert_to_detectron2
+
+    out = cell.output_dir(study.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    res = convert_to_detectron2(_backbone_weights(study, cell.params), out / "backbone.pkl")
+    write_record(out, {"task": "convert", "backbone": {k: res.meta.get(k) for k in ("arch", "norm", "eps", "source")},
+                       "weights": str(res.weights), "config": str(res.config), "max_rel_error": res.max_rel_error,
+                       "wall_time_s": time.time() - start})
+
+
+@CELL_KINDS.register()
+def detect(cell, study):
+    from rdet.detection import run as detection_run
+
+    p = cell.params
+    conv = read_record(Path(study.output_dir) / p["convert"] / "result.json")
+    if conv["backbone"]["arch"] not in ("resnet50", "resnet101") and "C4" in Path(p["config"]).stem.upper():
+        raise ConfigError(f"{cell.name}: R-C4 needs a Bottleneck ResNet, not {conv['backbone']['arch']}")
+    opts = list(p["opts"]) + _geometry_opts(conv["config"]) + [
+        "MODEL.WEIGHTS", conv["weights"], "OUTPUT_DIR", str(cell.output_dir(study.output_dir))]
+    detection_run(_resolve(study, p["config"]), opts, resume=True)
+
+
+def _geometry_opts(converter_yaml: str):
+    """The converter's backbone settings (depth, widths, mean/std) as KEY VALUE overrides, so a
+    detection config written for R50 runs the backbone it is given."""
+    import yaml
+
+    y = yaml.safe_load(Path(converter_yaml).read_text())
+    r = y["MODEL"]["RESNETS"]
+    opts = ["MODEL.PIXEL_MEAN", str(y["MODEL"]["PIXEL_MEAN"]), "MODEL.PIXEL_STD", str(y["MODEL"]["PIXEL_STD"])]
+    for k in ("DEPTH", "RES2_OUT_CHANNELS", "WIDTH_PER_GROUP", "NUM_GROUPS"):
+        opts += [f"MODEL.RESNETS.{k}", str(r[k])]
+    return opts
+
+
+def run_cell(cell, study) -> None:
+    CELL_KINDS.get(cell.kind)(cell, study)
