@@ -50,7 +50,7 @@ def digits_pretrained(tmp_path_factory):
     from rdet import pretrain
 
     out = tmp_path_factory.mktemp("digits_std")
-    return pretrain.run(digits_pretrain_cfg(out, eps=0.0, epochs=4)), out
+    return pretrain.run(digits_pretrain_cfg(out, eps=0.0, epochs=6)), out
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from rdet.backbones import create_classifier, load_checkpoint
 from rdet.engine import build_loader, evaluate, setup_runtime
 from rdet.engine.datasets import datasets_from_cfg
 
-EPS = 0.1  # Linf, on 16x16 digits
+EPS = 0.05  # Linf, on 16x16 digits
 
 
 def _pgd_accuracy(cfg, weights):
@@ -26,7 +26,7 @@ def _pgd_accuracy(cfg, weights):
 
 def test_adversarial_training_is_more_robust(tmp_path, digits_pretrained):
     std_rec, std_out = digits_pretrained
-    cfg = digits_pretrain_cfg(tmp_path / "adv", eps=EPS, norm="linf", epochs=4)
+    cfg = digits_pretrain_cfg(tmp_path / "adv", eps=EPS, norm="linf", epochs=6)
     adv_rec = pretrain.run(cfg)
     assert adv_rec["robust_top1"] is not None and adv_rec["value"] > 50
     std_robust = _pgd_accuracy(cfg, std_out / "model_final.pth")

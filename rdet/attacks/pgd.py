@@ -44,6 +44,15 @@ def random_start(x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
     return (x + delta).clamp(0.0, 1.0)
 
 
+def _input_grad(model, x, y, autocast):
+    """Per-sample losses and their gradient w.r.t. ``x`` (autograd on even under no_grad)."""
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        losses, _ = _losses(model, x, y, autocast)
+        (grad,) = torch.autograd.grad(losses.sum(), x)
+    return losses.detach(), grad
+
+
 def _losses(model, x, y, autocast) -> torch.Tensor:
     with autocast():
         logits = model(x)
@@ -75,12 +84,9 @@ def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, no
         x_adv = random_start(x, eps, norm) if (rand_init or r > 0) else x.clone()
         run_best, run_score = x_adv, None
         for _ in range(steps):
-            x_adv.requires_grad_(True)
-            losses, _ = _losses(net, x_adv, y, autocast)
-            (grad,) = torch.autograd.grad(losses.sum(), x_adv)
-            x_adv = x_adv.detach()
+            losses, grad = _input_grad(net, x_adv, y, autocast)
             if keep_best:
-                run_best, run_score = _keep(run_best, run_score, x_adv, sign * losses.detach())
+                run_best, run_score = _keep(run_best, run_score, x_adv, sign * losses)
             grad = sign * grad
             if norm == "l2":
                 x_adv = x_adv + step * grad / _per_sample_norm(grad).clamp_min(1e-12)
