@@ -18,12 +18,18 @@ CELL_KINDS.__doc__ = "Functions run(cell, study) that execute one study cell and
 
 
 def _resolve(study, path):
-    """Config paths in a study are relative to the study file, else to the working directory."""
+    """A config path in a study: as given if it exists (relative to the working directory), else
+    relative to the study file, else to rdet's checkout (so ``configs/...`` works from anywhere)."""
+    from rdet.config import CONFIG_DIR
+
     if path is None:
         return None
     p = Path(path)
-    if not p.is_absolute() and not p.exists() and (study.path.parent / p).exists():
-        return str(study.path.parent / p)
+    if p.is_absolute() or p.exists():
+        return str(p)
+    for base in (study.path.parent, CONFIG_DIR.parent):
+        if (base / p).exists():
+            return str(base / p)
     return str(p)
 
 

@@ -1,0 +1,62 @@
+"""DDP through torchrun on CPU (gloo): two processes with half the batch each reproduce one process
+with the whole batch, for full-network transfer and for adversarial pretraining.
+
+Exactness needs the same inputs and the same normalisation in both runs, so the runs use
+deterministic inputs (DATA.AUGMENT False: random crops draw from each process's own RNG) and
+MODEL.BN frozen (per-process BatchNorm batch statistics differ from whole-batch ones, and
+SyncBatchNorm is GPU-only in PyTorch)."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from rdet.engine import LAST, ShardSampler
+
+COMMON = ["DATA.DATASET", "digits", "DATA.TRAIN_SIZE", "16", "DATA.TEST_RESIZE", "16", "DATA.NUM_WORKERS", "0",
+          "DATA.AUGMENT", "False", "DATA.MAX_TRAIN", "256", "DATA.MAX_TEST", "128", "MODEL.BN", "frozen",
+          "SOLVER.BATCH_SIZE", "64", "SOLVER.EPOCHS", "1", "MODEL.ARCH", "resnet18"]
+
+
+def _torchrun(nproc, module, args, timeout=300):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", module,
+           *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _assert_same_weights(a, b):
+    sa = torch.load(a / LAST, weights_only=True)["model"]
+    sb = torch.load(b / LAST, weights_only=True)["model"]
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+@pytest.mark.timeout(600)
+def test_two_process_full_network_matches_one(tmp_path, digits_pretrained):
+    weights = digits_pretrained[1] / "model_final.pth"
+    base = ["--dataset", "digits", "--mode", "full", "--weights", str(weights)] + COMMON + ["SOLVER.BASE_LR", "0.05"]
+    for n in (1, 2):
+        _torchrun(n, "rdet.classify", base[:6] + ["--output-dir", str(tmp_path / f"p{n}")] + base[6:])
+    _assert_same_weights(tmp_path / "p1", tmp_path / "p2")
+    start = torch.load(weights, weights_only=True)["model"]["layer1.0.conv1.weight"]
+    assert not torch.equal(start, torch.load(tmp_path / "p1" / LAST, weights_only=True)["model"]["layer1.0.conv1.weight"])
+    import json
+
+    r1, r2 = (json.loads((tmp_path / f"p{n}" / "result.json").read_text()) for n in (1, 2))
+    assert r1["value"] == pytest.approx(r2["value"])  # sharded evaluation counts every test image once
+
+
+@pytest.mark.timeout(600)
+def test_two_process_adversarial_pretraining_matches_one(tmp_path):
+    for n in (1, 2):
+        _torchrun(n, "rdet.pretrain", ["--dataset", "digits", "--eps", "0.05", "--norm", "linf", "--output-dir",
+                                       str(tmp_path / f"p{n}")] + COMMON + ["SOLVER.BASE_LR", "0.05", "ADV.EVAL_STEPS", "2"])
+    _assert_same_weights(tmp_path / "p1", tmp_path / "p2")
+
+
+def test_shard_sampler_covers_each_index_once():
+    shards = [list(ShardSampler(10, r, 3)) for r in range(3)]
+    assert sorted(i for s in shards for i in s) == list(range(10))
