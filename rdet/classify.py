@@ -24,8 +24,8 @@ import torch
 from rdet.cli import run_cli
 from rdet.config import CONFIG_DIR, get_transfer_cfg, merge_config
 from rdet.data.classification import get_dataset_entry
-from rdet.engine import (LAST, apply_bn_mode, prepare_bn, build_loader, build_optimizer, build_scheduler, evaluate, load_state, resume_point,
-                         save_state, setup_runtime, train_one_epoch)
+from rdet.engine import (LAST, apply_bn_mode, build_loader, build_optimizer, build_scheduler, evaluate, load_state,
+                         prepare_bn, resume_point, save_state, setup_runtime, train_one_epoch)
 from rdet.engine.datasets import datasets_from_cfg
 from rdet.records import write_record
 from rdet.transfer import (build_transfer_model, evaluate_features, extract_features, set_train_mode,

@@ -24,8 +24,9 @@ from rdet.attacks import NORMS, make_perturb
 from rdet.backbones import create_classifier
 from rdet.cli import run_cli
 from rdet.config import CONFIG_DIR, get_pretrain_cfg, merge_config
-from rdet.engine import (FINAL, LAST, apply_bn_mode, prepare_bn, build_loader, build_optimizer, build_scheduler, evaluate, load_state,
-                         rdet_checkpoint, resume_point, save_state, setup_runtime, train_one_epoch)
+from rdet.engine import (FINAL, LAST, apply_bn_mode, build_loader, build_optimizer, build_scheduler, evaluate,
+                         load_state, prepare_bn, rdet_checkpoint, resume_point, save_state, setup_runtime,
+                         train_one_epoch)
 from rdet.engine.datasets import datasets_from_cfg
 from rdet.errors import ConfigError
 from rdet.records import write_record

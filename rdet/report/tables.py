@@ -37,13 +37,23 @@ def _arch(rec) -> str:
     return rec.get("backbone", {}).get("arch") or "?"
 
 
+def dataset_label(rec) -> str:
+    """The dataset name, with the class subset when the run used one (``fashion_mnist[5-9]``)."""
+    classes = rec.get("classes") or []
+    if not classes:
+        return rec["dataset"]
+    c = [int(x) for x in classes]
+    span = f"{c[0]}-{c[-1]}" if c == list(range(c[0], c[-1] + 1)) else ",".join(map(str, c))
+    return f"{rec['dataset']}[{span}]"
+
+
 def configurations(records: Iterable[Dict]) -> Dict[Tuple[str, str, str], List[Cell]]:
     """``{(dataset, mode, arch): [Cell per (norm, eps, lr)]}`` for classification records."""
     groups = defaultdict(list)
     for r in records:
         if r.get("task") != "classification":
             continue
-        key = (r["dataset"], r["mode"], _arch(r), r.get("backbone", {}).get("norm"), _eps(r), r.get("lr"))
+        key = (dataset_label(r), r["mode"], _arch(r), r.get("backbone", {}).get("norm"), _eps(r), r.get("lr"))
         groups[key].append(float(r["value"]))
     out = defaultdict(list)
     for (ds, mode, arch, norm, eps, lr), vals in groups.items():
@@ -57,6 +67,7 @@ def best(cells: List[Cell], robust: bool) -> Optional[Cell]:
 
 
 def paper_name(dataset: str) -> Optional[str]:
+    """The paper's name of an rdet dataset label (None for class subsets and offline sets)."""
     from rdet.data.classification import DATASET_CATALOG
 
     entry = DATASET_CATALOG.get(dataset)

@@ -24,6 +24,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     study = run_study(args.study)
     if not args.no_report:
         rep = build_report(study.output_dir)
+        if study.description:
+            print(study.description + "\n")
         print(rep["markdown"])
         print("report files: " + ", ".join(str(x) for x in list(rep["paths"].values()) + rep["plots"]))
     print(f"study finished in {time.time() - start:.0f} s; results under {study.output_dir}")

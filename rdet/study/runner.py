@@ -89,6 +89,8 @@ def run_study(path: str | Path) -> Study:
     study = load_study(path)
     _log(f"{study.path}: {len(study.cells)} cells (+ follow-ups), output in {study.output_dir}, "
          f"executor {study.executor}")
+    if study.description:
+        print(study.description, flush=True)
     Path(study.output_dir).mkdir(parents=True, exist_ok=True)
     done = 0
     for stage in STAGES[:-1]:

@@ -64,6 +64,10 @@ class Study:
     detection: List[Dict[str, Any]]
     raw: Dict[str, Any]
 
+    @property
+    def description(self) -> str:
+        return str(self.raw.get("description", "")).strip()
+
 
 def _need(d: Dict, key: str, where: str):
     if key not in d:
