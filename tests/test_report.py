@@ -41,6 +41,15 @@ def test_best_over_eps_and_lr_averages_seeds_first():
     assert row["paper_eps"] == "3"
 
 
+def test_table1_against_the_papers_table1():
+    from rdet.report.tables import table1_rows
+
+    rows = classification_rows(RECORDS[:8] + [_cls("cifar10", "fixed", 0, 0.01, 0, 84, arch="resnet18")])
+    (t1,) = table1_rows(rows)
+    assert (t1["standard"], t1["robust"]) == (84, 88)  # best over architectures
+    assert (t1["paper_standard"], t1["paper_robust"]) == (81.31, 95.53)
+
+
 def test_detection_rows_pick_best_robust_and_paper():
     (row,) = detection_rows(RECORDS[8:])
     assert (row["standard"], row["robust"], row["robust_eps"]) == (39.0, 40.5, 0.1)

@@ -6,9 +6,10 @@ from typing import Dict, List, Optional
 
 from rdet.atomic import atomic_path
 from rdet.records import iter_records
-from rdet.report.markdown import classification_markdown, detection_markdown, pretrain_markdown, to_csv
+from rdet.report.markdown import (classification_markdown, detection_markdown, pretrain_markdown, table1_markdown,
+                                  to_csv)
 from rdet.report.plots import plot_detection, plot_eps_curves
-from rdet.report.tables import classification_rows, detection_rows, eps_curves, paper_best, pretrain_rows
+from rdet.report.tables import classification_rows, detection_rows, eps_curves, pretrain_rows, table1_rows
 
 __all__ = ["build_report"]
 
@@ -49,6 +50,9 @@ def build_report(runs_dir: str | Path, out_dir: Optional[str | Path] = None) -> 
     if pre_rows:
         md += ["\n## Source models (pretraining)\n", pretrain_markdown(pre_rows)]
     if cls_rows:
+        md += ["\n## Table 1: best transfer accuracy over architectures, eps and lr\n",
+               "Paper columns: its Table 1; — where the paper has no such dataset.\n\n",
+               table1_markdown(table1_rows(cls_rows))]
         md += ["\n## Transfer to classification (Table 1 style: best over eps and lr; mean [min, max] over seeds)\n",
                "Paper columns: its Tables 8/9 for the same dataset, mode and architecture; — where the paper has "
                "no such entry.\n\n", classification_markdown(cls_rows)]

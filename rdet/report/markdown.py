@@ -78,3 +78,12 @@ def to_csv(rows: List[Dict]) -> str:
     w.writeheader()
     w.writerows(flat)
     return buf.getvalue()
+
+
+def table1_markdown(rows: List[Dict]) -> str:
+    head = ("| dataset | mode | standard | robust | paper standard | paper robust | Δ standard | Δ robust |\n"
+            "|---|---|---|---|---|---|---|---|\n")
+    return head + "\n".join(
+        f"| {r['dataset']} | {r['mode']} | {_f(r['standard'])} | {_f(r['robust'])} | {_f(r['paper_standard'])} | "
+        f"{_f(r['paper_robust'])} | {_diff(r['standard'], r['paper_standard'])} | "
+        f"{_diff(r['robust'], r['paper_robust'])} |" for r in rows) + "\n"

@@ -149,3 +149,20 @@ def pretrain_rows(records: List[Dict]) -> List[Dict]:
     return sorted(({"arch": _arch(r), "norm": r["backbone"].get("norm"), "eps": _eps(r), "dataset": r["dataset"],
                     "clean": r.get("value"), "robust": r.get("robust_top1"), "attack": r.get("robust_attack")}
                    for r in records if r.get("task") == "pretrain"), key=lambda x: (x["arch"], x["eps"]))
+
+
+def table1_rows(cls_rows: List[Dict]) -> List[Dict]:
+    """Table 1 proper: per (dataset, mode), the best over architectures of rdet's standard and
+    robust results, beside the paper's Table 1 (itself a best over architectures and eps)."""
+    t1 = {(r["mode"], r["model"]): r for r in read_table("table1")}
+    groups = defaultdict(list)
+    for r in cls_rows:
+        groups[(r["dataset"], r["mode"])].append(r)
+    out = []
+    for (ds, mode), rows in sorted(groups.items()):
+        pd = paper_name(ds)
+        best_of = lambda key: max((r[key].mean for r in rows if r[key] is not None), default=None)  # noqa: E731
+        paper = lambda model: float(t1[(mode, model)][pd]) if pd and (mode, model) in t1 and pd in t1[(mode, model)] else None  # noqa: E501,E731
+        out.append({"dataset": ds, "mode": mode, "standard": best_of("standard"), "robust": best_of("robust"),
+                    "paper_standard": paper("standard"), "paper_robust": paper("robust")})
+    return out
