@@ -49,7 +49,10 @@ def run(cfg, resume: bool = False) -> Dict[str, Any]:
     torch.manual_seed(cfg.SEED)
     out = Path(cfg.OUTPUT_DIR)
     train_ds, test_ds, num_classes, note = datasets_from_cfg(cfg)
-    model = rt.prepare(prepare_bn(create_classifier(cfg.MODEL.ARCH, num_classes), cfg.MODEL.BN, rt))
+    # MODEL.WEIGHTS: start from a checkpoint (continue or fine-tune) instead of random init.
+    init = create_classifier(cfg.MODEL.ARCH, num_classes, weights=cfg.MODEL.WEIGHTS or None,
+                             allow_pickle=cfg.MODEL.ALLOW_PICKLE)
+    model = rt.prepare(prepare_bn(init, cfg.MODEL.BN, rt))
     ddp = rt.wrap_ddp(model)
     optimizer = build_optimizer(model.parameters(), cfg)
     scheduler = build_scheduler(optimizer, cfg)

@@ -1,5 +1,5 @@
 """DDP through torchrun on CPU (gloo): two processes with half the batch each reproduce one process
-with the whole batch, for full-network transfer and for adversarial pretraining.
+with the whole batch, for full-network transfer and for adversarial pretraining (4 steps each).
 
 Exactness needs the same inputs and the same normalisation in both runs, so the runs use
 deterministic inputs (DATA.AUGMENT False: random crops draw from each process's own RNG) and
@@ -50,24 +50,18 @@ def test_two_process_full_network_matches_one(tmp_path, digits_pretrained):
 
 
 @pytest.mark.timeout(600)
-def test_two_process_adversarial_pretraining_runs_and_is_deterministic(tmp_path):
-    """Two gloo processes of adversarial pretraining train and reproduce themselves exactly.
-
-    Known gap (issue 5): against a 1-process run with the same global batch they do NOT agree
-    within float tolerance (conv1 ends ~7% of its update apart after 4 steps), although standard
-    training (full-network test above) and PGD with a negligible eps do agree. Not yet explained."""
-    args = ["--dataset", "digits", "--eps", "0.5", "--norm", "l2"] + COMMON + ["SOLVER.BASE_LR", "0.05",
-                                                                               "ADV.EVAL_STEPS", "2"]
-    for run in ("a", "b"):
-        _torchrun(2, "rdet.pretrain", args[:6] + ["--output-dir", str(tmp_path / run)] + args[6:])
-    _assert_same_weights(tmp_path / "a", tmp_path / "b")
-    from rdet.backbones import create_classifier
-
-    torch.manual_seed(0)
-    init = create_classifier("resnet18", 10).torchvision_state_dict()
-    trained = torch.load(tmp_path / "a" / LAST, weights_only=True)["model"]
-    assert not torch.allclose(init["conv1.weight"], trained["conv1.weight"])
-    assert create_classifier("resnet18", 10, weights=str(tmp_path / "a" / "model_final.pth")) is not None
+def test_two_process_adversarial_pretraining_matches_one(tmp_path, digits_pretrained):
+    """Starts from a trained model (MODEL.WEIGHTS): from random init with frozen BN nothing is
+    normalised, logits saturate, and the PGD direction of a saturated sample (gradient ~0) is
+    rounding noise, so 1e-8 differences in gradient summation order grow without bound."""
+    weights = digits_pretrained[1] / "model_final.pth"
+    for n in (1, 2):
+        _torchrun(n, "rdet.pretrain", ["--dataset", "digits", "--eps", "0.5", "--norm", "l2", "--output-dir",
+                                       str(tmp_path / f"p{n}")] + COMMON +
+                  ["SOLVER.BASE_LR", "0.01", "ADV.EVAL_STEPS", "2", "MODEL.WEIGHTS", str(weights)])
+    _assert_same_weights(tmp_path / "p1", tmp_path / "p2")
+    start = torch.load(weights, weights_only=True)["model"]["layer1.0.conv1.weight"]
+    assert not torch.equal(start, torch.load(tmp_path / "p1" / LAST, weights_only=True)["model"]["layer1.0.conv1.weight"])
 
 
 def test_shard_sampler_covers_each_index_once():
