@@ -46,7 +46,10 @@ def _base() -> CN:
     _C.RUNTIME.DEVICE = "auto"  # auto | cpu | cuda
     _C.RUNTIME.AMP = "off"  # off | bf16 | fp16 (fp16 on CUDA only)
     _C.RUNTIME.CHANNELS_LAST = False
-    _C.RUNTIME.LOG_EVERY = 20  # iterations between TensorBoard scalars
+    _C.RUNTIME.LOG_EVERY = 20  # iterations between TensorBoard scalars and progress updates
+    # What --resume does when the checkpoint was made by a run with other settings (rdet/engine/
+    # signature.py): "error" refuses naming the keys; "restart" discards it and starts afresh.
+    _C.RUNTIME.RESUME_MISMATCH = "error"
     return _C
 
 
@@ -60,8 +63,14 @@ def get_transfer_cfg() -> CN:
     _C.TRANSFER.SEEDS = [0, 1, 2]
     # Fixed-feature fast path: extract frozen features once (CACHE_VIEWS augmented views per
     # training image) and train the head on them.
-    _C.TRANSFER.CACHE_FEATURES = True
+    # Off by default: the paper trains the head on a fresh augmented view of every image each
+    # epoch. On: extract CACHE_VIEWS augmented views once and cycle through them (fast, but a
+    # different protocol, recorded as such; see README "Fixed-feature protocol").
+    _C.TRANSFER.CACHE_FEATURES = False
     _C.TRANSFER.CACHE_VIEWS = 1
+    # Test-set evaluation every EVAL_EVERY epochs (the authors' code: 5); records keep the final
+    # value and the best periodic one. 0: final epoch only.
+    _C.TRANSFER.EVAL_EVERY = 5
     return _C
 
 
@@ -80,6 +89,22 @@ def get_pretrain_cfg() -> CN:
     _C.ADV.STEPS = 3
     _C.ADV.STEP_SIZE_FACTOR = 2.0 / 3.0  # step size = factor * eps
     _C.ADV.RANDOM_START = False
+    # pgd (the paper) | fgsm_rs (Wong et al. 2020: one step of FGSM_STEP_FACTOR * eps from a random
+    # start) | free (Shafahi et al. 2019: each batch replayed FREE_REPLAYS times, epochs / replays).
+    _C.ADV.METHOD = "pgd"
+    _C.ADV.FGSM_STEP_FACTOR = 1.25
+    _C.ADV.FREE_REPLAYS = 4
+    # The robustness library attacks with the model in eval mode (BatchNorm uses running stats and
+    # is not updated) and keeps each image's highest-loss iterate: eval | train.
+    _C.ADV.ATTACK_MODE = "eval"
+    _C.ADV.USE_BEST = True
+    # Catastrophic-overfitting guard: PGD accuracy on a fixed batch of GUARD_SAMPLES training
+    # images after each epoch; a drop of more than GUARD_MARGIN points below its best stops the run
+    # and keeps the best epoch's weights. auto = on for fgsm_rs and free.
+    _C.ADV.GUARD = "auto"  # auto | on | off
+    _C.ADV.GUARD_SAMPLES = 256
+    _C.ADV.GUARD_STEPS = 10
+    _C.ADV.GUARD_MARGIN = 20.0
     # Robust accuracy reported at the end of pretraining (stronger than the training attack).
     _C.ADV.EVAL_STEPS = 10
     return _C
