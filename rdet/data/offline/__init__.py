@@ -10,7 +10,7 @@ Everything a demo or a test trains on comes from here, and each function says wh
 from rdet.data.offline.fashion_mnist import (FASHION_MNIST_CLASSES, fashion_mnist, stage_fashion_mnist)
 from rdet.data.offline.detection import DATA_NOTE as DETECTION_DATA_NOTE
 from rdet.data.offline.detection import compose_detection_dataset
-from rdet.data.offline.paths import data_root
+from rdet.data.paths import data_root
 from rdet.data.offline.photos import PHOTO_NAMES, photos
 from rdet.data.offline.sklearn_digits import digits, digits_dataset
 

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from rdet.data.offline.fashion_mnist import FASHION_MNIST_CLASSES, fashion_mnist
-from rdet.data.offline.paths import data_root
+from rdet.data.paths import data_root
 from rdet.data.offline.photos import photos
 
 # Visually distinct Fashion-MNIST classes used as object categories.

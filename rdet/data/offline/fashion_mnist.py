@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from rdet.atomic import atomic_path
-from rdet.data.offline.paths import data_root
+from rdet.data.paths import data_root
 from rdet.errors import DatasetError
 
 DEBIAN_DIR = Path(os.environ.get("RDET_FASHION_MNIST_GZ", "/usr/share/datasets/fashion-mnist"))

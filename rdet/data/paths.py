@@ -1,5 +1,5 @@
 """Where datasets live: ``$RDET_DATASETS`` if set, else ``./datasets`` (like detectron2's
-``$DETECTRON2_DATASETS``)."""
+``$DETECTRON2_DATASETS``). Every loader in ``rdet.data`` (downloaded sets and offline ones) asks here."""
 from __future__ import annotations
 
 import os
@@ -8,4 +8,5 @@ from typing import Optional
 
 
 def data_root(root: Optional[str | os.PathLike] = None) -> Path:
+    """``root`` when given, else ``$RDET_DATASETS``, else ``./datasets`` (``~`` expanded)."""
     return Path(root or os.environ.get("RDET_DATASETS", "datasets")).expanduser()
