@@ -8,10 +8,10 @@ from fvcore.common.config import CfgNode
 from rdet.config.defaults import get_evaluate_cfg, get_pretrain_cfg, get_transfer_cfg
 from rdet.errors import ConfigError
 
-# The repository's configs/ (rdet is used from a checkout: pip install -e .)
+# rdet's configs ship inside the package (rdet/configs/); a checkout's top-level configs/ links there
 from pathlib import Path as _Path
 
-CONFIG_DIR = _Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = _Path(__file__).resolve().parents[1] / "configs"
 
 __all__ = ["CfgNode", "get_transfer_cfg", "get_pretrain_cfg", "get_evaluate_cfg", "merge_config", "CONFIG_DIR"]
 
