@@ -39,7 +39,7 @@ from rdet.errors import ConfigError
 
 STAGES = ("prepare", "pretrain", "convert", "transfer", "followup")
 _TOP_KEYS = {"output_dir", "executor", "slurm", "pretrain", "backbones", "classification", "detection", "commands",
-             "name", "description"}
+             "name", "description", "select"}  # select: rdet/select/study.py
 
 
 @dataclass
@@ -127,6 +127,10 @@ def expand(raw: Dict[str, Any], path: Path) -> List[Cell]:
             backbones.append((run["name"], None, name))
     for b in raw.get("backbones", []) or []:
         backbones.append((_need(b, "name", "a backbone"), _need(b, "weights", "a backbone"), None))
+    if raw.get("select") is not None:  # importing rdet.select.study registers its cell kind
+        from rdet.select.study import select_cells
+
+        cells += select_cells(raw["select"], backbones, path)
     cls = raw.get("classification")
     if cls:
         if not backbones:

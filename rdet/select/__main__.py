@@ -1,0 +1,171 @@
+"""``python -m rdet.select``: which robust backbone for my dataset?
+
+    python -m rdet.select                                  # offline demo (see below)
+    python -m rdet.select --dataset cifar10 --data-root /data --models 'resnet50_l2_*' \\
+        --output-dir output/select_c10 [--top-k 3 --full-network] [--executor slurm --slurm partition=gpu]
+
+Ranks models (catalog names, fnmatch patterns over the catalog such as ``resnet50_l2_*``, or
+checkpoint files; none: the whole catalog, narrowed by ``--archs``/``--norm``) by fixed-feature
+transfer accuracy on a validation split held out from the training data, never on the test set.
+Each model's features are extracted once and cached; linear heads over the lr grid (and, unless
+SELECT.LOGREG_L2 is [], L-BFGS logistic regression over an L2 sweep) are trained on the cache.
+The work is an ordinary study (``OUTPUT_DIR/study.yaml``, one cell per model) run by
+``rdet.study``'s runner: ``--executor slurm`` fans the models out over a cluster, and rerunning the
+same command resumes an interrupted selection. ``--full-network`` then fine-tunes the top-k models
+with the paper's protocol (ordinary ``rdet.classify`` cells, lr chosen on the same validation split).
+
+Without arguments (offline demo): the catalog's weights cannot be downloaded here, so the demo
+ranks ResNet-18s that rdet.pretrain trains on Fashion-MNIST classes 0-4 at L2 eps 0, 0.25 and 1
+for transfer to Fashion-MNIST classes 5-9.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import yaml
+
+from rdet.atomic import atomic_path
+from rdet.cli import run_cli
+from rdet.config import CONFIG_DIR, merge_config
+from rdet.errors import ConfigError
+from rdet.records import read_record
+from rdet.select import ranking
+from rdet.select.config import get_select_cfg
+from rdet.select.fixed import selection_data
+from rdet.select.models import resolve_models
+
+DEMO_CONFIG = CONFIG_DIR / "select_demo.yaml"
+DEMO_DIR = Path("output/select_demo")
+# The demo's source models: rdet.pretrain on Fashion-MNIST classes 0-4, one short run per eps.
+DEMO_PRETRAIN = {"config": str(CONFIG_DIR / "pretrain_demo.yaml"),
+                 "opts": ["SOLVER.EPOCHS", 2, "SOLVER.LR_STEP_EPOCHS", 1, "DATA.MAX_TRAIN", 3000, "DATA.MAX_TEST", 500,
+                          "ADV.EVAL_STEPS", 5],
+                 "runs": [{"name": "eps0", "eps": 0}, {"name": "l2_eps0.25", "eps": 0.25, "norm": "l2"},
+                          {"name": "l2_eps1", "eps": 1.0, "norm": "l2"}]}
+DEMO_DESCRIPTION = ("rdet.select offline demo. Source models: ResNet-18s trained by rdet.pretrain on Fashion-MNIST "
+                    "classes 0-4 (T-shirt, Trouser, Pullover, Dress, Coat; 3000 images at 32 px, 2 epochs) at L2 "
+                    "eps 0, 0.25 and 1. Target: Fashion-MNIST classes 5-9 (Sandal, Shirt, Sneaker, Bag, Ankle boot). "
+                    "Real data from Debian's dataset-fashion-mnist, no download; miniature, so the numbers show the "
+                    "selection works, not what ImageNet-scale robust backbones do.")
+_IGNORED_ON_RESUME = ("executor", "slurm")
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog="python -m rdet.select", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", help="a dataset name of rdet.classify (cifar10, imagefolder, fashion_mnist, ...)")
+    p.add_argument("--data-root", help="folder holding the dataset (default $RDET_DATASETS or ./datasets)")
+    p.add_argument("--models", nargs="+", default=[], metavar="PATTERN",
+                   help="catalog names, fnmatch patterns over them ('resnet50_l2_*') or checkpoint files")
+    p.add_argument("--archs", nargs="+", default=[], help="keep only these architectures")
+    p.add_argument("--norm", choices=("l2", "linf"), help="keep only models trained against this norm")
+    p.add_argument("--top-k", type=int, default=3, help="models fine-tuned by --full-network (default 3)")
+    p.add_argument("--full-network", action="store_true", help="then fine-tune the top-k with the paper's protocol")
+    p.add_argument("--config-file", help="a transfer config (SOLVER.*, DATA.*, TRANSFER.LR_GRID); "
+                                         "default: rdet's paper defaults (the demo: select_demo.yaml)")
+    p.add_argument("--val-size", type=float, help="validation share of the training set (<1) or image count (>=1); "
+                                                  "default 0.2")
+    p.add_argument("--val-seed", type=int, help="seed of the validation split (default 0)")
+    p.add_argument("--views", type=int, help="augmented views per training image in the feature cache (default 5)")
+    p.add_argument("--cache-dir", help="feature cache folder (default OUTPUT_DIR/feature_cache)")
+    p.add_argument("--executor", choices=("local", "submitit_local", "slurm"), default="local")
+    p.add_argument("--slurm", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="submitit parameters, e.g. partition=gpu gpus_per_node=1 timeout_min=600")
+    p.add_argument("--output-dir", help=f"where the study, its cells and the ranking go (demo: {DEMO_DIR})")
+    p.add_argument("--allow-pickle", action="store_true", help="full unpickling of model files (trusted files only)")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. SOLVER.EPOCHS 30")
+    return p.parse_args(argv)
+
+
+def _slurm(items: Sequence[str]) -> Dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--slurm {item}: expected KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def build(args):
+    """``(cfg, opts for the cells, study dict)``; every input checked before anything runs."""
+    demo = not (args.dataset or args.data_root or args.models or args.config_file)
+    config = str(DEMO_CONFIG) if demo else args.config_file
+    flags = [("DATA.DATASET", args.dataset), ("DATA.ROOT", args.data_root), ("SELECT.VAL_SIZE", args.val_size),
+             ("SELECT.VAL_SEED", args.val_seed), ("SELECT.VIEWS", args.views)]
+    opts = [str(x) for k, v in flags if v is not None for x in (k, v)] + list(args.opts)
+    cfg = merge_config(get_select_cfg(), config, opts)
+    if args.top_k < 1:
+        raise ConfigError("--top-k must be at least 1")
+    out = Path(args.output_dir or (DEMO_DIR if demo else "")).resolve() if (args.output_dir or demo) else None
+    if out is None:
+        raise ConfigError("--output-dir is required (where the study, the feature cache and the ranking go)")
+    study = {"description": DEMO_DESCRIPTION if demo else f"rdet.select: backbones for {cfg.DATA.DATASET}",
+             "output_dir": str(out), "executor": args.executor, "slurm": _slurm(args.slurm),
+             "select": {"config": str(Path(config).resolve()) if config else None, "dataset": cfg.DATA.DATASET,
+                        "opts": opts, "cache_dir": str(Path(args.cache_dir).resolve()) if args.cache_dir else None,
+                        "allow_pickle": args.allow_pickle}}
+    if demo:
+        study["pretrain"] = DEMO_PRETRAIN
+    else:
+        refs = resolve_models(args.models, args.archs, args.norm, args.allow_pickle)
+        study["backbones"] = [{"name": r.name, "weights": r.weights} for r in refs]
+    return cfg, study
+
+
+def write_study(study: Dict) -> Path:
+    """``OUTPUT_DIR/study.yaml``; an existing one with other settings is refused, so a resumed
+    selection can never mix cells of two different selections."""
+    out = Path(study["output_dir"])
+    path = out / "study.yaml"
+    if path.is_file():
+        old = yaml.safe_load(path.read_text()) or {}
+        strip = lambda d: {k: v for k, v in d.items() if k not in _IGNORED_ON_RESUME}  # noqa: E731
+        if strip(old) != strip(study):
+            changed = sorted(k for k in set(old) | set(study) if k not in _IGNORED_ON_RESUME and old.get(k) != study.get(k))
+            raise ConfigError(f"{out} holds a selection with other settings ({', '.join(changed)} differ); "
+                              f"use another --output-dir or remove it")
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from rdet.study import load_study, run_study
+
+    start = time.time()
+    args = parse(argv)
+    cfg, study_dict = build(args)
+    data = selection_data(cfg)  # a missing dataset or an impossible split fails before any work
+    path = write_study(study_dict)
+    print(study_dict["description"])
+    print(f"data: {data['note']}")
+    study = run_study(path)
+    cells = [c for c in load_study(path).cells if c.kind == "select"]
+    records = [read_record(c.output_dir(study.output_dir) / "result.json") for c in cells]
+    rows = ranking.ranked_rows(records)
+    files = ranking.write_tables(rows, Path(study.output_dir))
+    plot = ranking.plot(rows, Path(study.output_dir))
+    s = ranking.summary(rows)
+    print()
+    print(ranking.console_table(rows))
+    print(f"\nvalidation-selected: {s['val_model']} ({s['val_head']}): validation {s['val_val']:.2f}%, "
+          f"test {s['val_test']:.2f}%")
+    print(f"test-selected (the paper's way): {s['test_model']} ({s['test_head']}): test {s['test_test']:.2f}% "
+          f"({s['gap']:+.2f} points, the optimism of choosing on the test set)")
+    if args.full_network:
+        from rdet.select.full import run_full_network
+
+        run_full_network(cfg, study_dict, rows[:args.top_k])
+    print(f"files: {', '.join(str(p) for p in [*files.values(), plot] if p)}; "
+          f"selection took {time.time() - start:.0f} s")
+    print(ranking.top_line(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

@@ -1,0 +1,146 @@
+"""On-disk feature cache of the selection: one file per (model, data, extraction settings).
+
+The file name is a hash of everything the features depend on, so a changed input gets a new
+entry and never reuses a stale one:
+
+* the model file's identity (resolved path, size, modification time in ns) and architecture;
+* the dataset: name, resolved data root, class subset, subset sizes, the training/validation split
+  (only the training part gets augmented views), and a fingerprint of its content (file paths,
+  sizes and modification times for file-backed datasets, the image bytes for in-memory arrays,
+  the labels always; see :func:`dataset_fingerprint`);
+* the transforms (size, resize, crop scale, downscale, augmentation policy), the number of views
+  and their seeds, the precision (AMP) and the stored dtype;
+* :data:`CACHE_VERSION`, bumped whenever extraction itself changes.
+
+Entries are written atomically (``rdet.atomic``) and read with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from rdet.atomic import torch_save
+from rdet.data.classification import targets_of
+from rdet.data.validation import base_items
+
+logger = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+_FILE_LISTS = ("samples", "imgs", "_samples", "_image_files", "_images")  # torchvision's names for file lists
+_ARRAYS = ("data", "images")
+
+
+def file_identity(path: str | os.PathLike) -> Dict[str, Any]:
+    p = Path(path).resolve()
+    st = p.stat()
+    return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _base_digest(base) -> str:
+    """What a base dataset holds: its files (path, size, mtime) or its arrays, and its labels."""
+    h = hashlib.sha256(type(base).__name__.encode())
+    for attr in _FILE_LISTS:
+        files = getattr(base, attr, None)
+        if isinstance(files, (list, tuple)) and len(files) == len(base):
+            for f in files:
+                path = f[0] if isinstance(f, (tuple, list)) else f
+                st = os.stat(path)
+                h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            break
+    else:
+        for attr in _ARRAYS:
+            arr = getattr(base, attr, None)
+            if arr is not None and hasattr(arr, "__len__") and len(arr) == len(base):
+                a = arr.numpy() if isinstance(arr, torch.Tensor) else np.asarray(arr)
+                h.update(np.ascontiguousarray(a).tobytes())
+                break
+    h.update(json.dumps(targets_of(base)).encode())
+    return h.hexdigest()
+
+
+def dataset_fingerprint(ds) -> str:
+    """A digest of which base items ``ds`` holds, what those bases contain and ``ds``' labels."""
+    items = base_items(ds)
+    bases: Dict[int, int] = {}
+    h = hashlib.sha256()
+    for base, _ in items:
+        if id(base) not in bases:
+            bases[id(base)] = len(bases)
+            h.update(_base_digest(base).encode())
+    h.update(json.dumps([(bases[id(b)], i) for b, i in items]).encode())
+    h.update(json.dumps(targets_of(ds)).encode())
+    return h.hexdigest()
+
+
+def cache_key(model: Dict[str, Any], arch: str, cfg, data: Dict[str, Any]) -> Dict[str, Any]:
+    """The full description the cache entry is keyed by (its hash names the file)."""
+    d = cfg.DATA
+    return {"version": CACHE_VERSION, "model": model, "arch": arch, "data": data,
+            "transforms": {k: d.get(k) for k in ("TRAIN_SIZE", "TEST_RESIZE", "CROP_SCALE_MIN", "DOWNSCALE",
+                                                 "AUGMENT", "AUGMENT_POLICY")},
+            "views": int(cfg.SELECT.VIEWS), "view_seed": int(cfg.SEED), "amp": cfg.RUNTIME.AMP,
+            "dtype": cfg.SELECT.CACHE_DTYPE}
+
+
+def key_digest(key: Dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def load_or_extract(cache_dir: Path, label: str, key: Dict[str, Any],
+                    extract: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
+    """The cached features for ``key``, or ``extract()``'s (then stored). Returns a dict with
+    ``train_views`` (list of (N_train, D)), ``train_center``/``val``/``test`` ((N, D) float32),
+    their ``*_labels``, ``extract_time_s`` (of the original extraction), ``hit`` and ``path``."""
+    digest = key_digest(key)
+    path = Path(cache_dir) / f"{label}-{digest[:20]}.pt"
+    if path.is_file():
+        entry = torch.load(path, map_location="cpu", weights_only=True)
+        if entry.get("key_digest") == digest:
+            logger.info("feature cache hit: %s", path)
+            return dict(_as_float(entry), hit=True, path=str(path))
+        logger.warning("feature cache %s holds another key; extracting again", path)
+    start = time.time()
+    feats = extract()
+    entry = {k: _store(v, key["dtype"]) for k, v in feats.items()}
+    entry.update(key_digest=digest, key_json=json.dumps(key, sort_keys=True), extract_time_s=time.time() - start)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch_save(entry, path)
+    return dict(_as_float(entry), hit=False, path=str(path))
+
+
+def _store(v, dtype: str):
+    if isinstance(v, list):
+        return [_store(x, dtype) for x in v]
+    return v.to(_DTYPES[dtype]) if v.is_floating_point() else v
+
+
+def _as_float(entry: Dict[str, Any]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for k, v in entry.items():
+        if isinstance(v, list):
+            out[k] = [x.float() for x in v]
+        elif isinstance(v, torch.Tensor) and v.is_floating_point():
+            out[k] = v.float()
+        else:
+            out[k] = v
+    return out
+
+
+def list_entries(cache_dir: Path) -> List[Path]:
+    return sorted(Path(cache_dir).glob("*.pt"))
+
+
+def read_key(path: Path) -> Optional[Dict[str, Any]]:
+    entry = torch.load(path, map_location="cpu", weights_only=True)
+    return json.loads(entry["key_json"]) if "key_json" in entry else None

@@ -1,0 +1,151 @@
+"""The answer of a selection: ranked table, validation-vs-test summary, plot against eps.
+
+Models are ranked by their best validation score over head candidates. Two numbers are
+reported side by side:
+
+* validation-selected: the top model's chosen head, evaluated once on the test set;
+* test-selected: the best test score over every (model, head) candidate, which is how the
+  paper picks eps and learning rate; the gap shows how optimistic that is.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from rdet.atomic import atomic_path
+from rdet.backbones import eps_label
+from rdet.paper import read_table
+from rdet.report.tables import arch_paper_name, dataset_label, paper_name
+from rdet.select.heads import describe
+
+COLUMNS = ("rank", "model", "arch", "norm", "eps", "head", "val", "test", "time_s", "cache")
+
+
+def ranked_rows(records: List[Dict]) -> List[Dict]:
+    recs = sorted(records, key=lambda r: (-r["val_value"], r["name"]))
+    rows = []
+    for i, r in enumerate(recs, 1):
+        b = r["backbone"]
+        rows.append({"rank": i, "model": r["name"], "arch": b["arch"], "norm": b.get("norm") or "?",
+                     "eps": "?" if b.get("eps") is None else eps_label(b.get("norm") or "l2", float(b["eps"])),
+                     "eps_value": b.get("eps"), "head": describe(r["best"]), "val": r["val_value"],
+                     "test": r["test_value"], "time_s": r["selection_time_s"],
+                     "cache": "hit" if r["cache"]["hit"] else "extracted", "record": r})
+    return rows
+
+
+def summary(rows: List[Dict]) -> Dict:
+    """Validation-selected vs test-selected (see the module docstring)."""
+    top = rows[0]
+    pool = [(c["test"], row, c) for row in rows for c in row["record"]["candidates"]]
+    t_test, t_row, t_cand = max(pool, key=lambda x: x[0])
+    return {"val_model": top["model"], "val_head": top["head"], "val_val": top["val"], "val_test": top["test"],
+            "test_model": t_row["model"], "test_head": describe(t_cand), "test_test": t_test,
+            "gap": t_test - top["test"]}
+
+
+def _fmt(row: Dict, key: str) -> str:
+    v = row[key]
+    if key in ("val", "test"):
+        return f"{v:.2f}"
+    if key == "time_s":
+        return f"{v:.1f}"
+    return str(v)
+
+
+def write_tables(rows: List[Dict], out_dir: Path) -> Dict[str, Path]:
+    """``ranking.csv`` and ``ranking.md``, each written atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(COLUMNS)
+    for r in rows:
+        w.writerow([_fmt(r, k) for k in COLUMNS])
+    paths = {"csv": out_dir / "ranking.csv", "md": out_dir / "ranking.md"}
+    with atomic_path(paths["csv"]) as tmp:
+        tmp.write_text(buf.getvalue())
+    with atomic_path(paths["md"]) as tmp:
+        tmp.write_text(markdown(rows))
+    return paths
+
+
+def markdown(rows: List[Dict]) -> str:
+    rec = rows[0]["record"]
+    metric = "mean per class" if rec["metric"] == "mean_per_class" else "top-1"
+    lines = [f"# Backbone ranking: {dataset_label(rec)}", "",
+             f"Data: {rec['data_note']}.", "",
+             f"Ranked by validation {metric} accuracy (%), best head per model; test accuracy of that same head "
+             f"beside it. time: feature extraction + every head, seconds.", "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_fmt(r, k) for k in COLUMNS) + " |" for r in rows]
+    s = summary(rows)
+    lines += ["", f"- validation-selected: **{s['val_model']}** ({s['val_head']}): validation {s['val_val']:.2f}, "
+                  f"test {s['val_test']:.2f}",
+              f"- test-selected (how the paper chooses): {s['test_model']} ({s['test_head']}): test "
+              f"{s['test_test']:.2f}, {s['gap']:+.2f} points above the honest choice", ""]
+    return "\n".join(lines)
+
+
+def paper_curve(rec: Dict, arch: str) -> Optional[List]:
+    """``[(eps, accuracy)]`` of the paper's fixed-feature Table 8 (Table 10 at 32 px) for this
+    dataset and architecture; ``None`` when the paper has none (class subsets, offline sets)."""
+    if rec.get("classes"):
+        return None
+    pd, pa = paper_name(rec["dataset"]), arch_paper_name(arch)
+    if not pd or not pa:
+        return None
+    table = "table10_fixed_feature_32px.csv" if rec.get("downscale") == 32 else "table8"
+    pts = sorted((float(r["eps"]), float(r["accuracy"])) for r in read_table(table)
+                 if r["dataset"] == pd and r["arch"] == pa and r["norm"] == "l2")
+    return pts or None
+
+
+def plot(rows: List[Dict], out_dir: Path) -> Optional[Path]:
+    """``val_vs_eps.png``: validation accuracy against eps, one line per (arch, norm); the paper's
+    test accuracy (Table 8) dashed when it has this dataset. eps on a symmetric-log axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = defaultdict(list)
+    for r in rows:
+        if r["eps_value"] is not None:
+            groups[(r["arch"], r["norm"])].append((float(r["eps_value"]), r["val"]))
+    if not groups:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    rec = rows[0]["record"]
+    for (arch, norm), pts in sorted(groups.items()):
+        pts.sort()
+        line, = ax.plot([e for e, _ in pts], [a for _, a in pts], "o-", label=f"rdet {arch} {norm} (validation)")
+        ref = paper_curve(rec, arch) if norm == "l2" else None
+        if ref:
+            ax.plot([e for e, _ in ref], [a for _, a in ref], "--", color=line.get_color(),
+                    label=f"paper {arch} l2 (test, fixed-feature)")
+    ax.set_xscale("symlog", linthresh=0.01)
+    ax.set_xlabel("eps of the source model (images in [0, 1])")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(f"fixed-feature transfer to {dataset_label(rec)}")
+    ax.legend(fontsize=7)
+    path = out_dir / "val_vs_eps.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def console_table(rows: List[Dict]) -> str:
+    widths = {k: max(len(k), *(len(_fmt(r, k)) for r in rows)) for k in COLUMNS}
+    out = ["  ".join(k.ljust(widths[k]) for k in COLUMNS)]
+    out += ["  ".join(_fmt(r, k).ljust(widths[k]) for k in COLUMNS) for r in rows]
+    return "\n".join(out)
+
+
+def top_line(rows: List[Dict]) -> str:
+    top, rec = rows[0], rows[0]["record"]
+    return (f"best backbone for {dataset_label(rec)}: {top['model']} ({top['arch']}, {top['norm']} eps {top['eps']}) "
+            f"with {top['head']}: validation {top['val']:.2f}%, test {top['test']:.2f}%")
