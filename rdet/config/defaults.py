@@ -27,6 +27,10 @@ def _base() -> CN:
     _C.DATA.TRAIN_SIZE = 224  # RandomResizedCrop size
     _C.DATA.AUGMENT = True  # False: train on the test transform (deterministic inputs)
     _C.DATA.CROP_SCALE_MIN = 0.08  # RandomResizedCrop's smallest area fraction (torchvision default)
+    _C.DATA.AUGMENT_POLICY = "paper_transfer"  # paper_transfer (A.2) | robustness_imagenet | auto (data/transforms.py)
+    _C.DATA.ALLOW_MISSING_TEST_CLASSES = False  # True: a training class may have no test images (else refused)
+    _C.DATA.VERIFY_IMAGES = "quick"  # quick | decode | off: check image files before training (rdet/data/build.py)
+    _C.DATA.SKIP_BAD_FILES = False  # True: skip and count unreadable image files instead of refusing the run
     _C.DATA.TEST_RESIZE = 256  # Resize before CenterCrop(TRAIN_SIZE)
     _C.DATA.DOWNSCALE = 0  # >0: Resize(DOWNSCALE) first (appendix A.3 uses 32)
     _C.DATA.NUM_WORKERS = 2
@@ -83,6 +87,7 @@ def get_pretrain_cfg() -> CN:
     _C.SOLVER.WEIGHT_DECAY = 1e-4
     _C.SOLVER.EPOCHS = 90
     _C.SOLVER.LR_STEP_EPOCHS = 30
+    _C.DATA.AUGMENT_POLICY = "auto"  # the robustness library's ImageNet augmentation on ImageNet, A.2 elsewhere
     _C.ADV = CN()
     _C.ADV.NORM = "l2"  # l2 | linf
     _C.ADV.EPS = 0.0  # radius for images in [0, 1]; 0 = standard training
