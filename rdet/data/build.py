@@ -25,7 +25,7 @@ from torch.utils.data import Dataset, Subset
 
 from rdet.data.classification import (align_test_labels, build_dataset, get_dataset_entry, image_files_of,
                                       missing_images_of, num_classes_of, select_classes, targets_of)
-from rdet.data.paths import data_root
+from rdet.data.paths import data_root_from_cfg
 from rdet.data.transforms import resolve_policy, transforms_from_cfg
 from rdet.errors import ConfigError, DatasetError
 
@@ -119,7 +119,7 @@ def datasets_from_cfg(cfg) -> Tuple[Dataset, Dataset, int, str]:
     d = cfg.DATA
     name = d.DATASET
     tf_train, tf_test = transforms_from_cfg(cfg)
-    root = data_root(d.ROOT if d.ROOT != "datasets" else None)
+    root = data_root_from_cfg(cfg)
     classes = [int(c) for c in d.CLASSES]
     train = build_dataset(name, root, True, tf_train)
     test = align_test_labels(train, build_dataset(name, root, False, tf_test), d.ALLOW_MISSING_TEST_CLASSES, name)
