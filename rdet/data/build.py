@@ -23,8 +23,9 @@ from typing import List, Optional, Tuple
 from PIL import Image
 from torch.utils.data import Dataset, Subset
 
-from rdet.data.classification import (align_test_labels, build_dataset, get_dataset_entry, image_files_of,
-                                      missing_images_of, num_classes_of, select_classes, targets_of)
+from rdet.data.classification import (align_test_labels, build_dataset, first_line, get_dataset_entry,
+                                      image_files_of, missing_images_of, num_classes_of, select_classes,
+                                      targets_of)
 from rdet.data.paths import data_root_from_cfg
 from rdet.data.transforms import resolve_policy, transforms_from_cfg
 from rdet.errors import ConfigError, DatasetError
@@ -69,8 +70,7 @@ def image_problem(path: str, mode: str = "quick") -> Optional[str]:
                 im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))  # JPEG only; others no-op
                 im.load()
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, struct.error... for broken files
-        text = str(e).splitlines()[0] if str(e) else ""
-        return f"{type(e).__name__}: {text}" if text else type(e).__name__
+        return f"{type(e).__name__}: {first_line(e)}" if str(e) else type(e).__name__
     return None
 
 

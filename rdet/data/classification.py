@@ -61,6 +61,11 @@ def get_dataset_entry(name: str) -> DatasetEntry:
     return DATASET_CATALOG[name]
 
 
+def first_line(e: BaseException) -> str:
+    """An exception as one line: its message's first line, or its type's name when it has none."""
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
 def build_dataset(name: str, root: Path, train: bool, transform=None, classes: Sequence[int] = ()) -> Dataset:
     """The split of dataset ``name`` under ``root``; :class:`DatasetError` naming the expected
     layout when it is not there. ``classes``: keep these labels only, relabelled 0..K-1."""
@@ -69,7 +74,7 @@ def build_dataset(name: str, root: Path, train: bool, transform=None, classes: S
         ds = entry.build(Path(root), train, transform)
     except (RuntimeError, FileNotFoundError, OSError) as e:
         raise DatasetError(f"{name}: not found under {root} (expected {entry.layout}; rdet never downloads "
-                           f"datasets): {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+                           f"datasets): {first_line(e)}") from None
     return select_classes(ds, classes) if classes else ds
 
 
@@ -80,8 +85,7 @@ def read_image(path) -> Image.Image:
     try:
         return default_loader(path)
     except (OSError, SyntaxError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError
-        raise DatasetError(f"unreadable image {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") \
-            from None
+        raise DatasetError(f"unreadable image {path}: {first_line(e)}") from None
 
 
 class ImageList(Dataset):
