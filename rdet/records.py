@@ -1,22 +1,30 @@
 """Result records: one JSON file per finished run, the only thing the study runner and the report
-read. Written atomically, so a file that exists is a finished run.
+read. Written atomically, so a file that exists was written whole; one that does not parse as a
+record (edited, truncated by a disk error, not rdet's) is *unreadable*: the study runs its cell
+again, the report skips it, and both name the file (:class:`RecordError`).
 
-Common fields: ``task`` ("classification", "detection", "pretrain"), ``dataset``, ``backbone``
-(``{"arch", "norm", "eps", "source"}``), ``seed``, ``wall_time_s``, ``data_note`` (what the data
-really was: a demo says so). Classification adds ``mode`` ("fixed"/"full"), ``metric``
-("top1"/"mean_per_class"), ``value`` (percent), ``lr``, ``epochs``, ``downscale``; detection adds
-``box_AP``, ``box_AP50``, ``box_AP75``, ``mask_AP`` (percent or null), ``iterations``, ``schedule``.
+Common fields: ``task`` ("classification", "detection", "pretrain", ...), ``dataset``, ``backbone``
+(``{"arch", "norm", "eps", "source"}``; ``eps`` null when unknown, e.g. an evaluation of a file
+without metadata), ``seed``, ``wall_time_s``, ``data_note`` (what the data really was: a demo says
+so). Classification adds ``mode`` ("fixed"/"full"), ``metric`` ("top1"/"mean_per_class"),
+``value`` (percent), ``lr``, ``epochs``, ``downscale``; detection adds ``box_AP``, ``box_AP50``,
+``box_AP75``, ``mask_AP`` (percent or null), ``iterations``, ``schedule``.
 """
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from rdet.atomic import save_json
+from rdet.errors import RdetError
 
 RECORD_NAME = "result.json"
+
+
+class RecordError(RdetError):
+    """A ``result.json`` that is not a readable record (the message names the file)."""
 
 
 def write_record(output_dir: str | os.PathLike, record: Dict[str, Any]) -> Path:
@@ -26,16 +34,50 @@ def write_record(output_dir: str | os.PathLike, record: Dict[str, Any]) -> Path:
 
 
 def read_record(path: str | os.PathLike) -> Dict[str, Any]:
-    return json.loads(Path(path).read_text())
+    """The record in ``path``; :class:`RecordError` naming the file if it is missing or is not a
+    JSON object with a ``task``."""
+    path = Path(path)
+    try:
+        rec = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RecordError(f"{path}: no such result record") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise RecordError(f"{path}: unreadable result record ({str(e).splitlines()[0]})") from None
+    if not isinstance(rec, dict) or not isinstance(rec.get("task"), str):
+        raise RecordError(f"{path}: unreadable result record (not a JSON object with a 'task')")
+    return rec
 
 
 def has_record(output_dir: str | os.PathLike) -> bool:
-    return (Path(output_dir) / RECORD_NAME).is_file()
+    """Whether ``output_dir`` holds a readable record (an unreadable one means: not finished)."""
+    return record_problem(output_dir) is None and (Path(output_dir) / RECORD_NAME).is_file()
 
 
-def iter_records(root: str | os.PathLike) -> Iterator[Dict[str, Any]]:
-    """Every record under ``root``, each with ``_path`` set to where it was read from."""
+def record_problem(output_dir: str | os.PathLike) -> Optional[str]:
+    """Why ``output_dir``'s record is unreadable (a one-line message naming it), or None when it
+    is readable or absent."""
+    path = Path(output_dir) / RECORD_NAME
+    if not path.exists():
+        return None
+    try:
+        read_record(path)
+    except RecordError as e:
+        return str(e)
+    return None
+
+
+def iter_records(root: str | os.PathLike, bad: Optional[List[Tuple[str, str]]] = None) -> Iterator[Dict[str, Any]]:
+    """Every record under ``root``, each with ``_path`` set to where it was read from.
+
+    Unreadable files raise :class:`RecordError`, or, when a list ``bad`` is given, are skipped and
+    appended to it as ``(path, message)``."""
     for path in sorted(Path(root).rglob(RECORD_NAME)):
-        rec = read_record(path)
+        try:
+            rec = read_record(path)
+        except RecordError as e:
+            if bad is None:
+                raise
+            bad.append((str(path), str(e)))
+            continue
         rec["_path"] = str(path)
         yield rec

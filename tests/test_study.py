@@ -1,61 +1,222 @@
-"""Study runner: a killed and restarted study runs every cell exactly once; submitit's local
-executor runs cells; malformed study files fail with one line."""
+"""Study runner: a killed and restarted study runs every cell exactly once; two drivers on one study
+never run a cell twice; submitit's local executor runs cells; the console shows a few lines per
+cell and each cell's log holds its own output once; an unreadable record is named and its cell
+runs again, with the cell counter right across skips; a failed cell stops only the cells that
+need it; the COCO 1x -> 3x follow-ups and the C4 rule; malformed study files fail with one line."""
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+import torch
 
 from rdet.errors import ConfigError
-from rdet.study import load_study, run_study
+from rdet.records import write_record
+from rdet.study import StudyError, followup_cells, load_study, run_study
 
+ROOT = Path(__file__).resolve().parents[1]
+
+# Cell 2_1 blocks (after writing a marker) until the gate file exists; every cell appends its
+# name to the counter when it completes.
 GRID = """
 output_dir: {out}
 executor: {executor}
 commands:
   - name: "cell_{{a}}_{{b}}"
-    run: "sleep 0.6 && echo cell_{{a}}_{{b}} >> {log}"
+    run: "(test {{a}}{{b}} != 21 || (touch {marker}; while [ ! -e {gate} ]; do sleep 0.05; done)) && echo cell_{{a}}_{{b}} >> {log}"
     grid: {{a: [1, 2], b: [1, 2]}}
 """
+NAMES = [f"cell_{a}_{b}" for a in (1, 2) for b in (1, 2)]
 
 
 def _study(tmp_path, executor="local"):
     path = tmp_path / "study.yaml"
-    path.write_text(GRID.format(out=tmp_path / "out", log=tmp_path / "log.txt", executor=executor))
+    path.write_text(GRID.format(out=tmp_path / "out", log=tmp_path / "count.txt", executor=executor,
+                                gate=tmp_path / "gate", marker=tmp_path / "marker"))
     return path
 
 
 def _lines(tmp_path):
-    log = tmp_path / "log.txt"
+    log = tmp_path / "count.txt"
     return log.read_text().split() if log.exists() else []
+
+
+def _wait_for(path, proc, seconds=60):
+    deadline = time.time() + seconds
+    while not path.exists():
+        assert proc.poll() is None, f"driver exited early ({proc.returncode})"
+        assert time.time() < deadline, f"no {path} after {seconds} s"
+        time.sleep(0.05)
+
+
+def _driver(path, log):
+    return subprocess.Popen([sys.executable, "-m", "rdet.study", str(path), "--no-report"],
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
 @pytest.mark.timeout(120)
 def test_killed_study_restarts_and_runs_each_cell_once(tmp_path):
     path = _study(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "rdet.study", str(path), "--no-report"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 60
-    while len(_lines(tmp_path)) < 2 and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.2)  # cell 2's record is written; cell 3 is sleeping
+    proc = _driver(path, tmp_path / "driver.txt")
+    _wait_for(tmp_path / "marker", proc)  # cells 1 and 2 are finished, cell 3 is running
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert 2 <= len(_lines(tmp_path)) < 4  # killed mid-way
-    run_study(path)
-    lines = _lines(tmp_path)
-    assert sorted(lines) == sorted(f"cell_{a}_{b}" for a in (1, 2) for b in (1, 2)), lines
-    run_study(path)  # everything finished: nothing runs again
+    assert _lines(tmp_path) == NAMES[:2]
+    (tmp_path / "gate").touch()
+    run_study(path, console=False)
+    assert sorted(_lines(tmp_path)) == sorted(NAMES)
+    run_study(path, console=False)  # everything finished: nothing runs again
     assert len(_lines(tmp_path)) == 4
+
+
+@pytest.mark.timeout(120)
+def test_two_drivers_never_run_a_cell_twice(tmp_path):
+    path = _study(tmp_path)
+    first = _driver(path, tmp_path / "first.txt")
+    _wait_for(tmp_path / "marker", first)  # the first driver holds cell 3's lock
+    second = _driver(path, tmp_path / "second.txt")
+    deadline = time.time() + 60
+    while "another process runs this cell" not in (tmp_path / "second.txt").read_text():
+        assert time.time() < deadline and second.poll() is None
+        time.sleep(0.05)
+    (tmp_path / "gate").touch()  # both drivers go on to cell 4: one runs it, the other waits, then skips it
+    assert first.wait(timeout=60) == 0 and second.wait(timeout=60) == 0
+    assert sorted(_lines(tmp_path)) == sorted(NAMES)
 
 
 @pytest.mark.timeout(180)
 def test_submitit_local_executor_runs_cells(tmp_path):
-    run_study(_study(tmp_path, executor="submitit_local"))
-    assert sorted(_lines(tmp_path)) == sorted(f"cell_{a}_{b}" for a in (1, 2) for b in (1, 2))
+    (tmp_path / "gate").touch()
+    run_study(_study(tmp_path, executor="submitit_local"), console=False)
+    assert sorted(_lines(tmp_path)) == sorted(NAMES)
     assert (tmp_path / "out" / "submitit").is_dir()
+    assert json.loads((tmp_path / "out" / "cell_1_1" / "job.json").read_text())["executor"] == "LocalJob"
+
+
+def test_unreadable_record_reruns_its_cell_and_the_counter_counts_skips(tmp_path, capsys):
+    path = _study(tmp_path)
+    (tmp_path / "gate").touch()
+    run_study(path, console=False)
+    bad = tmp_path / "out" / "cell_1_2" / "result.json"
+    bad.write_text('{"task": "command", truncated')
+    (tmp_path / "out" / "cell_2_2" / "result.json").unlink()
+    capsys.readouterr()
+    run_study(path)
+    console = capsys.readouterr().out
+    assert sorted(_lines(tmp_path)) == sorted(NAMES + ["cell_1_2", "cell_2_2"])  # exactly those two again
+    assert re.search(rf"cell 2/4 command cell_1_2: {re.escape(str(bad))}: unreadable result record", console)
+    for n, name in enumerate(NAMES, 1):
+        verb = "finished before, skipped" if name in ("cell_1_1", "cell_2_1") else "done in"
+        assert re.search(rf"cell {n}/4 command {name}: {verb}", console), console
+
+
+def test_failed_cell_blocks_only_its_dependents(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(f"""
+output_dir: {tmp_path / 'out'}
+pretrain: {{config: configs/pretrain_demo.yaml, runs: [{{name: broken, eps: 0}}],
+           opts: [DATA.DATASET, no_such_dataset]}}
+commands: [{{name: fine, run: "echo ok > {tmp_path / 'fine.txt'}"}}]
+classification: {{datasets: [digits]}}
+""")
+    with pytest.raises(StudyError, match=r"2 cell\(s\) did not finish: pretrain/broken \(.*no_such_dataset.*\), "
+                                         r"classify/digits/broken/fixed/lr0.01_seed0 \(not run: needs pretrain/broken\)"):
+        run_study(path, console=False)
+    assert (tmp_path / "fine.txt").read_text() == "ok\n"
+    assert "no_such_dataset" in (tmp_path / "out" / "pretrain" / "broken" / "log.txt").read_text()
+    assert not (tmp_path / "out" / "classify").exists()
+
+
+@pytest.mark.timeout(300)
+def test_console_is_short_and_each_cell_logs_once(tmp_path, capfd, fashion_mnist_root):
+    """A command, a classification and a Detectron2 cell: a few console lines each, no detectron2
+    line on the console, and each cell's log.txt holds its own output exactly once."""
+    from rdet.backbones import get_spec
+
+    torch.manual_seed(0)
+    torch.save({"model": get_spec("resnet18").builder(10).state_dict(),
+                "rdet": {"arch": "resnet18", "norm": "l2", "eps": 0.5}}, tmp_path / "r18.pth")
+    small = ('[DATA.TRAIN_SIZE, 16, DATA.TEST_RESIZE, 16, DATA.CLASSES, "[]", SOLVER.EPOCHS, 1, DATA.MAX_TRAIN, 300, '
+             'DATA.MAX_TEST, 100]')
+    det = ("[SOLVER.MAX_ITER, 2, SOLVER.IMS_PER_BATCH, 1, SOLVER.WARMUP_ITERS, 1, SOLVER.STEPS, '()', "
+           "INPUT.MIN_SIZE_TRAIN, '(64,)', INPUT.MAX_SIZE_TRAIN, 64, INPUT.MIN_SIZE_TEST, 64, INPUT.MAX_SIZE_TEST, 64, "
+           "DATASETS.TEST, '()', SEED, 0, SOLVER.CHECKPOINT_PERIOD, 100]")  # training logs only: no evaluation
+    path = tmp_path / "s.yaml"
+    path.write_text(f"""
+description: a tiny console study
+output_dir: {tmp_path / 'out'}
+backbones: [{{name: r18, weights: {tmp_path / 'r18.pth'}}}]
+commands: [{{name: hello, run: "echo hello-from-the-command"}}]
+classification: {{config: configs/classify_demo.yaml, datasets: [{{name: digits, opts: {small}}}]}}
+detection: [{{name: det, config: configs/demo_mask_r18_fpn.yaml, opts: {det}}}]
+""")
+    run_study(path, heartbeat_s=0)
+    console = capfd.readouterr()
+    lines = (console.out + console.err).strip().splitlines()
+    assert len(lines) <= 2 + 2 * 4, lines  # header, description, running + done for each of 4 cells
+    assert not any(re.search(r"d2\.|detectron2|Starting training|hello-from|transfer resnet18", ln) for ln in lines)
+    assert re.search(r"cell 4/4 detect detect/det/r18: done in \d+ s: no AP \(no test set\)", lines[-1]), lines
+    out = tmp_path / "out"
+    logs = {name: (out / name / "log.txt").read_text()
+            for name in ("hello", "classify/digits/r18/fixed/lr0.01_seed0", "convert/r18", "detect/det/r18")}
+    assert logs["hello"].count("hello-from-the-command") == 1
+    assert logs["classify/digits/r18/fixed/lr0.01_seed0"].count("transfer resnet18") == 1
+    det_log = logs["detect/det/r18"]
+    assert det_log.count("Starting training from iteration 0") == 1 and det_log.count("Environment info") == 1
+    for name, text in logs.items():
+        assert text.count("=====") == 1, name  # one run of the cell
+        if name != "detect/det/r18":
+            assert "Starting training" not in text and "d2." not in text, name
+
+
+def _hand_made_detection(tmp_path, aps, eps):
+    """A study with one COCO task (then_3x) over len(aps) backbones, their convert and 1x detection
+    records written by hand."""
+    path = tmp_path / "s.yaml"
+    names = [f"b{i}" for i in range(len(aps))]
+    path.write_text(f"""
+output_dir: {tmp_path / 'out'}
+backbones: [{', '.join(f'{{name: {n}, weights: w{n}.pth}}' for n in names)}]
+detection: [{{name: coco, config: configs/coco_r50_fpn_1x.yaml, then_3x: configs/coco_r50_fpn_3x.yaml}}]
+""")
+    for n, ap, e in zip(names, aps, eps):
+        bb = {"arch": "resnet50", "norm": "l2", "eps": e, "source": f"w{n}.pth"}
+        write_record((tmp_path / "out" / "convert" / n).mkdir(parents=True) or tmp_path / "out" / "convert" / n,
+                     {"task": "convert", "backbone": bb})
+        d = tmp_path / "out" / "detect" / "coco" / n
+        d.mkdir(parents=True)
+        write_record(d, {"task": "detection", "box_AP": ap, "backbone": bb, "schedule": "1x"})
+    return load_study(path)
+
+
+def test_followup_cells_take_the_top3_robust_and_the_standard_backbone_to_3x(tmp_path):
+    study = _hand_made_detection(tmp_path, aps=[30.0, 35.0, 38.0, 33.0, 36.0], eps=[0.0, 0.1, 1.0, 3.0, 5.0])
+    follow = followup_cells(study)
+    assert sorted(c.name for c in follow) == ["detect/coco_3x/b0", "detect/coco_3x/b1", "detect/coco_3x/b2",
+                                              "detect/coco_3x/b4"]  # b3 (33.0) is the 4th robust one
+    for c in follow:
+        assert c.params["config"] == "configs/coco_r50_fpn_3x.yaml" and c.stage == "followup"
+        assert c.deps == (f"convert/{c.name.rsplit('/', 1)[1]}",)
+    assert followup_cells(study, exclude=["coco"]) == []
+
+
+def test_c4_rule_follows_the_registry_geometry_and_the_roi_heads():
+    from rdet.study.cells import check_c4
+
+    voc_c4, voc_fpn = str(ROOT / "configs" / "voc_r50_c4.yaml"), str(ROOT / "configs" / "voc_r50_fpn.yaml")
+    for arch in ("resnet50", "wide_resnet50_2", "resnext50_32x4d"):
+        check_c4("c", voc_c4, [], arch)  # Bottleneck nets
+    with pytest.raises(ConfigError, match="C4 detector .* needs a Bottleneck ResNet .* not resnet18"):
+        check_c4("c", voc_c4, [], "resnet18")
+    check_c4("c", voc_fpn, [], "resnet18")  # FPN takes any ResNet
+    # what counts is the config's structure, not its file name
+    with pytest.raises(ConfigError, match="not resnet34"):
+        check_c4("c", voc_fpn, ["MODEL.ROI_HEADS.NAME", "Res5ROIHeads"], "resnet34")
 
 
 def test_grid_expansion_and_dependencies(tmp_path):
@@ -73,6 +234,7 @@ detection: [{name: coco, config: configs/coco_r50_fpn_1x.yaml, then_3x: configs/
     assert kinds.count("convert") == 3 and kinds.count("detect") == 3
     cell = next(c for c in study.cells if c.name == "classify/digits/e1/full/lr0.001_seed2")
     assert cell.deps == ("pretrain/e1",)
+    assert next(c for c in study.cells if c.name == "detect/coco/e0").deps == ("convert/e0",)
 
 
 @pytest.mark.parametrize("text,match", [

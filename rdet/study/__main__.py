@@ -1,5 +1,7 @@
 """``python -m rdet.study [STUDY.yaml]``: run every cell of a study (skipping finished ones), then
-print the report. Without an argument: the offline miniature study, configs/study_demo.yaml."""
+print the report. Without an argument: the offline miniature study, configs/study_demo.yaml.
+
+The console shows a few lines per cell; each cell's whole output is in ``<its folder>/log.txt``."""
 from __future__ import annotations
 
 import argparse
@@ -12,25 +14,33 @@ from rdet.config import CONFIG_DIR
 DEMO = CONFIG_DIR / "study_demo.yaml"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    from rdet.report import build_report
+def _main(argv: Optional[Sequence[str]] = None) -> int:
     from rdet.study import run_study
 
-    p = argparse.ArgumentParser(prog="python -m rdet.study", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m rdet.study", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("study", nargs="?", default=str(DEMO), help="study YAML (default: the offline demo)")
     p.add_argument("--no-report", action="store_true", help="run the cells only")
+    p.add_argument("--heartbeat", type=float, default=60.0, metavar="S",
+                   help="while a local cell runs, a progress line every S seconds (0: none)")
     args = p.parse_args(argv)
     start = time.time()
-    study = run_study(args.study)
+    study = run_study(args.study, heartbeat_s=args.heartbeat)
     if not args.no_report:
+        from rdet.report import build_report
+
         rep = build_report(study.output_dir)
-        if study.description:
-            print(study.description + "\n")
+        print()
         print(rep["markdown"])
         print("report files: " + ", ".join(str(x) for x in list(rep["paths"].values()) + rep["plots"]))
     print(f"study finished in {time.time() - start:.0f} s; results under {study.output_dir}")
     return 0
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Console-script entry point (``rdet-study``): user errors are one ``error: ...`` line, exit 2."""
+    return run_cli(_main, argv)
+
+
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    raise SystemExit(main())

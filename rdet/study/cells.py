@@ -19,7 +19,8 @@ CELL_KINDS.__doc__ = "Functions run(cell, study) that execute one study cell and
 
 def _resolve(study, path):
     """A config path in a study: as given if it exists (relative to the working directory), else
-    relative to the study file, else to rdet's checkout (so ``configs/...`` works from anywhere)."""
+    relative to the study file, else to the rdet package (so ``configs/...`` works from anywhere,
+    installed or not: the configs ship in ``rdet/configs``)."""
     from rdet.config import CONFIG_DIR
 
     if path is None:
@@ -92,11 +93,27 @@ def detect(cell, study):
 
     p = cell.params
     conv = read_record(Path(study.output_dir) / p["convert"] / "result.json")
-    if conv["backbone"]["arch"] not in ("resnet50", "resnet101") and "C4" in Path(p["config"]).stem.upper():
-        raise ConfigError(f"{cell.name}: R-C4 needs a Bottleneck ResNet, not {conv['backbone']['arch']}")
+    config = _resolve(study, p["config"])
     opts = list(p["opts"]) + _geometry_opts(conv["config"]) + [
         "MODEL.WEIGHTS", conv["weights"], "OUTPUT_DIR", str(cell.output_dir(study.output_dir))]
-    detection_run(_resolve(study, p["config"]), opts, resume=True)
+    check_c4(cell.name, config, opts, conv["backbone"]["arch"])
+    detection_run(config, opts, resume=True, console=False)
+
+
+def check_c4(name: str, config: str, opts, arch: str) -> None:
+    """A C4 detector (``Res5ROIHeads``: the box head is the backbone's res5 stage, which
+    detectron2 always builds from Bottleneck blocks) needs a Bottleneck ResNet (depth >= 50 in the
+    registry's Detectron2 geometry: ResNet-50/101, WRN-50-2/4, ResNeXt-50); FPN detectors take any
+    convertible ResNet."""
+    from rdet.backbones import get_spec
+    from rdet.detection.train import build_cfg
+
+    if build_cfg(config, opts).MODEL.ROI_HEADS.NAME != "Res5ROIHeads":
+        return
+    d2 = get_spec(arch).d2
+    if d2 is None or d2.depth < 50:
+        raise ConfigError(f"{name}: {Path(config).name} is a C4 detector (Res5ROIHeads), which needs a "
+                          f"Bottleneck ResNet (depth >= 50), not {arch}")
 
 
 def _geometry_opts(converter_yaml: str):

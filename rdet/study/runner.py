@@ -1,103 +1,255 @@
 """Running a study: stage by stage, skipping finished cells, locally or through submitit.
 
 Stages run in order (prepare -> pretrain -> convert -> transfer/detect -> follow-ups); within a
-stage, cells are independent, so submitit may run them in parallel as separate jobs (each job may
-itself start torchrun). Interrupting is safe at any point: a cell is finished exactly when its
-``result.json`` exists (records are written atomically and last), and a half-done cell resumes
-from its own checkpoint.
+stage, cells are independent, so submitit may run them in parallel as separate jobs. A cell is
+finished exactly when its ``result.json`` is a readable record (records are written atomically
+and last); an unreadable one is named and the cell runs again. Interrupting is safe at any point:
+a half-done cell resumes from its own checkpoint, a submitted Slurm job keeps running and a
+restarted driver waits for it (``jobs.reattach``), and a per-cell lock makes sure that no two
+processes ever run the same cell at once.
+
+A failed cell does not stop the others: cells that need it (``Cell.deps``) are not run, the rest
+are, and the study ends with one line naming every cell that did not finish and its log.
+
+Console: a few lines per cell (``cell 5/21 classify ...: running``, ``done in 40 s: top1 91.2%``;
+``every_s`` heartbeats while a local cell runs); each cell's whole output goes to its own
+``log.txt`` (``rdet.study.logs``).
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import logging
 import time
 from pathlib import Path
-from typing import List
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from rdet.records import has_record, iter_records
+from rdet.errors import RdetError
+from rdet.records import RECORD_NAME, has_record, iter_records, read_record, record_problem
+from rdet.study import jobs
 from rdet.study.cells import run_cell
+from rdet.study.logs import LOG_NAME, Heartbeat, cell_log, setup_console
 from rdet.study.spec import STAGES, Cell, Study, load_study
 
-
-def _log(msg: str) -> None:
-    print(f"[study {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+logger = logging.getLogger(__name__)
 
 
-def run_cell_job(study_path: str, cell_name: str) -> str:
-    """What a submitit job runs (picklable: it reloads the study in the job's process)."""
-    study = load_study(study_path)
-    cell = next(c for c in study.cells if c.name == cell_name)
-    run_cell(cell, study)
-    return cell_name
+class StudyError(RdetError):
+    """Cells of a study did not finish (the message names them and their logs)."""
 
 
-def _executor(study: Study):
+def summary(rec: Dict) -> str:
+    """The key numbers of a record, for the console."""
+    task = rec.get("task")
+    if task == "detection":
+        mask = f", mask AP {rec['mask_AP']:.2f}" if rec.get("mask_AP") is not None else ""
+        return f"box AP {rec['box_AP']:.2f}{mask}" if rec.get("box_AP") is not None else "no AP (no test set)"
+    if task == "pretrain":
+        rob = f", PGD top-1 {rec['robust_top1']:.2f}%" if rec.get("robust_top1") is not None else ""
+        return f"clean top-1 {rec['value']:.2f}%{rob}"
+    if task == "convert":
+        return f"verified, max relative error {rec['max_rel_error']:.1e}"
+    if isinstance(rec.get("value"), (int, float)):
+        return f"{rec.get('metric', 'value')} {rec['value']:.2f}"
+    return "finished"
+
+
+@contextlib.contextmanager
+def cell_lock(cell_dir: Path) -> Iterator[None]:
+    """Exclusive lock on a cell (``<cell>/.lock``, released by the OS if the holder dies)."""
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    with open(cell_dir / ".lock", "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info(f"{cell_dir}: another process runs this cell; waiting for it")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def execute_cell(cell: Cell, study: Study, label: str = "", heartbeat_s: float = 0.0) -> Dict:
+    """Run one cell under its lock with its output in its ``log.txt``; its record. A cell that
+    another process finished meanwhile is not run again."""
+    out = cell.output_dir(study.output_dir)
+    with cell_lock(out):
+        if not has_record(out):
+            log = out / LOG_NAME
+            with cell_log(log, f"{cell.kind} {cell.name}") as console:
+                with Heartbeat(label or cell.name, log, console, heartbeat_s):
+                    run_cell(cell, study)
+        return read_record(out / RECORD_NAME)
+
+
+def find_cell(study: Study, name: str) -> Cell:
+    for c in study.cells:
+        if c.name == name:
+            return c
+    return next(c for c in followup_cells(study) if c.name == name)
+
+
+def run_cell_job(study_path: str, cell_name: str) -> Dict:
+    """What a submitit job runs (picklable: it reloads the study in the job's process). Returns
+    ``{"status": "done"|"failed", "message"}``; the traceback is in the cell's log. In a job of
+    several tasks each task is one process of the cell's distributed run (torchrun's variables
+    exported), and the cell's lock is left out."""
     import submitit
 
-    folder = Path(study.output_dir) / "submitit"
-    if study.executor == "submitit_local":
-        ex = submitit.LocalExecutor(folder=str(folder))
-        ex.update_parameters(timeout_min=int(study.slurm.get("timeout_min", 60)))
-    else:
-        ex = submitit.AutoExecutor(folder=str(folder))
-        ex.update_parameters(**{f"slurm_{k}" if k not in ("timeout_min", "gpus_per_node", "nodes", "cpus_per_task",
-                                                          "tasks_per_node", "mem_gb") else k: v
-                                for k, v in study.slurm.items()})
-    return ex
+    study = load_study(study_path)
+    cell = find_cell(study, cell_name)
+    try:
+        if submitit.JobEnvironment().num_tasks > 1:
+            submitit.helpers.TorchDistributedEnvironment().export()
+            with cell_log(cell.output_dir(study.output_dir) / LOG_NAME, f"{cell.kind} {cell.name}"):
+                run_cell(cell, study)
+        else:
+            execute_cell(cell, study)
+    except Exception as e:  # noqa: BLE001  (reported to the driver as one line)
+        return {"status": "failed", "message": _one_line(e)}
+    return {"status": "done", "message": ""}
 
 
-def run_stage(study: Study, cells: List[Cell], done_before: int, total: int) -> None:
-    todo = [c for c in cells if not has_record(c.output_dir(study.output_dir))]
-    for c in cells:
-        if c not in todo:
-            _log(f"skip {c.name} (finished)")
-    if study.executor == "local":
-        for i, c in enumerate(todo):
-            _log(f"cell {done_before + i + 1}/{total}: {c.kind} {c.name}")
-            run_cell(c, study)
-        return
-    ex = _executor(study)
-    jobs = [(c, ex.submit(run_cell_job, str(study.path), c.name)) for c in todo]
-    for c, job in jobs:
-        _log(f"submitted {c.kind} {c.name} as job {job.job_id}")
-    for c, job in jobs:
-        job.result()  # re-raises the cell's error
-        _log(f"finished {c.name}")
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text and not isinstance(e, RdetError) else (text[0] if text else
+                                                                                             type(e).__name__)
 
 
-def followup_cells(study: Study) -> List[Cell]:
+class _Run:
+    """The state of one run of a study: numbering, failures, console lines."""
+
+    def __init__(self, study: Study, heartbeat_s: float):
+        self.study, self.heartbeat_s = study, heartbeat_s
+        self.order = [c for stage in STAGES[:-1] for c in study.cells if c.stage == stage]
+        self.number = {c.name: i + 1 for i, c in enumerate(self.order)}
+        self.failed: Dict[str, str] = {}
+        self.ex = None
+
+    def label(self, cell: Cell) -> str:
+        if cell.name in self.number:
+            return f"cell {self.number[cell.name]}/{len(self.order)} {cell.kind} {cell.name}"
+        return f"follow-up {cell.kind} {cell.name}"
+
+    def todo(self, cells: List[Cell]) -> List[Cell]:
+        """The cells to run now; logs the finished (skipped) and the blocked ones."""
+        out = []
+        for c in cells:
+            d = c.output_dir(self.study.output_dir)
+            if has_record(d):
+                logger.info(f"{self.label(c)}: finished before, skipped")
+                continue
+            problem = record_problem(d)
+            if problem:
+                logger.warning(f"{self.label(c)}: {problem}; running the cell again")
+            missing = [x for x in c.deps if x in self.failed or not has_record(Path(self.study.output_dir) / x)]
+            if missing:
+                self.failed[c.name] = f"not run: needs {', '.join(missing)}"
+                logger.error(f"{self.label(c)}: not run, it needs {', '.join(missing)}, which did not finish")
+                continue
+            out.append(c)
+        return out
+
+    def done(self, cell: Cell, status: Dict, seconds: Optional[float] = None) -> None:
+        d = cell.output_dir(self.study.output_dir)
+        if status.get("status") == "done" and not has_record(d):
+            status = {"status": "failed", "message": record_problem(d) or f"the cell wrote no {RECORD_NAME}"}
+        if status.get("status") != "done":
+            self.failed[cell.name] = status["message"]
+            logger.error(f"{self.label(cell)}: failed: {status['message']} (log: {d / LOG_NAME})")
+            return
+        rec = read_record(d / RECORD_NAME)
+        took = seconds if seconds is not None else rec.get("wall_time_s")
+        logger.info(f"{self.label(cell)}: done{f' in {took:.0f} s' if took is not None else ''}: {summary(rec)}")
+
+    def run_local(self, cells: List[Cell]) -> None:
+        for c in cells:
+            logger.info(f"{self.label(c)}: running (log: {c.output_dir(self.study.output_dir) / LOG_NAME})")
+            start = time.time()
+            try:
+                execute_cell(c, self.study, self.label(c), self.heartbeat_s)
+                status = {"status": "done"}
+            except Exception as e:  # noqa: BLE001  (the traceback is in the cell's log)
+                status = {"status": "failed", "message": _one_line(e)}
+            self.done(c, status, time.time() - start)
+
+    def run_jobs(self, cells: List[Cell], poll_s: float = 1.0) -> None:
+        running: Dict[str, Tuple[Cell, object]] = {}
+        for c in cells:
+            d = c.output_dir(self.study.output_dir)
+            job = jobs.reattach(d)
+            if job is not None:
+                logger.info(f"{self.label(c)}: its job {job.job_id} is still queued or running; waiting for it")
+            else:
+                job = jobs.submit(self.ex, run_cell_job, d, str(self.study.path), c.name)
+                logger.info(f"{self.label(c)}: submitted as job {job.job_id} (log: {d / LOG_NAME})")
+            running[c.name] = (c, job)
+        while running:
+            states = jobs.squeue_states([j.job_id for _, j in running.values() if type(j).__name__ == "SlurmJob"])
+            for name, (c, job) in list(running.items()):
+                if jobs.ended(job, states):
+                    del running[name]
+                    self.done(c, jobs.outcome(job, (states or {}).get(job.job_id)))
+            if running:
+                time.sleep(poll_s)
+
+    def stage(self, cells: List[Cell]) -> None:
+        cells = self.todo(cells)
+        if cells:
+            (self.run_local if self.study.executor == "local" else self.run_jobs)(cells)
+
+
+def followup_cells(study: Study, exclude: Sequence[str] = ()) -> List[Cell]:
     """The paper's COCO protocol: after every backbone's 1x run of a detection task with
-    ``then_3x``, the top-3 robust backbones by box AP and the standard one go on to 3x."""
+    ``then_3x`` (except the tasks named in ``exclude``), the top-3 robust backbones by box AP and
+    the standard one go on to 3x."""
     from rdet.detection.recipe import select_for_3x
 
     cells = []
     for task in study.detection:
-        if not task.get("then_3x"):
+        if not task.get("then_3x") or task["name"] in exclude:
             continue
         recs = [r for r in iter_records(Path(study.output_dir) / "detect" / task["name"]) if r.get("task") == "detection"]
         chosen = {b.get("source") for b in select_for_3x(recs, int(task.get("top_k", 3)))}
         for c in study.cells:
             if c.kind == "detect" and c.name.startswith(f"detect/{task['name']}/"):
-                conv = Path(study.output_dir) / c.params["convert"] / "result.json"
-                from rdet.records import read_record
-
-                if read_record(conv)["backbone"].get("source") in chosen:
+                conv = read_record(Path(study.output_dir) / c.params["convert"] / RECORD_NAME)
+                if conv["backbone"].get("source") in chosen:
                     cells.append(Cell("detect", f"detect/{task['name']}_3x/{c.params['backbone']}", "followup",
                                       dict(c.params, config=task["then_3x"]), c.deps))
     return cells
 
 
-def run_study(path: str | Path) -> Study:
+def run_study(path: str | Path, console: bool = True, heartbeat_s: float = 60.0) -> Study:
+    """Run (or resume) every cell of the study file ``path``; :class:`StudyError` if any did not
+    finish. ``console``: print the study's progress lines (logger ``rdet.study``) on stdout."""
+    if console:
+        setup_console()
     study = load_study(path)
-    _log(f"{study.path}: {len(study.cells)} cells (+ follow-ups), output in {study.output_dir}, "
-         f"executor {study.executor}")
+    run = _Run(study, heartbeat_s)
+    if study.executor != "local":
+        run.ex = jobs.build_executor(study)
+    logger.info(f"{study.path}: {len(study.cells)} cells (+ follow-ups), output in {study.output_dir}, "
+                f"executor {study.executor}")
     if study.description:
-        print(study.description, flush=True)
+        logger.info(study.description)
     Path(study.output_dir).mkdir(parents=True, exist_ok=True)
-    done = 0
     for stage in STAGES[:-1]:
-        cells = [c for c in study.cells if c.stage == stage]
-        run_stage(study, cells, done, len(study.cells))
-        done += len(cells)
-    follow = followup_cells(study)
+        run.stage([c for c in run.order if c.stage == stage])
+    blocked = {t["name"] for t in study.detection
+               if any(n.startswith(f"detect/{t['name']}/") for n in run.failed)}
+    if blocked:
+        logger.error(f"follow-ups of {', '.join(sorted(blocked))} not chosen: some of their 1x cells did not finish")
+    follow = followup_cells(study, exclude=blocked)
     if follow:
-        run_stage(study, follow, 0, len(follow))
+        logger.info(f"follow-ups (the best robust backbones by 1x box AP and the standard one): "
+                    f"{', '.join(c.name for c in follow)}")
+        run.stage(follow)
+    if run.failed:
+        names = ", ".join(f"{n} ({m})" for n, m in run.failed.items())
+        raise StudyError(f"{len(run.failed)} cell(s) did not finish: {names}; each cell's log is its {LOG_NAME}")
     return study
+
+
+__all__ = ["run_study", "run_cell_job", "execute_cell", "followup_cells", "StudyError", "summary"]

@@ -4,7 +4,14 @@ A study YAML has (all sections optional but at least one cell)::
 
     output_dir: output/my_study
     executor: local            # local | submitit_local | slurm   (submitit for the last two)
-    slurm: {partition: gpu, gpus_per_node: 1, timeout_min: 720}
+    slurm:                     # one job per cell (executor slurm; submitit_local reads timeout_min)
+      partition: gpu           # any other key k is sbatch's --k (account, qos, constraint, ...)
+      nodes: 1                 # machines per cell
+      tasks_per_node: 1        # >1: one process per task, torchrun's RANK/WORLD_SIZE/... exported
+      gpus_per_node: 1         #     (pretrain/classify cells run DDP over them; set = GPUs)
+      cpus_per_task: 8
+      mem_gb: 64
+      timeout_min: 720
     pretrain:                  # backbones trained by rdet.pretrain
       config: configs/pretrain_demo.yaml
       opts: [SOLVER.EPOCHS, 2]
@@ -22,9 +29,12 @@ A study YAML has (all sections optional but at least one cell)::
       - {name: coco, config: configs/coco_r50_fpn_1x.yaml, then_3x: configs/coco_r50_fpn_3x.yaml}
     commands:                  # arbitrary steps, e.g. data preparation ({a} filled from grid)
       - {name: "prep_{a}", run: "echo {a}", grid: {a: [1, 2]}}
+    select: {...}              # transfer-free model selection (rdet.select.study)
 
 Cells get deterministic output folders under ``output_dir``, so a restarted study finds what is
-done (its ``result.json``) and what is half done (its own checkpoint, resumed).
+done (its ``result.json``) and what is half done (its own checkpoint, resumed). A cell's ``deps``
+name the cells whose records it reads (its backbone's pretraining, its conversion); the runner
+does not run a cell whose deps did not finish.
 """
 from __future__ import annotations
 
@@ -48,7 +58,7 @@ class Cell:
     name: str  # unique, also the output sub-folder
     stage: str
     params: Dict[str, Any] = field(default_factory=dict)
-    deps: Tuple[str, ...] = ()
+    deps: Tuple[str, ...] = ()  # names of the cells whose records or weights this one reads
 
     def output_dir(self, root: Path) -> Path:
         return Path(root) / self.name
@@ -127,10 +137,6 @@ def expand(raw: Dict[str, Any], path: Path) -> List[Cell]:
             backbones.append((run["name"], None, name))
     for b in raw.get("backbones", []) or []:
         backbones.append((_need(b, "name", "a backbone"), _need(b, "weights", "a backbone"), None))
-    if raw.get("select") is not None:  # importing rdet.select.study registers its cell kind
-        from rdet.select.study import select_cells
-
-        cells += select_cells(raw["select"], backbones, path)
     cls = raw.get("classification")
     if cls:
         if not backbones:
@@ -161,4 +167,8 @@ def expand(raw: Dict[str, Any], path: Path) -> List[Cell]:
             cells.append(Cell("detect", f"detect/{label}/{bname}", "transfer",
                               {"config": task["config"], "opts": list(task.get("opts", [])), "convert": conv,
                                "backbone": bname}, (conv,)))
+    if raw.get("select") is not None:
+        from rdet.select.study import select_cells  # registers the cell kind (also in submitit jobs)
+
+        cells += select_cells(raw["select"], backbones, path)
     return cells
