@@ -36,6 +36,8 @@ def _base() -> CN:
     _C.DATA.NUM_WORKERS = 2
     _C.DATA.MAX_TRAIN = 0  # >0: a seeded subset of this many training images (quick runs)
     _C.DATA.MAX_TEST = 0
+    _C.DATA.VAL_SIZE = 0.0  # >0: hold out this share (<1) or count (>=1) of the training set and evaluate on it instead of the test set (rdet/data/validation.py)
+    _C.DATA.VAL_SEED = 0  # seed of that stratified validation split
 
     _C.SOLVER = CN()
     _C.SOLVER.BATCH_SIZE = 64  # global batch (split across DDP processes)
