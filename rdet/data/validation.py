@@ -20,6 +20,7 @@ from typing import Dict, List, Sequence, Set, Tuple
 
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
+from rdet.data.classification import targets_of
 from rdet.errors import DatasetError
 
 
@@ -98,7 +99,23 @@ def check_disjoint(val: Dataset, test: Dataset) -> None:
                            f"train and test splits overlap")
 
 
-def holdout(train: Dataset, targets: Sequence[int], size: float, seed: int) -> Tuple[Subset, Subset]:
-    """``(train part, validation part)`` of ``train`` (see :func:`split_indices`)."""
+def validation_holdout(train_aug: Dataset, train_plain: Dataset, size: float, seed: int,
+                       test: Dataset = None) -> Tuple[Subset, Subset, str]:
+    """``(training part, validation part, note)``: the training part keeps the training
+    transform (``train_aug``), the validation part reads the same images through the test
+    transform (``train_plain``: the same training set built with the test transform). With
+    ``test``, the validation part is checked to share no image with it.
+
+    This is what ``DATA.VAL_SIZE`` > 0 means for a run: train on the training part, evaluate on
+    the validation part instead of the test set (``rdet.select`` uses it to choose without looking
+    at the test set).
+    """
+    targets = targets_of(train_plain)
+    if len(train_aug) != len(train_plain) or targets != targets_of(train_aug):
+        raise AssertionError("the training set differs between its two transforms")
     tr, va = split_indices(targets, size, seed)
-    return Subset(train, tr), Subset(train, va)
+    val = Subset(train_plain, va)
+    if test is not None:
+        check_disjoint(val, test)
+    note = f"; validation: {len(va)} of the {len(targets)} training images held out (stratified, seed {seed})"
+    return Subset(train_aug, tr), val, note

@@ -94,8 +94,8 @@ def build(args):
     """``(cfg, opts for the cells, study dict)``; every input checked before anything runs."""
     demo = not (args.dataset or args.data_root or args.models or args.config_file)
     config = str(DEMO_CONFIG) if demo else args.config_file
-    flags = [("DATA.DATASET", args.dataset), ("DATA.ROOT", args.data_root), ("SELECT.VAL_SIZE", args.val_size),
-             ("SELECT.VAL_SEED", args.val_seed), ("SELECT.VIEWS", args.views)]
+    flags = [("DATA.DATASET", args.dataset), ("DATA.ROOT", args.data_root), ("DATA.VAL_SIZE", args.val_size),
+             ("DATA.VAL_SEED", args.val_seed), ("SELECT.VIEWS", args.views)]
     opts = [str(x) for k, v in flags if v is not None for x in (k, v)] + list(args.opts)
     cfg = merge_config(get_select_cfg(), config, opts)
     if args.top_k < 1:
@@ -142,9 +142,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cfg, study_dict = build(args)
     data = selection_data(cfg)  # a missing dataset or an impossible split fails before any work
     path = write_study(study_dict)
-    print(study_dict["description"])
     print(f"data: {data['note']}")
-    study = run_study(path)
+    study = run_study(path)  # prints the study's description (what the models and the data are)
     cells = [c for c in load_study(path).cells if c.kind == "select"]
     records = [read_record(c.output_dir(study.output_dir) / "result.json") for c in cells]
     rows = ranking.ranked_rows(records)
@@ -160,7 +159,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.full_network:
         from rdet.select.full import run_full_network
 
-        run_full_network(cfg, study_dict, rows[:args.top_k])
+        full = run_full_network(cfg, study_dict, rows[:args.top_k])
+        print(f"\nfull-network fine-tuning of the top {len(full)} (lr chosen on validation):")
+        for r in full:
+            print(f"  {r['model']}: lr {r['lr']:g}, validation {r['val']:.2f}%, test {r['test']:.2f}% "
+                  f"(best test over lrs {r['best_test']:.2f}%)")
     print(f"files: {', '.join(str(p) for p in [*files.values(), plot] if p)}; "
           f"selection took {time.time() - start:.0f} s")
     print(ranking.top_line(rows))

@@ -13,11 +13,10 @@ from rdet.config import get_transfer_cfg
 
 def get_select_cfg() -> CN:
     _C = get_transfer_cfg()
+    # Held-out share of the TRAINING data that ranks models and heads (< 1: fraction, >= 1: count,
+    # seed DATA.VAL_SEED); the test set is evaluated and reported, never used to choose.
+    _C.DATA.VAL_SIZE = 0.2
     _C.SELECT = CN()
-    # Held-out share of the TRAINING data that ranks models and heads (< 1: fraction, >= 1: count);
-    # the test set is evaluated once per head and reported, never used to choose.
-    _C.SELECT.VAL_SIZE = 0.2
-    _C.SELECT.VAL_SEED = 0
     # Augmented views of each training image extracted once and cycled through by the SGD head
     # (the K-view feature cache of rdet.transfer.feature_cache); plus one centre-crop pass.
     _C.SELECT.VIEWS = 5

@@ -16,9 +16,10 @@ import torch
 from torch.utils.data import Subset
 
 from rdet.backbones import create_classifier
-from rdet.data.classification import get_dataset_entry, targets_of
-from rdet.data.offline import data_root
-from rdet.data.validation import check_disjoint, split_indices
+from rdet.data.build import datasets_from_cfg
+from rdet.data.classification import get_dataset_entry
+from rdet.data.paths import data_root
+from rdet.data.validation import validation_holdout
 from rdet.engine import build_loader, setup_runtime
 from rdet.select.cache import cache_key, dataset_fingerprint, file_identity, load_or_extract
 from rdet.select.heads import logreg_candidates, sgd_candidates
@@ -32,36 +33,31 @@ def _datasets_from_cfg(cfg):
     try:
         from rdet.data.build import datasets_from_cfg
     except ImportError:  # before rdet.data.build existed
-        from rdet.engine.datasets import datasets_from_cfg
+        from rdet.data.build import datasets_from_cfg
     return datasets_from_cfg(cfg)
 
 
 def selection_data(cfg) -> Dict[str, Any]:
     """The training set twice (augmented for the views, centre-crop for validation and L-BFGS),
-    the test set, the validation split and what the data is. Raises for a missing dataset or a
-    split that cannot be made, before any model is touched."""
+    the test set, the validation split (``DATA.VAL_SIZE``, ``DATA.VAL_SEED``) and what the data
+    is. Raises for a missing dataset or a split that cannot be made, before any model is touched."""
     base = cfg.clone()
     base.defrost()
-    if "VAL_SIZE" in base.DATA:  # rdet.select holds out its own split from the whole training set
-        base.DATA.VAL_SIZE = 0
-    train_aug, test, num_classes, note = _datasets_from_cfg(base)
+    base.DATA.VAL_SIZE = 0  # the split is made here, from the whole training set
+    train_aug, test, num_classes, note = datasets_from_cfg(base)
     plain = base.clone()
     plain.DATA.AUGMENT = False
-    train_plain = _datasets_from_cfg(plain)[0]
-    targets = targets_of(train_plain)
-    assert targets == targets_of(train_aug), "augmented and centre-crop training sets differ"
-    tr, va = split_indices(targets, cfg.SELECT.VAL_SIZE, cfg.SELECT.VAL_SEED)
-    check_disjoint(Subset(train_plain, va), test)
-    note += f"; validation: {len(va)} of the {len(targets)} training images (stratified, seed {cfg.SELECT.VAL_SEED})"
+    train_plain = datasets_from_cfg(plain)[0]
+    train_part, val, vnote = validation_holdout(train_aug, train_plain, cfg.DATA.VAL_SIZE, cfg.DATA.VAL_SEED, test)
     return {"train_aug": train_aug, "train_plain": train_plain, "test": test, "num_classes": num_classes,
-            "note": note, "train_idx": tr, "val_idx": va}
+            "note": note + vnote, "train_idx": train_part.indices, "val_idx": val.indices}
 
 
 def _data_key(cfg, data) -> Dict[str, Any]:
     d = cfg.DATA
     return {"dataset": d.DATASET, "root": str(data_root(d.ROOT if d.ROOT != "datasets" else None).resolve()),
             "classes": [int(c) for c in d.CLASSES], "max_train": d.MAX_TRAIN, "max_test": d.MAX_TEST,
-            "val_size": float(cfg.SELECT.VAL_SIZE), "val_seed": int(cfg.SELECT.VAL_SEED),
+            "val_size": float(cfg.DATA.VAL_SIZE), "val_seed": int(cfg.DATA.VAL_SEED),
             "train": dataset_fingerprint(data["train_plain"]), "test": dataset_fingerprint(data["test"])}
 
 

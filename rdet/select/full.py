@@ -1,0 +1,91 @@
+"""``--full-network``: fine-tune the top-k models of a selection with the paper's protocol.
+
+An ordinary study of ``rdet.classify`` cells (``OUTPUT_DIR/full_network/study.yaml``), every
+top model x learning rate twice:
+
+* ``val``: trained on the training part, evaluated on the validation split (``DATA.VAL_SIZE``,
+  the same split the fixed-feature ranking used); these choose the learning rate and the model;
+* ``test``: trained on the whole training set, as the paper does, evaluated on the test set;
+  the chosen configuration's number is the one to report, the best of them the test-selected one.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, List
+
+import yaml
+
+from rdet.atomic import atomic_path
+from rdet.config import get_transfer_cfg, merge_config
+from rdet.data.build import datasets_from_cfg
+from rdet.errors import ConfigError
+from rdet.records import read_record
+
+
+def _transfer_opts(opts: List) -> List[str]:
+    """The selection's overrides without its ``SELECT.*`` ones (not keys of a transfer config)."""
+    pairs = list(zip(opts[0::2], opts[1::2]))
+    return [str(x) for k, v in pairs if not str(k).startswith("SELECT.") for x in (k, v)]
+
+
+def _check_holdout(config, opts: List[str], n_val: int) -> None:
+    """``rdet.classify`` must evaluate the ``val`` cells on the validation split, not the test set."""
+    cfg = merge_config(get_transfer_cfg(), config, opts)
+    evaluated = len(datasets_from_cfg(cfg)[1])
+    if evaluated != n_val:
+        raise ConfigError(f"--full-network: rdet.classify evaluated {evaluated} images for DATA.VAL_SIZE "
+                          f"{cfg.DATA.VAL_SIZE:g}, not the {n_val} validation images; its datasets do not hold "
+                          f"out the validation split")
+
+
+def full_network_study(cfg, select_study: Dict, top: List[Dict]) -> Dict:
+    sel = select_study["select"]
+    base = _transfer_opts(sel["opts"])
+    val_opts = base + ["DATA.VAL_SIZE", str(cfg.DATA.VAL_SIZE), "DATA.VAL_SEED", str(cfg.DATA.VAL_SEED)]
+    _check_holdout(sel["config"], val_opts + ["DATA.DATASET", sel["dataset"]], top[0]["record"]["n_val"])
+    return {"description": f"rdet.select --full-network: the top {len(top)} models fine-tuned on {sel['dataset']}",
+            "output_dir": str(Path(select_study["output_dir"]) / "full_network"),
+            "executor": select_study["executor"], "slurm": select_study["slurm"],
+            "backbones": [{"name": r["model"], "weights": r["record"]["backbone"]["source"]} for r in top],
+            "classification": {"config": sel["config"], "modes": ["full"], "seeds": [int(cfg.SEED)],
+                               "lrs": [float(x) for x in cfg.TRANSFER.LR_GRID],
+                               "datasets": [{"name": "val", "dataset": sel["dataset"], "opts": val_opts},
+                                            {"name": "test", "dataset": sel["dataset"],
+                                             "opts": base + ["DATA.VAL_SIZE", "0"]}]}}
+
+
+def full_network_rows(study) -> List[Dict]:
+    """Per model: the lr with the best validation score, its test score; ranked by validation."""
+    scores = defaultdict(dict)  # (model, lr) -> {"val": .., "test": ..}
+    for c in study.cells:
+        if c.kind == "classify":
+            split, model = c.name.split("/")[1:3]
+            scores[(model, c.params["lr"])][split] = read_record(c.output_dir(study.output_dir) / "result.json")["value"]
+    by_model = defaultdict(list)
+    for (model, lr), s in scores.items():
+        by_model[model].append((s["val"], -lr, lr, s["test"]))
+    rows = []
+    for model, cands in by_model.items():
+        val, _, lr, test = max(cands)
+        rows.append({"model": model, "lr": lr, "val": val, "test": test,
+                     "best_test": max(t for *_, t in cands)})
+    return sorted(rows, key=lambda r: -r["val"])
+
+
+def run_full_network(cfg, select_study: Dict, top: List[Dict]) -> List[Dict]:
+    from rdet.study import load_study, run_study
+
+    spec = full_network_study(cfg, select_study, top)
+    out = Path(spec["output_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "study.yaml"
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(spec, sort_keys=False))
+    run_study(path)
+    rows = full_network_rows(load_study(path))
+    lines = ["| model | lr (chosen on validation) | validation | test | best test over lrs |", "|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['lr']:g} | {r['val']:.2f} | {r['test']:.2f} | {r['best_test']:.2f} |" for r in rows]
+    with atomic_path(out / "ranking.md") as tmp:
+        tmp.write_text("# Full-network fine-tuning of the top models\n\n" + "\n".join(lines) + "\n")
+    return rows

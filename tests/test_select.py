@@ -1,0 +1,233 @@
+"""rdet.select: the validation split, the feature cache's keys, resuming an interrupted selection,
+catalog models served from a file:// mirror, the L-BFGS head, and one-line refusals."""
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import Subset, TensorDataset
+
+from rdet.backbones import CATALOG, get_spec
+from rdet.backbones.robustness_format import save_robustness_checkpoint
+from rdet.cli import run_cli
+from rdet.config import merge_config
+from rdet.data.classification import targets_of
+from rdet.data.offline import digits_dataset
+from rdet.data.validation import check_disjoint, split_indices
+from rdet.errors import DatasetError
+from rdet.records import read_record
+from rdet.select import fixed, get_select_cfg, select_one
+from rdet.select.__main__ import main as select_main
+from rdet.select.heads import fit_logreg
+
+# digits at 16 px, a small subset, one view, short heads: each selection takes a few seconds
+SMALL = ["DATA.TRAIN_SIZE", "16", "DATA.TEST_RESIZE", "16", "DATA.CROP_SCALE_MIN", "0.7", "DATA.NUM_WORKERS", "0",
+         "DATA.MAX_TRAIN", "250", "DATA.MAX_TEST", "100", "SOLVER.EPOCHS", "2", "SOLVER.LR_STEP_EPOCHS", "1",
+         "TRANSFER.LR_GRID", "[0.1]", "SELECT.VIEWS", "1", "SELECT.LOGREG_L2", "[0.001]",
+         "SELECT.LOGREG_MAX_ITER", "30"]
+
+
+def _resnet18_weights(seed: int, zero: bool = False):
+    """Randomly initialised ResNet-18 weights; ``zero``: every conv weight 0 (constant features)."""
+    torch.manual_seed(seed)
+    sd = get_spec("resnet18").builder(1000).state_dict()
+    if zero:
+        sd = {k: torch.zeros_like(v) if k.endswith("weight") and v.dim() == 4 else v for k, v in sd.items()}
+    return sd
+
+
+def _resnet18_file(path: Path, seed: int) -> Path:
+    torch.save(_resnet18_weights(seed), path)  # the plain torchvision layout
+    return path
+
+
+def _cfg(*opts):
+    return merge_config(get_select_cfg(), None, ["DATA.DATASET", "digits", *SMALL, *opts])
+
+
+# --- validation split -----------------------------------------------------------------------------
+def test_validation_split_is_stratified_seeded_and_inside_training():
+    targets = targets_of(digits_dataset(True))
+    tr, va = split_indices(targets, 0.2, seed=0)
+    assert not set(tr) & set(va) and sorted(tr + va) == list(range(len(targets)))
+    assert len(va) == round(0.2 * len(targets))
+    for c in set(targets):
+        n_c = targets.count(c)
+        assert abs(sum(targets[i] == c for i in va) - 0.2 * n_c) <= 1  # every class gives its share
+    assert split_indices(targets, 0.2, seed=0) == (tr, va)  # same seed, same split
+    assert split_indices(targets, 0.2, seed=1)[1] != va  # another seed, another split
+    assert len(split_indices(targets, 100, seed=0)[1]) == 100  # a count instead of a fraction
+    for bad in (0, len(targets), 1.5 * len(targets)):
+        with pytest.raises(DatasetError, match="validation"):
+            split_indices(targets, bad, seed=0)
+
+
+def test_validation_is_disjoint_from_test():
+    base = TensorDataset(torch.zeros(100, 1), torch.arange(100) % 4)
+    train, test = Subset(base, list(range(80))), Subset(base, list(range(80, 100)))  # one base, Caltech-style
+    _, va = split_indices(targets_of(train), 0.25, seed=0)
+    check_disjoint(Subset(train, va), test)
+    leaky_test = Subset(base, list(range(60, 100)))  # shares 20 images with training
+    with pytest.raises(DatasetError, match="also test images"):
+        check_disjoint(Subset(train, list(range(80))), leaky_test)
+    # the selection's own split: validation images are training images, none of them test images
+    data = fixed.selection_data(_cfg())
+    assert len(data["train_idx"]) + len(data["val_idx"]) == len(data["train_plain"]) == 250
+    assert not set(data["train_idx"]) & set(data["val_idx"])
+
+
+# --- feature cache keys ---------------------------------------------------------------------------
+def _image_folder(root: Path, per_class=(10, 4), seed=0) -> Path:
+    rng = np.random.default_rng(seed)
+    for split, n in zip(("train", "test"), per_class):
+        for c in ("a", "b", "c"):
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                arr = (rng.random((16, 16, 3)) * 80 + 60 * "abc".index(c)).astype(np.uint8)
+                Image.fromarray(arr).save(root / split / c / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def count_extractions(monkeypatch):
+    calls = []
+    real = fixed._extract
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(fixed, "_extract", counting)
+    return calls
+
+
+@pytest.mark.timeout(300)
+def test_cache_keys_never_reuse_stale_features(tmp_path, count_extractions):
+    root = _image_folder(tmp_path / "imgs")
+    model = _resnet18_file(tmp_path / "model.pth", seed=0)
+    cache = tmp_path / "cache"
+
+    def run(*opts):
+        cfg = merge_config(get_select_cfg(), None, ["DATA.DATASET", "imagefolder", "DATA.ROOT", str(root), *SMALL,
+                                                    "DATA.VAL_SIZE", "0.25", *opts])
+        return select_one(cfg, str(model), cache, "m")
+
+    first = run()
+    assert len(count_extractions) == 1 and not first["cache"]["hit"]
+    again = run()
+    assert len(count_extractions) == 1 and again["cache"]["hit"]  # same inputs: the cache serves
+    assert again["candidates"] == [dict(c, time_s=c2["time_s"]) for c, c2 in zip(first["candidates"], again["candidates"])]
+
+    _resnet18_file(model, seed=1)  # same path, other weights
+    run()
+    assert len(count_extractions) == 2
+    run("DATA.CLASSES", "[0, 1]")  # other classes
+    assert len(count_extractions) == 3
+    img = root / "train" / "b" / "3.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(img)  # one image changed in place
+    os.utime(img, ns=(1, 1))
+    run()
+    assert len(count_extractions) == 4
+    run("DATA.VAL_SEED", "1")  # another validation split
+    assert len(count_extractions) == 5
+    run()  # back to the previous settings: that entry is still valid
+    assert len(count_extractions) == 5
+    assert len(list(cache.glob("m-*.pt"))) == 5
+
+
+# --- resuming an interrupted selection ------------------------------------------------------------
+@pytest.mark.timeout(400)
+def test_interrupted_selection_resumes_without_recomputing(tmp_path, monkeypatch, count_extractions):
+    models = [str(_resnet18_file(tmp_path / f"m{i}.pth", seed=i)) for i in range(2)]
+    out = tmp_path / "sel"
+    argv = ["--dataset", "digits", "--models", *models, "--output-dir", str(out), *SMALL]
+    calls = []
+    real_sgd = fixed.sgd_candidates
+
+    def interrupt_second_cell(*a, **k):  # the 2nd model is stopped after its features are cached
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_sgd(*a, **k)
+
+    monkeypatch.setattr(fixed, "sgd_candidates", interrupt_second_cell)
+    with pytest.raises(KeyboardInterrupt):
+        select_main(argv)
+    rec0, rec1 = (out / "select" / m / "result.json" for m in ("m0", "m1"))
+    assert rec0.is_file() and not rec1.exists() and len(count_extractions) == 2
+    stamp = rec0.stat().st_mtime_ns
+
+    assert select_main(argv) == 0
+    assert len(calls) == 3  # m0 finished: not run again; m1 resumed ...
+    assert len(count_extractions) == 2  # ... from its cached features
+    assert rec0.stat().st_mtime_ns == stamp and read_record(rec1)["cache"]["hit"]
+    lines = (out / "ranking.csv").read_text().splitlines()
+    assert lines[0].startswith("rank,model") and sorted(l.split(",")[1] for l in lines[1:]) == ["m0", "m1"]
+
+
+# --- catalog names served from a local mirror -----------------------------------------------------
+@pytest.mark.timeout(400)
+def test_catalog_models_from_a_file_mirror(tmp_path, monkeypatch, capsys):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name, zero in (("resnet18_l2_eps0", True), ("resnet18_l2_eps3", False)):  # eps0: useless, must rank last
+        path = mirror / CATALOG[name].file_name
+        save_robustness_checkpoint(_resnet18_weights(0, zero), "resnet18", path)
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        monkeypatch.setitem(CATALOG, name, dataclasses.replace(CATALOG[name], sha256=sha))  # downloads are verified
+    monkeypatch.setenv("RDET_WEIGHTS_URL", mirror.as_uri())
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    out = tmp_path / "sel"
+    assert select_main(["--dataset", "digits", "--models", "resnet18_l2_eps[03]", "--output-dir", str(out), *SMALL]) == 0
+    hub = tmp_path / "torch" / "hub" / "checkpoints" / "rdet"
+    assert sorted(p.name for p in hub.iterdir()) == ["resnet18_l2_eps0.ckpt", "resnet18_l2_eps3.ckpt"]
+    rows = [l.split(",") for l in (out / "ranking.csv").read_text().splitlines()[1:]]
+    assert [(r[1], r[2], r[3], r[4]) for r in rows] == [("resnet18_l2_eps3", "resnet18", "l2", "3"),
+                                                       ("resnet18_l2_eps0", "resnet18", "l2", "0")]
+    assert float(rows[0][6]) > 60 > 25 > float(rows[1][6])  # informative features vs chance (10 classes)
+    assert (out / "val_vs_eps.png").stat().st_size > 1000 and (out / "ranking.md").is_file()
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("best backbone for digits: resnet18_l2_eps3 (resnet18, l2 eps 3)")
+
+
+# --- the L-BFGS head -------------------------------------------------------------------------------
+def test_logreg_fits_and_penalty_shrinks_weights():
+    gen = torch.Generator().manual_seed(0)
+    centers = torch.randn(4, 20, generator=gen) * 3
+    y = torch.arange(400) % 4
+    x = centers[y] + torch.randn(400, 20, generator=gen) + 50  # offset: the folding must undo it
+    fits = list(fit_logreg(x, y, 4, [1.0, 1e-4], max_iter=100))
+    assert [l2 for l2, _, _ in fits] == [1.0, 1e-4]  # strongest first
+    norms = [head.weight.norm().item() for _, head, _ in fits]
+    assert norms[0] < norms[1]
+    acc = (fits[1][1](x).argmax(1) == y).float().mean().item()
+    assert acc > 0.97
+
+
+# --- refusals ---------------------------------------------------------------------------------------
+def test_bad_inputs_are_one_line_before_any_work(tmp_path, capsys):
+    out = tmp_path / "never"
+    for argv, match in ((["--models", "resnet18_l2_eps42", "--dataset", "digits"], "neither a file nor a catalog"),
+                        (["--models", "nosuch_*", "--dataset", "digits"], "matches no catalog model"),
+                        (["--models", "resnet18_l2_eps3", "--archs", "resnet50"], "no model left"),
+                        (["--models", "resnet18_l2_eps3", "--dataset", "cifar10", "--data-root", str(tmp_path)],
+                         "rdet never downloads datasets")):
+        assert run_cli(select_main, [*argv, "--output-dir", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and match in err[0], err
+        assert not out.exists()
+
+
+@pytest.mark.timeout(300)
+def test_other_settings_in_the_same_folder_are_refused(tmp_path, capsys):
+    model = str(_resnet18_file(tmp_path / "m.pth", seed=0))
+    out = tmp_path / "sel"
+    argv = ["--dataset", "digits", "--models", model, "--output-dir", str(out), *SMALL]
+    assert run_cli(select_main, argv) == 0
+    capsys.readouterr()
+    assert run_cli(select_main, argv[:-2] + ["SELECT.LOGREG_MAX_ITER", "20"]) == 2
+    assert "holds a selection with other settings (select differ)" in capsys.readouterr().err
