@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A real one-node Slurm cluster on this machine, for testing `executor: slurm` studies.
 #
-#   sudo tools/slurm_local.sh start    # install (apt-get, if missing), configure, start, wait for the node
+#   sudo tools/slurm_local.sh install  # only the packages (apt-get, if missing); CI does this first
+#   sudo tools/slurm_local.sh start    # install (if missing), configure, start, wait for the node
 #   tools/slurm_local.sh status        # sinfo / squeue
 #   sudo tools/slurm_local.sh stop     # stop the daemons this script started
 #
@@ -126,8 +127,9 @@ status() {
 }
 
 case "${1:-}" in
+  install) mkdir -p "$DIR"; install_packages ;;
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|status" >&2; exit 2 ;;
 esac

@@ -1,0 +1,97 @@
+"""``executor: slurm`` against a real one-node Slurm cluster that the test starts itself
+(tools/slurm_local.sh): the driver is interrupted while jobs are queued and running, started
+again, re-attaches to the jobs instead of submitting the cells twice, and every cell finishes
+exactly once with a complete report. Skips where there is no root or no apt-get."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "tools" / "slurm_local.sh"
+
+
+def _skip(reason):
+    if os.environ.get("CI"):  # CI runs as root with apt-get (.ci/run): not running there is a failure
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    if os.geteuid() != 0:
+        _skip("a local Slurm cluster needs root (tools/slurm_local.sh installs and starts daemons)")
+    if not shutil.which("apt-get") and not shutil.which("slurmctld"):
+        _skip("no apt-get to install slurmctld slurmd slurm-client munge")
+    was_up = subprocess.run(["sinfo", "-h"], capture_output=True).returncode == 0 if shutil.which("sinfo") else False
+    proc = subprocess.run(["bash", str(SCRIPT), "start"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    yield
+    if not was_up:
+        subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, timeout=60)
+
+
+def _squeue(user_jobs_of):
+    out = subprocess.run(["squeue", "-h", "-o", "%i|%T|%j"], capture_output=True, text=True).stdout
+    return [ln.split("|") for ln in out.split() if ln.split("|")[2] in user_jobs_of]
+
+
+def _wait(cond, what, seconds=120):
+    deadline = time.time() + seconds
+    while not cond():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+@pytest.mark.timeout(600)
+def test_slurm_study_survives_an_interrupted_driver(tmp_path, slurm_cluster):
+    count, gate = tmp_path / "count.txt", tmp_path / "gate"
+    small = ('[DATA.TRAIN_SIZE, 16, DATA.TEST_RESIZE, 16, DATA.CLASSES, "[]", SOLVER.EPOCHS, 1, DATA.MAX_TRAIN, 200, '
+             'DATA.MAX_TEST, 100, MODEL.ARCH, resnet18]')
+    study = tmp_path / "study.yaml"
+    # four command cells hold a CPU each until the gate opens (the node has nproc CPUs, so some
+    # wait in the queue); a one-epoch digits transfer from a random ResNet-18 comes after them
+    study.write_text(f"""
+output_dir: {tmp_path / 'out'}
+executor: slurm
+slurm: {{cpus_per_task: 1, timeout_min: 10, name: rdet_slurm_test}}
+commands:
+  - name: "wait_{{i}}"
+    run: "echo {{i}} >> {tmp_path / 'started.txt'}; while [ ! -e {gate} ]; do sleep 0.1; done; echo wait_{{i}} >> {count}"
+    grid: {{i: [1, 2, 3, 4]}}
+backbones: [{{name: random, weights: ""}}]
+classification: {{config: configs/classify_demo.yaml, datasets: [{{name: digits, opts: {small}}}]}}
+""")
+    cmd = [sys.executable, "-m", "rdet.study", str(study)]
+    first = subprocess.Popen(cmd, stdout=open(tmp_path / "first.txt", "w"), stderr=subprocess.STDOUT)
+    ncpu = os.cpu_count() or 1
+    _wait(lambda: (tmp_path / "started.txt").exists(), "a running job")
+    _wait(lambda: len(_squeue({"rdet_slurm_test"})) == 4, "four jobs in the queue")
+    first.send_signal(signal.SIGINT)  # the driver goes; its jobs stay queued and running
+    assert first.wait(timeout=60) == 130
+    states = sorted(s for _, s, _ in _squeue({"rdet_slurm_test"}))
+    assert len(states) == 4 and "RUNNING" in states, states
+    if ncpu < 4:
+        assert "PENDING" in states, states
+
+    second = subprocess.Popen(cmd, stdout=open(tmp_path / "second.txt", "w"), stderr=subprocess.STDOUT)
+    _wait(lambda: (tmp_path / "second.txt").read_text().count("still queued or running; waiting for it") == 4,
+          "the restarted driver to re-attach to the four jobs", 60)
+    gate.touch()
+    assert second.wait(timeout=400) == 0, (tmp_path / "second.txt").read_text()
+    console = (tmp_path / "second.txt").read_text()
+    assert sorted(count.read_text().split()) == [f"wait_{i}" for i in (1, 2, 3, 4)]  # each exactly once
+    assert "submitted as job" in console  # the transfer cell, submitted by the second driver
+    out = tmp_path / "out"
+    cls_log = (out / "classify" / "digits" / "random" / "fixed" / "lr0.01_seed0" / "log.txt").read_text()
+    assert cls_log.count("=====") == 1 and "transfer resnet18" in cls_log
+    report = (out / "report" / "report.md").read_text()
+    assert "5 result records" in report and "| digits | fixed | resnet18 |" in report
+    # the study is complete: a third run submits nothing
+    third = subprocess.run(cmd + ["--no-report"], capture_output=True, text=True, timeout=120)
+    assert third.returncode == 0 and "submitted" not in third.stdout and third.stdout.count("skipped") == 5
