@@ -1,41 +1,11 @@
 #!/usr/bin/env python
-"""Convert a torchvision / robustness-library / rdet ResNet checkpoint into a Detectron2 backbone.
-
-    python tools/convert_backbone.py resnet50_l2_eps3.ckpt r50_l2_eps3.pkl
-
-writes ``r50_l2_eps3.pkl`` (detectron2 format) and ``r50_l2_eps3.yaml`` (the detectron2 settings
-that make it compute what torchvision computes), then checks the two networks agree.
-"""
-import argparse
+"""Convert a ResNet checkpoint into a Detectron2 backbone: ``rdet.convert.cli`` (``rdet-convert``)."""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from rdet.cli import run_cli  # noqa: E402
-
-
-def main(argv=None):
-    from rdet.convert import MAX_REL_ERROR, convert_to_detectron2
-
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", help="checkpoint file (robustness, torchvision, rdet) or catalog name")
-    p.add_argument("output", help="output weights: .pkl (detectron2 format) or .pth")
-    p.add_argument("--arch", help="expected architecture (default: sniffed from the weights)")
-    p.add_argument("--no-verify", action="store_true", help="skip the detectron2-vs-torchvision check")
-    p.add_argument("--allow-pickle", action="store_true",
-                   help="read checkpoints with full unpickling (can execute code: trusted files only)")
-    args = p.parse_args(argv)
-    res = convert_to_detectron2(args.input, args.output, arch=args.arch, verify=not args.no_verify,
-                                allow_pickle=args.allow_pickle)
-    m = res.meta
-    print(f"converted {m['arch']} (norm={m['norm']}, eps={m['eps']}) -> {res.weights}")
-    print(f"detectron2 config: {res.config}")
-    if res.max_rel_error is not None:
-        print(f"verified: res2..res5 match torchvision layer1..layer4, max relative error "
-              f"{res.max_rel_error:.2e} (limit {MAX_REL_ERROR:g})")
-    return 0
-
+from rdet.convert.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(main())

@@ -27,6 +27,7 @@ from rdet.backbones import get_spec, load_checkpoint
 from rdet.backbones.checkpoint import resolve
 from rdet.convert.keys import to_detectron2
 from rdet.errors import ArchError, CheckpointError, RdetError
+from rdet.safe_pickle import load_pickle
 
 MAX_REL_ERROR = 1e-4
 
@@ -69,20 +70,23 @@ def _yaml_text(meta: Dict[str, Any], weights: Path) -> str:
     return head + yaml.safe_dump(d2_config_dict(meta, weights), sort_keys=False)
 
 
-def read_converted_meta(weights: str | Path) -> Dict[str, Any]:
-    """The ``'rdet'`` metadata of a converted file (``{}`` for files rdet did not write)."""
+def read_converted_meta(weights: str | Path, allow_pickle: bool = False) -> Dict[str, Any]:
+    """The ``'rdet'`` metadata of a converted file (``{}`` for files rdet did not write).
+
+    A ``.pkl`` is read with :func:`rdet.safe_pickle.load_pickle` (no code runs from it unless
+    ``allow_pickle``); a missing file is ``{}``, an unreadable or unsafe one a :class:`CheckpointError`."""
     path = Path(weights)
     if not path.is_file():
         return {}
     if path.suffix == ".pkl":
-        with open(path, "rb") as f:
-            data = pickle.load(f, encoding="latin1")  # detectron2's own .pkl format
+        data = load_pickle(path, allow_pickle=allow_pickle)
     else:
         try:
             data = torch.load(path, map_location="cpu", weights_only=True)
         except Exception:
             return {}
-    return dict(data.get("rdet", {})) if isinstance(data, dict) else {}
+    meta = data.get("rdet") if isinstance(data, dict) else None
+    return dict(meta) if isinstance(meta, dict) else {}
 
 
 def _check_output(output: Path) -> None:
@@ -176,7 +180,10 @@ def build_d2_backbone(config: Path):
 @torch.no_grad()
 def compare_features(tv_sd: Dict[str, torch.Tensor], arch: str, cfg, d2_resnet, size: int = 64,
                      seed: int = 0) -> float:
-    """Max over res2..res5 of max|d2 - tv| / max|tv| on one random [0,1] RGB batch."""
+    """Max over res2..res5 of max|d2 - tv| / max|tv| on one random [0,1] RGB batch (2 x 3 x
+    ``size`` x ``size``): torchvision's layer1..layer4 outputs against detectron2's res2..res5."""
+    from torchvision.models.feature_extraction import create_feature_extractor
+
     spec = get_spec(arch)
     net = spec.builder(1000)
     head = spec.classifier + "."
@@ -184,15 +191,11 @@ def compare_features(tv_sd: Dict[str, torch.Tensor], arch: str, cfg, d2_resnet, 
     missing, unexpected = net.load_state_dict({k: v for k, v in tv_sd.items() if not k.startswith(head)},
                                               strict=False)
     assert not unexpected and all(k.startswith(head) for k in missing), (missing, unexpected)
-    net.eval()
+    layers = create_feature_extractor(net.eval(), {f"layer{i}": f"res{i + 1}" for i in range(1, 5)})
     x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(seed))
     mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
     std = torch.tensor(spec.std).view(1, 3, 1, 1)
-    h = net.maxpool(net.relu(net.bn1(net.conv1((x - mean) / std))))
-    tv = {}
-    for i, layer in enumerate([net.layer1, net.layer2, net.layer3, net.layer4], start=2):
-        h = layer(h)
-        tv[f"res{i}"] = h
+    tv = layers((x - mean) / std)
     pm = torch.tensor(cfg.MODEL.PIXEL_MEAN).view(1, 3, 1, 1)
     ps = torch.tensor(cfg.MODEL.PIXEL_STD).view(1, 3, 1, 1)
     d2 = d2_resnet((x * 255.0 - pm) / ps)

@@ -1,61 +1,105 @@
 """Train and evaluate Faster/Mask R-CNN from a converted backbone: detectron2's own trainer,
 config and launcher, plus rdet's checks, CPU fallback and result record.
 
-``setup`` builds the config (file, ``KEY VALUE`` overrides, CPU fallback) and validates the user's
-inputs in the launching process, so bad input is a one-line error before any worker starts.
+``setup`` builds the config (file, ``KEY VALUE`` overrides, CPU fallback) and checks every input
+in the launching process (config, output folder, what ``MODEL.WEIGHTS`` holds, datasets), so bad
+input is a one-line error before any worker starts and before detectron2 writes a file.
 ``train_worker`` is what ``launch`` runs in each process.
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 
 from rdet.detection.datasets import check_datasets, data_note, register_demo_dataset
+from rdet.detection.recipe import schedule_name
+from rdet.detection.weights import BACKBONE_KEYS, WeightsInfo, inspect_weights
 from rdet.errors import CheckpointError, ConfigError
-from rdet.records import write_record
+from rdet.records import read_record, write_record
 
-logger = logging.getLogger("rdet.detection")
+logger = logging.getLogger(__name__)
 
 
 def build_cfg(config_file: str, opts: Sequence[str] = ()):
-    from detectron2.config import get_cfg
+    """detectron2's defaults + rdet's ``RDET`` keys, then the file, then ``KEY VALUE`` overrides."""
+    import yaml
+    from detectron2.config import CfgNode, get_cfg
 
     if not config_file or not os.path.isfile(config_file):
         raise ConfigError(f"{config_file}: no such config file")
+    flags = [o for o in opts if str(o).startswith("--")]
+    if flags:  # detectron2's parser reads everything from the first KEY on as overrides
+        raise ConfigError(f"{flags[0]} follows KEY VALUE overrides: put flags before the overrides")
     cfg = get_cfg()
-    cfg.RDET = type(cfg)()  # rdet's own keys (schedule name for the record)
-    cfg.RDET.SCHEDULE = ""
+    cfg.RDET = CfgNode()
+    cfg.RDET.SCHEDULE = ""  # the schedule's name for the record (1x, 3x, demo-300): recipe.schedule_name
+    # Written by rdet from MODEL.WEIGHTS (config.yaml keeps them, so --eval-only on this run's
+    # model_final.pth can name the backbone); values given in a config are replaced.
+    cfg.RDET.BACKBONE = CfgNode({k.upper(): None for k in BACKBONE_KEYS})
     try:
         cfg.merge_from_file(config_file)
         if opts:
             if len(opts) % 2:
                 raise ConfigError(f"overrides come in KEY VALUE pairs, got: {' '.join(opts)}")
             cfg.merge_from_list(list(opts))
-    except (KeyError, ValueError, AssertionError, TypeError) as e:
+    except (KeyError, ValueError, AssertionError, TypeError, yaml.YAMLError, OSError) as e:
         raise ConfigError(f"{config_file}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logging.getLogger("rdet").warning("CUDA is not available: training on CPU (MODEL.DEVICE cpu)")
-        print("rdet: CUDA is not available, falling back to MODEL.DEVICE cpu")
-        cfg.MODEL.DEVICE = "cpu"
     return cfg
 
 
-def check_inputs(cfg, eval_only: bool = False) -> None:
+def _check_output_dir(output_dir: str) -> None:
+    p = Path(output_dir).absolute()
+    while not p.exists():
+        p = p.parent
+    if not p.is_dir() or not os.access(p, os.W_OK | os.X_OK):
+        raise ConfigError(f"OUTPUT_DIR {output_dir}: {p} is not a writable folder")
+
+
+def check_weights(cfg, eval_only: bool = False, allow_pickle: bool = False) -> Optional[WeightsInfo]:
+    """What ``MODEL.WEIGHTS`` holds (``None`` for none: training from scratch); refuses a file
+    detectron2 would load nothing from, an unsafe ``.pkl``, and a backbone-only file for
+    ``--eval-only`` (its detection heads would be random)."""
     w = cfg.MODEL.WEIGHTS
-    if w and "://" not in w and not os.path.isfile(w):
-        raise CheckpointError(f"MODEL.WEIGHTS {w}: no such file (convert a backbone with tools/convert_backbone.py)")
-    check_datasets(list(cfg.DATASETS.TEST) + ([] if eval_only else list(cfg.DATASETS.TRAIN)))
+    if not w:
+        if eval_only:
+            raise CheckpointError("--eval-only needs MODEL.WEIGHTS: a trained detector such as a train_det "
+                                  "run's OUTPUT_DIR/model_final.pth")
+        return None
+    path = w
+    if "://" in w:
+        from detectron2.utils.file_io import PathManager
+
+        try:
+            path = PathManager.get_local_path(w)
+        except Exception as e:  # noqa: BLE001 - network and handler errors of every kind
+            raise CheckpointError(f"MODEL.WEIGHTS {w}: cannot fetch ({(str(e).splitlines() or [''])[0]})") from None
+    info = inspect_weights(path, allow_pickle=allow_pickle)
+    if eval_only and info.kind != "detector":
+        raise CheckpointError(f"MODEL.WEIGHTS {w}: holds a backbone only, so --eval-only would evaluate random "
+                              "detection heads; give a trained detector (a train_det run's model_final.pth)")
+    return info
 
 
-def setup(config_file: str, opts: Sequence[str] = (), eval_only: bool = False):
+def setup(config_file: str, opts: Sequence[str] = (), eval_only: bool = False,
+          allow_pickle: bool = False) -> Tuple[Any, Optional[WeightsInfo]]:
+    """The run's frozen config and what its weights hold, every input checked."""
     cfg = build_cfg(config_file, opts)
-    check_inputs(cfg, eval_only)
-    return cfg
+    _check_output_dir(cfg.OUTPUT_DIR)
+    info = check_weights(cfg, eval_only, allow_pickle)
+    check_datasets(list(cfg.DATASETS.TEST) + ([] if eval_only else list(cfg.DATASETS.TRAIN)))
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logger.warning("CUDA is not available: running on CPU (MODEL.DEVICE cpu)")
+        cfg.MODEL.DEVICE = "cpu"
+    for k in BACKBONE_KEYS:
+        cfg.RDET.BACKBONE[k.upper()] = info.backbone.get(k) if info else None
+    cfg.freeze()
+    return cfg, info
 
 
 def _ap(results: Dict, task: str, key: str) -> Optional[float]:
@@ -63,73 +107,85 @@ def _ap(results: Dict, task: str, key: str) -> Optional[float]:
     return None if v is None or v != v else float(v)  # NaN (no detections of a class) -> None
 
 
-def make_record(cfg, results: Dict, wall_time: float) -> Dict[str, Any]:
-    from rdet.convert import read_converted_meta
-
-    meta = read_converted_meta(cfg.MODEL.WEIGHTS) if cfg.MODEL.WEIGHTS else {}
+def make_record(cfg, results: Dict, wall_time: float, eval_only: bool = False,
+                info: Optional[WeightsInfo] = None) -> Dict[str, Any]:
+    """The run's ``result.json``. An evaluation names the iterations and schedule its checkpoint
+    was trained for (``None`` when unknown); training names what ``SOLVER`` ran."""
     task = "instance_segmentation" if cfg.MODEL.MASK_ON else "detection"
+    b = cfg.RDET.BACKBONE
+    if eval_only:
+        iters, schedule = (info.iterations, info.schedule) if info else (None, None)
+    else:
+        iters = cfg.SOLVER.MAX_ITER
+        schedule = schedule_name(cfg.RDET.SCHEDULE, iters, cfg.SOLVER.IMS_PER_BATCH)
     return {"task": "detection", "detection_task": task, "dataset": ",".join(cfg.DATASETS.TEST),
             "train_datasets": list(cfg.DATASETS.TRAIN), "data_note": data_note(list(cfg.DATASETS.TEST)),
-            "backbone": {"arch": meta.get("arch"), "norm": meta.get("norm"), "eps": meta.get("eps"),
-                         "source": meta.get("source", cfg.MODEL.WEIGHTS)},
+            "backbone": {"arch": b.ARCH, "norm": b.NORM, "eps": b.EPS, "source": b.SOURCE or cfg.MODEL.WEIGHTS},
+            "weights": cfg.MODEL.WEIGHTS, "eval_only": eval_only,
             "meta_architecture": f"{cfg.MODEL.META_ARCHITECTURE}/{cfg.MODEL.ROI_HEADS.NAME}",
             "box_AP": _ap(results, "bbox", "AP"), "box_AP50": _ap(results, "bbox", "AP50"),
             "box_AP75": _ap(results, "bbox", "AP75"),
             "mask_AP": _ap(results, "segm", "AP") if cfg.MODEL.MASK_ON else None,
-            "iterations": cfg.SOLVER.MAX_ITER, "schedule": cfg.RDET.SCHEDULE or f"{cfg.SOLVER.MAX_ITER} iters",
-            "seed": cfg.SEED, "wall_time_s": wall_time}
+            "iterations": iters, "schedule": schedule, "seed": cfg.SEED, "wall_time_s": wall_time}
 
 
-def train_worker(config_file: str, opts: Sequence[str], resume: bool, eval_only: bool) -> Dict[str, Any]:
-    """Runs in every process ``launch`` starts."""
+def train_worker(cfg, args: argparse.Namespace, info: Optional[WeightsInfo] = None) -> Optional[Dict[str, Any]]:
+    """Runs in every process ``launch`` starts; returns the record on the main process."""
     from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.engine import default_setup
     from detectron2.utils import comm
 
-    from rdet.detection.trainer import Trainer, patch_ddp_for_cpu
+    from rdet.detection.logs import run_logging
+    from rdet.detection.trainer import Trainer, ddp_on_cpu
 
     start = time.time()
-    patch_ddp_for_cpu()
-    cfg = build_cfg(config_file, opts)
     if any(n.startswith("rdet_fashion_det") for n in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)):
-        register_demo_dataset()
-    cfg.freeze()
-    default_setup(cfg, _Args(config_file, opts, resume, eval_only))
-    if eval_only:
-        model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=resume)
-        results = Trainer.test(cfg, model)
-    else:
-        trainer = Trainer(cfg)
-        trainer.resume_or_load(resume=resume)
-        trainer.train()
-        # DefaultTrainer's final EvalHook keeps its results here (train() returns them only when
-        # TEST.EXPECTED_RESULTS is set); no test set configured -> no results.
-        results = getattr(trainer, "_last_eval_results", None) or {}
-    record = make_record(cfg, results, time.time() - start)
-    if comm.is_main_process():
-        write_record(Path(cfg.OUTPUT_DIR), record)
+        register_demo_dataset()  # a spawned worker starts with detectron2's builtin catalog only
+    with run_logging(cfg, args, console=args.console):
+        if args.eval_only:
+            model = Trainer.build_model(cfg)
+            DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+            results = Trainer.test(cfg, model)
+        else:
+            with ddp_on_cpu():
+                trainer = Trainer(cfg)
+            trainer.resume_or_load(resume=args.resume)
+            trainer.train()
+            results = Trainer.test(cfg, trainer.model)
+    if not comm.is_main_process():
+        return None
+    record = make_record(cfg, results, time.time() - start, args.eval_only, info)
+    write_record(Path(cfg.OUTPUT_DIR), record)
     return record
 
 
-class _Args:
-    """What ``default_setup`` reads from an argparse namespace."""
-
-    def __init__(self, config_file, opts, resume, eval_only):
-        self.config_file, self.opts, self.resume, self.eval_only = config_file, list(opts), resume, eval_only
+def _check_launch(num_gpus: int, num_machines: int, machine_rank: int, dist_url: str) -> None:
+    if num_gpus < 1 or num_machines < 1:
+        raise ConfigError(f"--num-gpus {num_gpus} --num-machines {num_machines}: both must be at least 1")
+    if not 0 <= machine_rank < num_machines:
+        raise ConfigError(f"--machine-rank {machine_rank}: must be in [0, {num_machines - 1}]")
+    if num_machines > 1 and dist_url == "auto":
+        raise ConfigError("--dist-url auto works on one machine only: give every machine "
+                          "tcp://<machine rank 0's address>:<free port>")
 
 
 def run(config_file: str, opts: Sequence[str] = (), resume: bool = False, eval_only: bool = False,
-        num_gpus: int = 1, num_machines: int = 1, machine_rank: int = 0, dist_url: str = "auto") -> Dict[str, Any]:
-    """Validate, then train (or evaluate) in ``num_gpus`` x ``num_machines`` processes; returns the
-    record (also in ``OUTPUT_DIR/result.json``)."""
+        num_gpus: int = 1, num_machines: int = 1, machine_rank: int = 0, dist_url: str = "auto",
+        allow_pickle: bool = False, console: bool = True) -> Optional[Dict[str, Any]]:
+    """Check, then train (or evaluate) in ``num_gpus`` x ``num_machines`` processes; returns the
+    record (also in ``OUTPUT_DIR/result.json``), or ``None`` on a machine other than rank 0.
+
+    ``allow_pickle``: let a ``.pkl`` ``MODEL.WEIGHTS`` name any Python callable (trusted files
+    only). ``console=False``: detectron2's whole log goes only to ``OUTPUT_DIR/log.txt``."""
     from detectron2.engine import launch
 
-    cfg = setup(config_file, opts, eval_only)
-    if num_gpus > 1 or num_machines > 1:
-        launch(train_worker, num_gpus, num_machines=num_machines, machine_rank=machine_rank, dist_url=dist_url,
-               args=(config_file, list(opts), resume, eval_only))
-        from rdet.records import read_record
-
-        return read_record(Path(cfg.OUTPUT_DIR) / "result.json")
-    return train_worker(config_file, opts, resume, eval_only)
+    _check_launch(num_gpus, num_machines, machine_rank, dist_url)
+    cfg, info = setup(config_file, opts, eval_only, allow_pickle)
+    # What detectron2's default_setup logs as the command line.
+    args = argparse.Namespace(config_file=config_file, opts=list(opts), resume=resume, eval_only=eval_only,
+                              num_gpus=num_gpus, num_machines=num_machines, machine_rank=machine_rank,
+                              dist_url=dist_url, allow_pickle=allow_pickle, console=console)
+    if num_gpus * num_machines == 1:
+        return train_worker(cfg, args, info)
+    launch(train_worker, num_gpus, num_machines=num_machines, machine_rank=machine_rank, dist_url=dist_url,
+           args=(cfg, args, info))
+    return read_record(Path(cfg.OUTPUT_DIR) / "result.json") if machine_rank == 0 else None
