@@ -1,7 +1,11 @@
-"""``python -m rdet.report RUNS_DIR [--out DIR]``: tables and plots from every result record."""
+"""``python -m rdet.report RUNS_DIR [--out DIR]``: tables and plots from every result record.
+
+An unreadable ``result.json`` is skipped and named (on stderr and in the report); a folder with no
+readable record is a one-line error, and nothing is written."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -9,7 +13,7 @@ from rdet.cli import run_cli
 from rdet.errors import ConfigError
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def _main(argv: Optional[Sequence[str]] = None) -> int:
     from rdet.report import build_report
 
     p = argparse.ArgumentParser(prog="python -m rdet.report", description=__doc__)
@@ -19,12 +23,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not Path(args.runs_dir).is_dir():
         raise ConfigError(f"{args.runs_dir}: no such directory")
     rep = build_report(args.runs_dir, args.out)
-    if not rep["records"]:
-        raise ConfigError(f"{args.runs_dir}: no result.json records found")
+    for _, message in rep["skipped"]:
+        print(f"warning: skipped {message}", file=sys.stderr)
     print(rep["markdown"])
     print("written: " + ", ".join(str(p) for p in list(rep["paths"].values()) + rep["plots"]))
     return 0
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Console-script entry point (``rdet-report``): user errors are one ``error: ...`` line, exit 2."""
+    return run_cli(_main, argv)
+
+
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    raise SystemExit(main())

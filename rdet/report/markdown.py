@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
-from rdet.backbones.catalog import eps_label
+from rdet.report.tables import eps_text
 
 
 def _f(v: Optional[float], nd: int = 2) -> str:
@@ -16,52 +16,82 @@ def _diff(ours: Optional[float], paper: Optional[float]) -> str:
     return "—" if ours is None or paper is None else f"{ours - paper:+.2f}"
 
 
-def _cell(c) -> str:
+def _result(c) -> str:
     if c is None:
         return "—"
     spread = f" [{c.lo:.2f}, {c.hi:.2f}]" if c.n > 1 else ""
     return f"{c.mean:.2f}{spread} (n={c.n})"
 
 
+def _table(head: Sequence[str], lines: List[Sequence[object]]) -> str:
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(str(x) for x in line) + " |" for line in lines]
+    return "\n".join(out) + "\n"
+
+
+def mode_text(r: Dict) -> str:
+    return f"{r['mode']} @{r['downscale']}px" if r.get("downscale") else r["mode"]
+
+
 def classification_markdown(rows: List[Dict]) -> str:
-    head = ("| dataset | mode | arch | standard (eps 0) | robust best | best eps | lr | paper standard | paper robust "
-            "(eps) | Δ standard | Δ robust |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+    head = ("dataset", "mode", "arch", "standard (eps 0)", "robust best", "best eps", "lr", "paper standard",
+            "paper robust (eps)", "paper table", "Δ standard", "Δ robust")
     lines = []
     for r in rows:
         s, b = r["standard"], r["robust"]
         paper_eps = f" ({r['paper_eps']})" if r["paper_eps"] else ""
-        lines.append(
-            f"| {r['dataset']} | {r['mode']} | {r['arch']} | {_cell(s)} | {_cell(b)} | "
-            f"{eps_label(b.norm or 'l2', b.eps) if b else '—'} | {b.lr if b else (s.lr if s else '—')} | "
-            f"{_f(r['paper_standard'])} | {_f(r['paper_robust'])}{paper_eps} | "
-            f"{_diff(s.mean if s else None, r['paper_standard'])} | {_diff(b.mean if b else None, r['paper_robust'])} |")
-    return head + "\n".join(lines) + "\n"
+        lines.append((r["dataset"], mode_text(r), r["arch"], _result(s), _result(b),
+                      f"{eps_text(r['norm'], b.eps)} ({r['norm']})" if b else "—", b.lr if b else (s.lr if s else "—"),
+                      _f(r["paper_standard"]), f"{_f(r['paper_robust'])}{paper_eps}", r["paper_table"] or "—",
+                      _diff(s.mean if s else None, r["paper_standard"]), _diff(b.mean if b else None, r["paper_robust"])))
+    return _table(head, lines)
 
 
 def detection_markdown(rows: List[Dict]) -> str:
-    head = ("| dataset | task | schedule | metric | standard | best robust (arch, eps) | paper standard | "
-            "paper robust | Δ standard | Δ robust |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    head = ("dataset", "task", "schedule", "metric", "standard", "best robust (arch, eps)", "paper standard",
+            "paper robust", "Δ standard", "Δ robust")
     lines = []
     for r in rows:
-        which = f" ({r['robust_arch']}, {r['robust_eps']:g})" if r["robust"] is not None else ""
-        lines.append(f"| {r['dataset']} | {r['task']} | {r['schedule']} | {r['metric']} | {_f(r['standard'])} | "
-                     f"{_f(r['robust'])}{which} | {_f(r['paper_standard'])} | {_f(r['paper_robust'])} | "
-                     f"{_diff(r['standard'], r['paper_standard'])} | {_diff(r['robust'], r['paper_robust'])} |")
-    return head + "\n".join(lines) + "\n"
+        which = f" ({r['robust_arch']}, {eps_text(r['robust_norm'], r['robust_eps'])})" if r["robust"] is not None else ""
+        lines.append((r["dataset"], r["task"], r["schedule"], r["metric"], _f(r["standard"]), f"{_f(r['robust'])}{which}",
+                      _f(r["paper_standard"]), _f(r["paper_robust"]), _diff(r["standard"], r["paper_standard"]),
+                      _diff(r["robust"], r["paper_robust"])))
+    return _table(head, lines)
 
 
 def pretrain_markdown(rows: List[Dict]) -> str:
-    head = "| arch | norm | eps | data | clean top-1 | PGD top-1 (attack) |\n|---|---|---|---|---|---|\n"
+    head = ("arch", "norm", "eps", "data", "clean top-1", "PGD top-1 (attack)", "paper clean ImageNet top-1")
     lines = []
     for r in rows:
         attack = f" ({r['attack']})" if r["attack"] else ""
-        lines.append(f"| {r['arch']} | {r['norm']} | {eps_label(r['norm'] or 'l2', r['eps'])} | {r['dataset']} | "
-                     f"{_f(r['clean'])} | {_f(r['robust'])}{attack} |")
-    return head + "\n".join(lines) + "\n"
+        lines.append((r["arch"], r["norm"], r["eps_text"], r["dataset"], _f(r["clean"]), f"{_f(r['robust'])}{attack}",
+                      _f(r["paper_clean"])))
+    return _table(head, lines)
+
+
+def unknown_eps_markdown(rows: List[Dict]) -> str:
+    head = ("task", "dataset", "mode / schedule", "arch", "source model", "metric", "value", "record")
+    return _table(head, [(r["task"], r["dataset"], r["setting"], r["arch"], r["source"] or "—", r["metric"],
+                          _f(r["value"]), r["record"] or "—") for r in rows])
+
+
+def dataset_markdown(rows: List[Dict]) -> str:
+    head = ("dataset", "paper's (Table 5)", "paper classes", "paper train", "paper test", "paper metric",
+            "rdet metric", "rdet data")
+    return _table(head, [(r["dataset"], r["paper_name"] or "—", r["paper_classes"] or "—", r["paper_train"] or "—",
+                          r["paper_test"] or "—", r["paper_metric"] or "—", r["metric"] or "—", r["data"] or "—")
+                         for r in rows])
+
+
+def table1_markdown(rows: List[Dict]) -> str:
+    head = ("dataset", "mode", "standard", "robust", "paper standard", "paper robust", "Δ standard", "Δ robust")
+    return _table(head, [(r["dataset"], r["mode"], _f(r["standard"]), _f(r["robust"]), _f(r["paper_standard"]),
+                          _f(r["paper_robust"]), _diff(r["standard"], r["paper_standard"]),
+                          _diff(r["robust"], r["paper_robust"])) for r in rows])
 
 
 def to_csv(rows: List[Dict]) -> str:
-    """Flat CSV: Cell objects become mean/min/max/eps/lr columns."""
+    """Flat CSV: ConfigResult objects become mean/min/max/eps/lr columns."""
     flat = []
     for r in rows:
         out = {}
@@ -78,12 +108,3 @@ def to_csv(rows: List[Dict]) -> str:
     w.writeheader()
     w.writerows(flat)
     return buf.getvalue()
-
-
-def table1_markdown(rows: List[Dict]) -> str:
-    head = ("| dataset | mode | standard | robust | paper standard | paper robust | Δ standard | Δ robust |\n"
-            "|---|---|---|---|---|---|---|---|\n")
-    return head + "\n".join(
-        f"| {r['dataset']} | {r['mode']} | {_f(r['standard'])} | {_f(r['robust'])} | {_f(r['paper_standard'])} | "
-        f"{_f(r['paper_robust'])} | {_diff(r['standard'], r['paper_standard'])} | "
-        f"{_diff(r['robust'], r['paper_robust'])} |" for r in rows) + "\n"

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from rdet.atomic import atomic_path
+from rdet.report.tables import eps_text
 
 
 def _save(fig, path: Path) -> Path:
@@ -13,8 +14,10 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_eps_curves(curves: Dict[Tuple[str, str, str], List[Tuple[float, float]]], paper: Dict, out_dir: Path) -> List[Path]:
-    """One figure per dataset: accuracy vs eps for each (mode, arch); the paper's curve dashed."""
+def plot_eps_curves(curves: Dict[Tuple[str, str, str, int, str], List[Tuple[float, float]]], paper: Dict,
+                    out_dir: Path) -> List[Path]:
+    """One figure per dataset: accuracy vs eps for each (mode, arch, scale, norm) curve of
+    ``tables.eps_curves``; the paper's curve for the same setting dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,19 +26,21 @@ def plot_eps_curves(curves: Dict[Tuple[str, str, str], List[Tuple[float, float]]
     paths = []
     for ds in sorted({k[0] for k in curves}):
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        for (d, mode, arch), pts in sorted(curves.items()):
+        for key, pts in sorted(curves.items()):
+            d, mode, arch, down, norm = key
             if d != ds:
                 continue
+            setting = f"{mode}{f' @{down}px' if down else ''} {arch} {norm}"
             xs = list(range(len(pts)))
-            line, = ax.plot(xs, [a for _, a in pts], "o-", label=f"rdet {mode} {arch}")
-            ax.set_xticks(xs, [f"{e:g}" for e, _ in pts])
-            ref = paper.get((d, mode, arch))
+            line, = ax.plot(xs, [a for _, a in pts], "o-", label=f"rdet {setting}")
+            ax.set_xticks(xs, [eps_text(norm, e) for e, _ in pts])
+            ref = paper.get(key)
             if ref:
-                eps_to_x = {e: i for i, (e, _) in enumerate(pts)}
-                common = [(eps_to_x[e], a) for e, a in ref if e in eps_to_x]
+                eps_to_x = {round(e, 8): i for i, (e, _) in enumerate(pts)}
+                common = [(eps_to_x[round(e, 8)], a) for e, a in ref if round(e, 8) in eps_to_x]
                 if common:
                     ax.plot([c[0] for c in common], [c[1] for c in common], "--", color=line.get_color(),
-                            label=f"paper {mode} {arch}")
+                            label=f"paper {setting}")
         ax.set_xlabel("eps (robustness of the source model)")
         ax.set_ylabel("transfer accuracy (%)")
         ax.set_title(ds)
