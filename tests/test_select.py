@@ -231,3 +231,47 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path, capsys):
     capsys.readouterr()
     assert run_cli(select_main, argv[:-2] + ["SELECT.LOGREG_MAX_ITER", "20"]) == 2
     assert "holds a selection with other settings (select differ)" in capsys.readouterr().err
+
+
+# --- --full-network --------------------------------------------------------------------------------
+def _holdout_wired() -> bool:
+    """Does rdet.classify's data builder evaluate on the DATA.VAL_SIZE split?"""
+    from rdet.data.build import datasets_from_cfg
+
+    cfg = merge_config(get_select_cfg(), None, ["DATA.DATASET", "digits", "DATA.NUM_WORKERS", "0"])
+    return len(datasets_from_cfg(cfg)[1]) != 450
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.skipif(not _holdout_wired(), reason="rdet.data.build.datasets_from_cfg does not apply DATA.VAL_SIZE yet")
+def test_full_network_chooses_lr_on_validation(tmp_path, capsys):
+    model = str(_resnet18_file(tmp_path / "m.pth", seed=0))
+    out = tmp_path / "sel"
+    argv = ["--dataset", "digits", "--models", model, "--output-dir", str(out), "--full-network", "--top-k", "1",
+            *SMALL, "TRANSFER.LR_GRID", "[0.1, 0.01]", "SOLVER.EPOCHS", "1"]
+    assert select_main(argv) == 0
+    recs = {p.parent.relative_to(out / "full_network" / "classify").as_posix(): read_record(p)
+            for p in (out / "full_network" / "classify").rglob("result.json")}
+    assert sorted(recs) == [f"{s}/m/full/lr{lr}_seed0" for s in ("test", "val") for lr in ("0.01", "0.1")]
+    n_val = read_record(out / "select" / "m" / "result.json")["n_val"]
+    assert all("validation: 50 of the 250" in r["data_note"] for k, r in recs.items() if k.startswith("val/"))
+    assert n_val == 50 and not any("validation" in r["data_note"] for k, r in recs.items() if k.startswith("test/"))
+    val = {r["lr"]: r["value"] for k, r in recs.items() if k.startswith("val/")}
+    chosen = max(sorted(val), key=lambda lr: val[lr])
+    test = next(r["value"] for k, r in recs.items() if k == f"test/m/full/lr{chosen:g}_seed0")
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == (f"best backbone after full-network fine-tuning: m (lr {chosen:g}): validation {val[chosen]:.2f}%, "
+                    f"test {test:.2f}%")
+
+
+def test_full_network_refuses_when_classify_would_not_use_the_validation_split(tmp_path, monkeypatch):
+    """Until (or if ever) rdet.classify ignores DATA.VAL_SIZE, its 'validation' runs would silently
+    evaluate on the test set: refused before anything runs."""
+    from rdet.select import full
+
+    monkeypatch.setattr(full, "datasets_from_cfg", lambda cfg: (None, list(range(450)), 10, ""))
+    out = tmp_path / "sel"
+    argv = ["--dataset", "digits", "--models", str(_resnet18_file(tmp_path / "m.pth", 0)), "--output-dir", str(out),
+            "--full-network", *SMALL]
+    assert run_cli(select_main, argv) == 2
+    assert not out.exists()

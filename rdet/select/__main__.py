@@ -141,6 +141,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse(argv)
     cfg, study_dict = build(args)
     data = selection_data(cfg)  # a missing dataset or an impossible split fails before any work
+    if args.full_network:
+        from rdet.select.full import check_holdout
+
+        check_holdout(cfg, study_dict, len(data["val_idx"]))
     path = write_study(study_dict)
     print(f"data: {data['note']}")
     study = run_study(path)  # prints the study's description (what the models and the data are)
@@ -160,13 +164,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from rdet.select.full import run_full_network
 
         full = run_full_network(cfg, study_dict, rows[:args.top_k])
-        print(f"\nfull-network fine-tuning of the top {len(full)} (lr chosen on validation):")
+        print(f"\nfull-network fine-tuning of the top {len(full)} (lr chosen on validation; "
+              f"{Path(study.output_dir) / 'full_network' / 'ranking.md'}):")
         for r in full:
             print(f"  {r['model']}: lr {r['lr']:g}, validation {r['val']:.2f}%, test {r['test']:.2f}% "
                   f"(best test over lrs {r['best_test']:.2f}%)")
     print(f"files: {', '.join(str(p) for p in [*files.values(), plot] if p)}; "
           f"selection took {time.time() - start:.0f} s")
-    print(ranking.top_line(rows))
+    if args.full_network:
+        print(ranking.top_line(rows) + " (fixed-feature)")
+        best = full[0]
+        print(f"best backbone after full-network fine-tuning: {best['model']} (lr {best['lr']:g}): "
+              f"validation {best['val']:.2f}%, test {best['test']:.2f}%")
+    else:
+        print(ranking.top_line(rows))
     return 0
 
 

@@ -29,30 +29,34 @@ def _transfer_opts(opts: List) -> List[str]:
     return [str(x) for k, v in pairs if not str(k).startswith("SELECT.") for x in (k, v)]
 
 
-def _check_holdout(config, opts: List[str], n_val: int) -> None:
-    """``rdet.classify`` must evaluate the ``val`` cells on the validation split, not the test set."""
-    cfg = merge_config(get_transfer_cfg(), config, opts)
-    evaluated = len(datasets_from_cfg(cfg)[1])
+def check_holdout(cfg, select_study: Dict, n_val: int) -> None:
+    """``rdet.classify`` must evaluate the ``val`` cells on the validation split, not on the test
+    set: checked on the data before anything runs."""
+    sel = select_study["select"]
+    ccfg = merge_config(get_transfer_cfg(), sel["config"], _val_opts(cfg, sel) + ["DATA.DATASET", sel["dataset"]])
+    evaluated = len(datasets_from_cfg(ccfg)[1])
     if evaluated != n_val:
         raise ConfigError(f"--full-network: rdet.classify evaluated {evaluated} images for DATA.VAL_SIZE "
                           f"{cfg.DATA.VAL_SIZE:g}, not the {n_val} validation images; its datasets do not hold "
                           f"out the validation split")
 
 
+def _val_opts(cfg, sel: Dict) -> List[str]:
+    return _transfer_opts(sel["opts"]) + ["DATA.VAL_SIZE", str(cfg.DATA.VAL_SIZE), "DATA.VAL_SEED", str(cfg.DATA.VAL_SEED)]
+
+
 def full_network_study(cfg, select_study: Dict, top: List[Dict]) -> Dict:
     sel = select_study["select"]
     base = _transfer_opts(sel["opts"])
-    val_opts = base + ["DATA.VAL_SIZE", str(cfg.DATA.VAL_SIZE), "DATA.VAL_SEED", str(cfg.DATA.VAL_SEED)]
-    _check_holdout(sel["config"], val_opts + ["DATA.DATASET", sel["dataset"]], top[0]["record"]["n_val"])
     return {"description": f"rdet.select --full-network: the top {len(top)} models fine-tuned on {sel['dataset']}",
             "output_dir": str(Path(select_study["output_dir"]) / "full_network"),
             "executor": select_study["executor"], "slurm": select_study["slurm"],
             "backbones": [{"name": r["model"], "weights": r["record"]["backbone"]["source"]} for r in top],
             "classification": {"config": sel["config"], "modes": ["full"], "seeds": [int(cfg.SEED)],
                                "lrs": [float(x) for x in cfg.TRANSFER.LR_GRID],
-                               "datasets": [{"name": "val", "dataset": sel["dataset"], "opts": val_opts},
+                               "datasets": [{"name": "val", "dataset": sel["dataset"], "opts": _val_opts(cfg, sel)},
                                             {"name": "test", "dataset": sel["dataset"],
-                                             "opts": base + ["DATA.VAL_SIZE", "0"]}]}}
+                                             "opts": base + ["DATA.VAL_SIZE", "0.0"]}]}}
 
 
 def full_network_rows(study) -> List[Dict]:

@@ -147,5 +147,6 @@ def console_table(rows: List[Dict]) -> str:
 
 def top_line(rows: List[Dict]) -> str:
     top, rec = rows[0], rows[0]["record"]
-    return (f"best backbone for {dataset_label(rec)}: {top['model']} ({top['arch']}, {top['norm']} eps {top['eps']}) "
+    robustness = f"{top['norm']} eps {top['eps']}" if top["eps"] != "?" else "robustness unknown"
+    return (f"best backbone for {dataset_label(rec)}: {top['model']} ({top['arch']}, {robustness}) "
             f"with {top['head']}: validation {top['val']:.2f}%, test {top['test']:.2f}%")
