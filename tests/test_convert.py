@@ -161,13 +161,15 @@ def _bad_input(tmp_path, kind, r50):
 
 @pytest.mark.parametrize("kind", ["missing", "garbage", "truncated", "non_resnet", "arch_mismatch", "no_out_dir",
                                   "bad_suffix"])
-def test_bad_inputs_fail_cleanly(tmp_path, kind, r50):
+def test_bad_inputs_fail_cleanly(tmp_path, kind, r50, capsys):
+    from rdet.convert.cli import main
+
     args = _bad_input(tmp_path, kind, r50)
     before = set(tmp_path.rglob("*"))
-    proc = _cli(*args)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    capsys.readouterr()
+    assert main([str(a) for a in args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
     assert set(tmp_path.rglob("*")) == before  # no output, no temp file
 
 
@@ -177,3 +179,37 @@ def test_cli_success_message(tmp_path, r50):
     proc = _cli(tmp_path / "resnet50_l2_eps1.ckpt", tmp_path / "r50.pkl")
     assert proc.returncode == 0, proc.stderr
     assert "verified" in proc.stdout and (tmp_path / "r50.yaml").is_file()
+
+
+class _WritesMarker:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('ran')",)
+
+
+def test_read_converted_meta_never_runs_a_crafted_pickle(tmp_path, r50):
+    from rdet.errors import CheckpointError
+
+    marker = tmp_path / "marker"
+    evil = tmp_path / "evil.pkl"
+    with open(evil, "wb") as f:
+        pickle.dump({"__author__": "rdet", "model": {}, "rdet": {"arch": _WritesMarker(marker)}}, f)
+    with pytest.raises(CheckpointError) as e:
+        read_converted_meta(evil)
+    assert "refusing to unpickle builtins.exec" in str(e.value) and "--allow-pickle" in str(e.value)
+    assert not marker.exists()
+    read_converted_meta(evil, allow_pickle=True)  # the user's explicit opt-in: it runs
+    assert marker.read_text() == "ran"
+    assert read_converted_meta(r50[1].weights)["arch"] == "resnet50"  # a genuine converter file still loads
+
+
+def test_console_script_main(tmp_path, capsys):
+    from rdet.convert.cli import main
+
+    save_robustness_checkpoint(_random_resnet_sd("resnet18"), "resnet18", tmp_path / "r18.ckpt")
+    assert main([str(tmp_path / "r18.ckpt"), str(tmp_path / "r18.txt")]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: ") and not (tmp_path / "r18.txt").exists()
+    assert main([str(tmp_path / "r18.ckpt"), str(tmp_path / "r18.pkl")]) == 0
+    assert "verified" in capsys.readouterr().out and read_converted_meta(tmp_path / "r18.pkl")["arch"] == "resnet18"
