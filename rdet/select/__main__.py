@@ -134,7 +134,7 @@ def write_study(study: Dict) -> Path:
     return path
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def _main(argv: Optional[Sequence[str]] = None) -> int:
     from rdet.study import load_study, run_study
 
     start = time.time()
@@ -181,5 +181,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """The console script ``rdet-select``: user errors as one line and exit code 2."""
+    return run_cli(_main, argv)
+
+
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    raise SystemExit(main())
