@@ -2,7 +2,6 @@
 numbers beside ours (all twelve shipped tables in use), plots that load back as images; unknown
 eps listed apart, never as eps 0; unreadable records skipped and named; no readable record: one
 line, nothing written."""
-import json
 import subprocess
 import sys
 
@@ -74,7 +73,8 @@ def test_report_files(tmp_path):
 
 
 def _pre(arch, norm, eps, value, dataset="imagenet"):
-    return {"task": "pretrain", "dataset": dataset, "value": value, "backbone": {"arch": arch, "norm": norm, "eps": eps}}
+    return {"task": "pretrain", "dataset": dataset, "value": value,
+            "backbone": {"arch": arch, "norm": norm, "eps": eps}}
 
 
 def test_paper_tables_for_linf_32px_other_archs_and_imagenet():
@@ -130,7 +130,8 @@ def test_unreadable_records_are_skipped_and_named(tmp_path):
     assert proc.returncode == 0, proc.stderr
     warnings = proc.stderr.strip().splitlines()
     assert len(warnings) == 2 and all(w.startswith("warning: skipped ") for w in warnings)
-    assert str(tmp_path / "broken" / "result.json") in proc.stderr and str(tmp_path / "odd" / "result.json") in proc.stderr
+    for name in ("broken", "odd"):
+        assert str(tmp_path / name / "result.json") in proc.stderr
     md = (tmp_path / "report" / "report.md").read_text()
     assert "8 result records" in md and "Skipped 2 unreadable record(s)" in md and "81.00 [80.00, 82.00]" in md
 

@@ -62,7 +62,8 @@ executor: slurm
 slurm: {{cpus_per_task: 1, timeout_min: 10, name: rdet_slurm_test}}
 commands:
   - name: "wait_{{i}}"
-    run: "echo {{i}} >> {tmp_path / 'started.txt'}; while [ ! -e {gate} ]; do sleep 0.1; done; echo wait_{{i}} >> {count}"
+    run: "echo {{i}} >> {tmp_path / 'started.txt'}; while [ ! -e {gate} ]; do sleep 0.1; done;
+          echo wait_{{i}} >> {count}"
     grid: {{i: [1, 2, 3, 4]}}
 backbones: [{{name: random, weights: ""}}]
 classification: {{config: configs/classify_demo.yaml, datasets: [{{name: digits, opts: {small}}}]}}

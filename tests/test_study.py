@@ -28,7 +28,8 @@ output_dir: {out}
 executor: {executor}
 commands:
   - name: "cell_{{a}}_{{b}}"
-    run: "(test {{a}}{{b}} != 21 || (touch {marker}; while [ ! -e {gate} ]; do sleep 0.05; done)) && echo cell_{{a}}_{{b}} >> {log}"
+    run: "(test {{a}}{{b}} != 21 || (touch {marker}; while [ ! -e {gate} ]; do sleep 0.05; done))
+          && echo cell_{{a}}_{{b}} >> {log}"
     grid: {{a: [1, 2], b: [1, 2]}}
 """
 NAMES = [f"cell_{a}_{b}" for a in (1, 2) for b in (1, 2)]
@@ -125,7 +126,7 @@ commands: [{{name: fine, run: "echo ok > {tmp_path / 'fine.txt'}"}}]
 classification: {{datasets: [digits]}}
 """)
     with pytest.raises(StudyError, match=r"2 cell\(s\) did not finish: pretrain/broken \(.*no_such_dataset.*\), "
-                                         r"classify/digits/broken/fixed/lr0.01_seed0 \(not run: needs pretrain/broken\)"):
+                       r"classify/digits/broken/fixed/lr0.01_seed0 \(not run: needs pretrain/broken\)"):
         run_study(path, console=False)
     assert (tmp_path / "fine.txt").read_text() == "ok\n"
     assert "no_such_dataset" in (tmp_path / "out" / "pretrain" / "broken" / "log.txt").read_text()

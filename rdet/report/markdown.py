@@ -41,9 +41,11 @@ def classification_markdown(rows: List[Dict]) -> str:
         s, b = r["standard"], r["robust"]
         paper_eps = f" ({r['paper_eps']})" if r["paper_eps"] else ""
         lines.append((r["dataset"], mode_text(r), r["arch"], _result(s), _result(b),
-                      f"{eps_text(r['norm'], b.eps)} ({r['norm']})" if b else "—", b.lr if b else (s.lr if s else "—"),
-                      _f(r["paper_standard"]), f"{_f(r['paper_robust'])}{paper_eps}", r["paper_table"] or "—",
-                      _diff(s.mean if s else None, r["paper_standard"]), _diff(b.mean if b else None, r["paper_robust"])))
+                      f"{eps_text(r['norm'], b.eps)} ({r['norm']})" if b else "—",
+                      b.lr if b else (s.lr if s else "—"), _f(r["paper_standard"]),
+                      f"{_f(r['paper_robust'])}{paper_eps}", r["paper_table"] or "—",
+                      _diff(s.mean if s else None, r["paper_standard"]),
+                      _diff(b.mean if b else None, r["paper_robust"])))
     return _table(head, lines)
 
 
@@ -52,8 +54,10 @@ def detection_markdown(rows: List[Dict]) -> str:
             "paper robust", "Δ standard", "Δ robust")
     lines = []
     for r in rows:
-        which = f" ({r['robust_arch']}, {eps_text(r['robust_norm'], r['robust_eps'])})" if r["robust"] is not None else ""
-        lines.append((r["dataset"], r["task"], r["schedule"], r["metric"], _f(r["standard"]), f"{_f(r['robust'])}{which}",
+        which = (f" ({r['robust_arch']}, {eps_text(r['robust_norm'], r['robust_eps'])})"
+                 if r["robust"] is not None else "")
+        lines.append((r["dataset"], r["task"], r["schedule"], r["metric"], _f(r["standard"]),
+                      f"{_f(r['robust'])}{which}",
                       _f(r["paper_standard"]), _f(r["paper_robust"]), _diff(r["standard"], r["paper_standard"]),
                       _diff(r["robust"], r["paper_robust"])))
     return _table(head, lines)
@@ -78,9 +82,8 @@ def unknown_eps_markdown(rows: List[Dict]) -> str:
 def dataset_markdown(rows: List[Dict]) -> str:
     head = ("dataset", "paper's (Table 5)", "paper classes", "paper train", "paper test", "paper metric",
             "rdet metric", "rdet data")
-    return _table(head, [(r["dataset"], r["paper_name"] or "—", r["paper_classes"] or "—", r["paper_train"] or "—",
-                          r["paper_test"] or "—", r["paper_metric"] or "—", r["metric"] or "—", r["data"] or "—")
-                         for r in rows])
+    keys = ("dataset", "paper_name", "paper_classes", "paper_train", "paper_test", "paper_metric", "metric", "data")
+    return _table(head, [tuple(r[k] or "—" for k in keys) for r in rows])
 
 
 def table1_markdown(rows: List[Dict]) -> str:

@@ -210,7 +210,8 @@ def followup_cells(study: Study, exclude: Sequence[str] = ()) -> List[Cell]:
     for task in study.detection:
         if not task.get("then_3x") or task["name"] in exclude:
             continue
-        recs = [r for r in iter_records(Path(study.output_dir) / "detect" / task["name"]) if r.get("task") == "detection"]
+        recs = [r for r in iter_records(Path(study.output_dir) / "detect" / task["name"])
+                if r.get("task") == "detection"]
         chosen = {b.get("source") for b in select_for_3x(recs, int(task.get("top_k", 3)))}
         for c in study.cells:
             if c.kind == "detect" and c.name.startswith(f"detect/{task['name']}/"):
