@@ -11,6 +11,8 @@
 #                   uses the slow pycocotools path).
 #
 # Force a route with RDET_D2_ROUTE=git|pypi. Idempotent: re-running after success is a no-op.
+# Never installs or upgrades torch/torchvision (it runs in an existing CUDA environment as is).
+# Without a package index, point pip at a wheel folder: PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels.
 # Prints the route taken as the last line: "detectron2: route=<name> version=<v>".
 set -euo pipefail
 
