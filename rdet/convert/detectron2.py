@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-import numpy as np
 import torch
 
 from rdet.atomic import atomic_path, torch_save
@@ -182,7 +181,9 @@ def compare_features(tv_sd: Dict[str, torch.Tensor], arch: str, cfg, d2_resnet, 
                      seed: int = 0) -> float:
     """Max over res2..res5 of max|d2 - tv| / max|tv| on one random [0,1] RGB batch (2 x 3 x
     ``size`` x ``size``): torchvision's layer1..layer4 outputs against detectron2's res2..res5."""
-    from torchvision.models.feature_extraction import create_feature_extractor
+    # torchvision's own backbone wrapper (its detection models use it): runs the ResNet's children
+    # in order and returns the named ones, without create_feature_extractor's FX tracing (~1 s).
+    from torchvision.models._utils import IntermediateLayerGetter
 
     spec = get_spec(arch)
     net = spec.builder(1000)
@@ -191,7 +192,7 @@ def compare_features(tv_sd: Dict[str, torch.Tensor], arch: str, cfg, d2_resnet, 
     missing, unexpected = net.load_state_dict({k: v for k, v in tv_sd.items() if not k.startswith(head)},
                                               strict=False)
     assert not unexpected and all(k.startswith(head) for k in missing), (missing, unexpected)
-    layers = create_feature_extractor(net.eval(), {f"layer{i}": f"res{i + 1}" for i in range(1, 5)})
+    layers = IntermediateLayerGetter(net.eval(), {f"layer{i}": f"res{i + 1}" for i in range(1, 5)})
     x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(seed))
     mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
     std = torch.tensor(spec.std).view(1, 3, 1, 1)

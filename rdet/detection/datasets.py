@@ -3,7 +3,6 @@ checked for presence, plus rdet's offline composed set registered as COCO instan
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
 from rdet.errors import DatasetError
@@ -58,7 +57,3 @@ def data_note(names: Sequence[str]) -> str:
 
     notes = {getattr(MetadataCatalog.get(n), "data_note", n) for n in names}
     return "; ".join(sorted(notes))
-
-
-def dataset_root() -> Path:
-    return Path(os.environ.get("DETECTRON2_DATASETS", "datasets"))
