@@ -389,6 +389,18 @@ def test_crafted_pickle_never_runs(tmp_path, backbones, data_root, mode):
     assert marker.read_text() == "ran"
 
 
+def test_resume_from_a_corrupt_checkpoint_is_refused(tmp_path, backbones, data_root, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "model_0000003.pth").write_bytes(b"PK\x03\x04" + bytes(100))  # a write cut short
+    (out / "last_checkpoint").write_text("model_0000003.pth")
+    before = sorted(out.iterdir())
+    code, err = _main(["--resume", "--config-file", DEMO, "MODEL.WEIGHTS", backbones["r18"], "OUTPUT_DIR", out],
+                      capsys)
+    assert code == 2 and len(err) == 1 and "--resume checkpoint" in err[0] and "corrupt" in err[0], err
+    assert sorted(out.iterdir()) == before
+
+
 @pytest.mark.parametrize("case", ["config", "malformed_yaml", "override", "flag_after_override", "weights",
                                   "dataset", "eval_without_weights", "machines_auto_url"])
 def test_bad_inputs(tmp_path, backbones, data_root, capsys, case):

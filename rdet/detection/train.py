@@ -86,12 +86,22 @@ def check_weights(cfg, eval_only: bool = False, allow_pickle: bool = False) -> O
     return info
 
 
-def setup(config_file: str, opts: Sequence[str] = (), eval_only: bool = False,
-          allow_pickle: bool = False) -> Tuple[Any, Optional[WeightsInfo]]:
+def _check_resume_checkpoint(output_dir: str, allow_pickle: bool) -> None:
+    """With ``--resume`` detectron2 loads the checkpoint ``OUTPUT_DIR/last_checkpoint`` names
+    instead of ``MODEL.WEIGHTS``: the same checks apply to it."""
+    tag = Path(output_dir) / "last_checkpoint"
+    if tag.is_file():
+        inspect_weights(Path(output_dir) / tag.read_text().strip(), allow_pickle, what="--resume checkpoint")
+
+
+def setup(config_file: str, opts: Sequence[str] = (), eval_only: bool = False, allow_pickle: bool = False,
+          resume: bool = False) -> Tuple[Any, Optional[WeightsInfo]]:
     """The run's frozen config and what its weights hold, every input checked."""
     cfg = build_cfg(config_file, opts)
     _check_output_dir(cfg.OUTPUT_DIR)
     info = check_weights(cfg, eval_only, allow_pickle)
+    if resume:
+        _check_resume_checkpoint(cfg.OUTPUT_DIR, allow_pickle)
     check_datasets(list(cfg.DATASETS.TEST) + ([] if eval_only else list(cfg.DATASETS.TRAIN)))
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logger.warning("CUDA is not available: running on CPU (MODEL.DEVICE cpu)")
@@ -179,7 +189,7 @@ def run(config_file: str, opts: Sequence[str] = (), resume: bool = False, eval_o
     from detectron2.engine import launch
 
     _check_launch(num_gpus, num_machines, machine_rank, dist_url)
-    cfg, info = setup(config_file, opts, eval_only, allow_pickle)
+    cfg, info = setup(config_file, opts, eval_only, allow_pickle, resume)
     # What detectron2's default_setup logs as the command line.
     args = argparse.Namespace(config_file=config_file, opts=list(opts), resume=resume, eval_only=eval_only,
                               num_gpus=num_gpus, num_machines=num_machines, machine_rank=machine_rank,

@@ -88,21 +88,23 @@ def _detector(weights: Path, obj: Any) -> WeightsInfo:
     return info
 
 
-def inspect_weights(weights: str | Path, allow_pickle: bool = False) -> WeightsInfo:
+def inspect_weights(weights: str | Path, allow_pickle: bool = False, what: str = "MODEL.WEIGHTS") -> WeightsInfo:
     """Read ``weights`` (restricted unpickling for ``.pkl`` unless ``allow_pickle``) and say what it is.
 
     Raises :class:`CheckpointError` for a missing, unreadable or unsafe file, and for one in which
-    detectron2 would find no backbone tensors."""
+    detectron2 would find no backbone tensors; ``what`` names the file's role in the message."""
     path = Path(weights)
     if not path.is_file():
-        raise CheckpointError(f"MODEL.WEIGHTS {path}: no such file (convert a backbone with "
-                              "tools/convert_backbone.py)")
+        raise CheckpointError(f"{what} {path}: no such file (convert a backbone with tools/convert_backbone.py)")
     pkl = path.suffix == ".pkl"
-    obj = load_pickle(path, allow_pickle=allow_pickle) if pkl else _load_torch(path)
+    try:
+        obj = load_pickle(path, allow_pickle=allow_pickle) if pkl else _load_torch(path)
+    except CheckpointError as e:
+        raise type(e)(f"{what} {e}") from None
     names = list(_tensor_names(obj, pkl))
     if not any(_BACKBONE.search(n) for n in names):
         found = f"names such as {names[0]!r}" if names else "no tensor names"
-        raise CheckpointError(f"MODEL.WEIGHTS {path}: detectron2 would find no backbone tensors in it ({found}); "
+        raise CheckpointError(f"{what} {path}: detectron2 would find no backbone tensors in it ({found}); "
                               f"if it is a classifier checkpoint, {CONVERT_HINT}")
     if any(_HEADS.search(n) for n in names):
         return _detector(path, obj)
