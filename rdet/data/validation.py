@@ -9,8 +9,8 @@ split instead and reports the test set once. The split is
 * seeded: the same ``(targets, size, seed)`` give the same split on every machine, another seed
   another split (Python's ``random.Random``, independent of torch's global state);
 * a subset of the training set, so it is disjoint from the test set whenever the dataset's own
-  train and test splits are; :func:`check_disjoint` verifies that for datasets carved out of one
-  base set (Caltech, SUN397) or read from files.
+  train and test splits are; :func:`check_disjoint` verifies it (by file for datasets read from
+  files, by item for datasets carved out of one in-memory set).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import Dict, List, Sequence, Set, Tuple
 
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
-from rdet.data.classification import targets_of
+from rdet.data.classification import image_files_of, targets_of
 from rdet.errors import DatasetError
 
 
@@ -80,22 +80,17 @@ def base_items(ds: Dataset) -> List[Tuple[Dataset, int]]:
     return [(ds, i) for i in range(len(ds))]
 
 
-def _identity(base: Dataset, i: int):
-    """A file path for folder datasets (two objects reading one file are the same image), else
-    the base object and index."""
-    samples = getattr(base, "samples", None)
-    if isinstance(samples, list) and len(samples) == len(base):
-        return ("file", str(samples[i][0]))
-    return ("object", id(base), i)
-
-
 def check_disjoint(val: Dataset, test: Dataset) -> None:
-    """Refuse (:class:`DatasetError`) when a validation image is also a test image."""
-    test_items: Set = {_identity(b, i) for b, i in base_items(test)}
-    shared = [it for it in (_identity(b, i) for b, i in base_items(val)) if it in test_items]
+    """Refuse (:class:`DatasetError`) when a validation image is also a test image: the same file
+    for file-backed datasets, the same item of the same in-memory dataset otherwise."""
+    val_files, test_files = image_files_of(val), image_files_of(test)
+    if val_files is not None and test_files is not None:
+        shared = sorted(set(val_files) & set(test_files))
+    else:
+        test_items: Set = {(id(b), i) for b, i in base_items(test)}
+        shared = [f"item {i}" for b, i in base_items(val) if (id(b), i) in test_items]
     if shared:
-        what = shared[0][1] if shared[0][0] == "file" else f"item {shared[0][2]}"
-        raise DatasetError(f"{len(shared)} validation images are also test images (e.g. {what}): the dataset's "
+        raise DatasetError(f"{len(shared)} validation images are also test images (e.g. {shared[0]}): the dataset's "
                            f"train and test splits overlap")
 
 

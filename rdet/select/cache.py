@@ -22,20 +22,18 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict
 
 import numpy as np
 import torch
 
 from rdet.atomic import torch_save
-from rdet.data.classification import targets_of
+from rdet.data.classification import image_files_of, targets_of
 from rdet.data.validation import base_items
 
 logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
-_FILE_LISTS = ("samples", "imgs", "_samples", "_image_files", "_images")  # torchvision's names for file lists
-_ARRAYS = ("data", "images")
 
 
 def file_identity(path: str | os.PathLike) -> Dict[str, Any]:
@@ -44,38 +42,36 @@ def file_identity(path: str | os.PathLike) -> Dict[str, Any]:
     return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _base_digest(base) -> str:
-    """What a base dataset holds: its files (path, size, mtime) or its arrays, and its labels."""
+def _array_digest(base) -> str:
+    """The image arrays an in-memory dataset holds (``data`` / ``images``), else only its type."""
     h = hashlib.sha256(type(base).__name__.encode())
-    for attr in _FILE_LISTS:
-        files = getattr(base, attr, None)
-        if isinstance(files, (list, tuple)) and len(files) == len(base):
-            for f in files:
-                path = f[0] if isinstance(f, (tuple, list)) else f
-                st = os.stat(path)
-                h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    for attr in ("data", "images"):
+        arr = getattr(base, attr, None)
+        if arr is not None and hasattr(arr, "__len__") and len(arr) == len(base):
+            a = arr.numpy() if isinstance(arr, torch.Tensor) else np.asarray(arr)
+            h.update(np.ascontiguousarray(a).tobytes())
             break
-    else:
-        for attr in _ARRAYS:
-            arr = getattr(base, attr, None)
-            if arr is not None and hasattr(arr, "__len__") and len(arr) == len(base):
-                a = arr.numpy() if isinstance(arr, torch.Tensor) else np.asarray(arr)
-                h.update(np.ascontiguousarray(a).tobytes())
-                break
-    h.update(json.dumps(targets_of(base)).encode())
     return h.hexdigest()
 
 
 def dataset_fingerprint(ds) -> str:
-    """A digest of which base items ``ds`` holds, what those bases contain and ``ds``' labels."""
-    items = base_items(ds)
-    bases: Dict[int, int] = {}
+    """A digest of what ``ds`` holds: each item's file (path, size, modification time) for
+    datasets read from files, else the arrays of its in-memory base datasets and which of their
+    items it takes; and its labels."""
     h = hashlib.sha256()
-    for base, _ in items:
-        if id(base) not in bases:
-            bases[id(base)] = len(bases)
-            h.update(_base_digest(base).encode())
-    h.update(json.dumps([(bases[id(b)], i) for b, i in items]).encode())
+    files = image_files_of(ds)
+    if files is not None:
+        for f in files:
+            st = os.stat(f)
+            h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    else:
+        items = base_items(ds)
+        bases: Dict[int, int] = {}
+        for base, _ in items:
+            if id(base) not in bases:
+                bases[id(base)] = len(bases)
+                h.update(_array_digest(base).encode())
+        h.update(json.dumps([(bases[id(b)], i) for b, i in items]).encode())
     h.update(json.dumps(targets_of(ds)).encode())
     return h.hexdigest()
 
@@ -135,12 +131,3 @@ def _as_float(entry: Dict[str, Any]) -> Dict[str, Any]:
         else:
             out[k] = v
     return out
-
-
-def list_entries(cache_dir: Path) -> List[Path]:
-    return sorted(Path(cache_dir).glob("*.pt"))
-
-
-def read_key(path: Path) -> Optional[Dict[str, Any]]:
-    entry = torch.load(path, map_location="cpu", weights_only=True)
-    return json.loads(entry["key_json"]) if "key_json" in entry else None

@@ -7,10 +7,9 @@ validation score only.
 """
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict
 
 import torch
 from torch.utils.data import Subset
@@ -26,24 +25,20 @@ from rdet.select.heads import logreg_candidates, sgd_candidates
 from rdet.select.models import model_file
 from rdet.transfer import extract_features
 
-logger = logging.getLogger(__name__)
 
-
-def _datasets_from_cfg(cfg):
-    try:
-        from rdet.data.build import datasets_from_cfg
-    except ImportError:  # before rdet.data.build existed
-        from rdet.data.build import datasets_from_cfg
-    return datasets_from_cfg(cfg)
-
-
-def selection_data(cfg) -> Dict[str, Any]:
+def selection_data(cfg, decode_check: bool = True) -> Dict[str, Any]:
     """The training set twice (augmented for the views, centre-crop for validation and L-BFGS),
     the test set, the validation split (``DATA.VAL_SIZE``, ``DATA.VAL_SEED``) and what the data
-    is. Raises for a missing dataset or a split that cannot be made, before any model is touched."""
+    is. Raises for a missing dataset or a split that cannot be made, before any model is touched.
+
+    ``decode_check=False`` (the cells, after ``rdet.select`` checked the files once): the image
+    files are checked with ``DATA.VERIFY_IMAGES quick`` instead of decoding every one per model.
+    """
     base = cfg.clone()
     base.defrost()
     base.DATA.VAL_SIZE = 0  # the split is made here, from the whole training set
+    if not decode_check and base.DATA.VERIFY_IMAGES == "decode":
+        base.DATA.VERIFY_IMAGES = "quick"
     train_aug, test, num_classes, note = datasets_from_cfg(base)
     plain = base.clone()
     plain.DATA.AUGMENT = False
@@ -84,7 +79,7 @@ def select_one(cfg, weights: str, cache_dir: Path, label: str, data: Dict[str, A
     (best validation score; ties go to the earlier candidate), cache use and times."""
     start = time.time()
     rt = setup_runtime(cfg)
-    data = data or selection_data(cfg)
+    data = data or selection_data(cfg, decode_check=False)
     path, bmeta = model_file(weights, allow_pickle)
     arch = bmeta["arch"]
     key = cache_key({**file_identity(path)}, arch, cfg, _data_key(cfg, data))
@@ -108,7 +103,7 @@ def select_one(cfg, weights: str, cache_dir: Path, label: str, data: Dict[str, A
             "backbone": {"arch": arch, "norm": bmeta.get("norm"), "eps": bmeta.get("eps"), "source": str(weights)},
             "candidates": cands, "best": best, "val_value": best["val"], "test_value": best["test"],
             "n_train": len(data["train_idx"]), "n_val": len(data["val_idx"]), "n_test": len(feats["test_labels"]),
-            "views": int(cfg.SELECT.VIEWS), "epochs": cfg.SOLVER.EPOCHS, "seed": cfg.SEED,
+            "views": int(cfg.SELECT.VIEWS), "epochs": cfg.SOLVER.EPOCHS, "seed": cfg.SEED, "downscale": cfg.DATA.DOWNSCALE,
             "cache": {"path": feats["path"], "hit": feats["hit"]}, "extract_time_s": float(feats["extract_time_s"]),
             "head_time_s": head_time, "selection_time_s": float(feats["extract_time_s"]) + head_time,
             "wall_time_s": time.time() - start}
