@@ -90,8 +90,11 @@ def select_one(cfg, weights: str, cache_dir: Path, label: str, data: Dict[str, A
 
     feats = load_or_extract(cache_dir, label, key, extract)
     metric = get_dataset_entry(cfg.DATA.DATASET).metric
-    for k in ("train_views", "train_center", "val", "test"):
-        feats[k] = [v.to(rt.device) for v in feats[k]] if k == "train_views" else feats[k].to(rt.device)
+    # heads train and evaluate where the backbone ran; evaluation labels stay on the CPU (the
+    # confusion matrix is computed there)
+    feats["train_views"] = [v.to(rt.device) for v in feats["train_views"]]
+    for k in ("train_center", "train_labels", "val", "test"):
+        feats[k] = feats[k].to(rt.device)
     heads_start = time.time()
     cands = sgd_candidates(feats, data["num_classes"], cfg, metric, rt)
     if len(cfg.SELECT.LOGREG_L2):
