@@ -273,3 +273,13 @@ def test_full_network_refuses_when_classify_would_not_use_the_validation_split(t
             "--full-network", *SMALL]
     assert select_main(argv) == 2
     assert not out.exists()
+
+
+def test_paper_curve_only_for_the_papers_datasets():
+    from rdet.select.ranking import paper_curve
+
+    c10 = paper_curve({"dataset": "cifar10", "classes": []}, "resnet50")  # Table 8: CIFAR-10, ResNet-50
+    assert (0.0, 79.61) in c10 and (3.0, 94.77) in c10 and max(c10, key=lambda p: p[1])[0] == 3.0
+    assert paper_curve({"dataset": "cifar10", "classes": [], "downscale": 32}, "resnet18")[0] == (0.0, 76.02)  # Table 10
+    assert paper_curve({"dataset": "cifar10", "classes": [3, 5]}, "resnet50") is None  # a class subset is not CIFAR-10
+    assert paper_curve({"dataset": "digits", "classes": []}, "resnet18") is None

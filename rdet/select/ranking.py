@@ -29,7 +29,9 @@ def ranked_rows(records: List[Dict]) -> List[Dict]:
     rows = []
     for i, r in enumerate(recs, 1):
         b = r["backbone"]
-        rows.append({"rank": i, "model": r["name"], "arch": b["arch"], "norm": b.get("norm") or "?",
+        standard = b.get("eps") is not None and float(b["eps"]) == 0
+        rows.append({"rank": i, "model": r["name"], "arch": b["arch"],
+                     "norm": "-" if standard else (b.get("norm") or "?"),
                      "eps": "?" if b.get("eps") is None else eps_label(b.get("norm") or "l2", float(b["eps"])),
                      "eps_value": b.get("eps"), "head": describe(r["best"]), "val": r["val_value"],
                      "test": r["test_value"], "time_s": r["selection_time_s"],
@@ -113,8 +115,12 @@ def plot(rows: List[Dict], out_dir: Path) -> Optional[Path]:
 
     groups = defaultdict(list)
     for r in rows:
-        if r["eps_value"] is not None:
+        if r["eps_value"] is not None and r["norm"] != "-":
             groups[(r["arch"], r["norm"])].append((float(r["eps_value"]), r["val"]))
+    for r in rows:  # a standard (eps 0) model starts the curve of every norm of its architecture
+        if r["norm"] == "-":
+            for key in [k for k in groups if k[0] == r["arch"]] or [(r["arch"], "l2")]:
+                groups[key].append((0.0, r["val"]))
     if not groups:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
@@ -127,7 +133,7 @@ def plot(rows: List[Dict], out_dir: Path) -> Optional[Path]:
             ax.plot([e for e, _ in ref], [a for _, a in ref], "--", color=line.get_color(),
                     label=f"paper {arch} l2 (test, fixed-feature)")
     ax.set_xscale("symlog", linthresh=0.01)
-    ax.set_xlabel("eps of the source model (images in [0, 1])")
+    ax.set_xlabel("eps of the source model (images in [0, 1]; 0: standard training)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(f"fixed-feature transfer to {dataset_label(rec)}")
     ax.legend(fontsize=7)
