@@ -100,9 +100,9 @@ def build(args):
     cfg = merge_config(get_select_cfg(), config, opts)
     if args.top_k < 1:
         raise ConfigError("--top-k must be at least 1")
-    out = Path(args.output_dir or (DEMO_DIR if demo else "")).resolve() if (args.output_dir or demo) else None
-    if out is None:
+    if not (args.output_dir or demo):
         raise ConfigError("--output-dir is required (where the study, the feature cache and the ranking go)")
+    out = Path(args.output_dir or DEMO_DIR).resolve()
     study = {"description": DEMO_DESCRIPTION if demo else f"rdet.select: backbones for {cfg.DATA.DATASET}",
              "output_dir": str(out), "executor": args.executor, "slurm": _slurm(args.slurm),
              "select": {"config": str(Path(config).resolve()) if config else None, "dataset": cfg.DATA.DATASET,
@@ -123,9 +123,8 @@ def write_study(study: Dict) -> Path:
     path = out / "study.yaml"
     if path.is_file():
         old = yaml.safe_load(path.read_text()) or {}
-        strip = lambda d: {k: v for k, v in d.items() if k not in _IGNORED_ON_RESUME}  # noqa: E731
-        if strip(old) != strip(study):
-            changed = sorted(k for k in set(old) | set(study) if k not in _IGNORED_ON_RESUME and old.get(k) != study.get(k))
+        changed = sorted(k for k in set(old) | set(study) if k not in _IGNORED_ON_RESUME and old.get(k) != study.get(k))
+        if changed:
             raise ConfigError(f"{out} holds a selection with other settings ({', '.join(changed)} differ); "
                               f"use another --output-dir or remove it")
     out.mkdir(parents=True, exist_ok=True)
