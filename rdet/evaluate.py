@@ -1,45 +1,191 @@
 """Clean and PGD accuracy of any checkpoint the backbone registry loads.
 
     python -m rdet.evaluate --weights resnet50_l2_eps3 --data /data/imagenet --norm l2 --eps 0.25 0.5 1 3
-    python -m rdet.evaluate --weights output/pretrain_demo/model_final.pth --dataset fashion_mnist \
+    python -m rdet.evaluate --weights output/pretrain_demo/model_final.pth --dataset fashion_mnist \\
         --config-file configs/pretrain_demo.yaml --norm linf --eps 0.01 0.03
+
+``--config-file`` takes an evaluation config, or the training config of the model (pretraining or
+transfer): from those only DATA.* and RUNTIME.* are used (which classes, image size, test subset).
+
+The checkpoint's classifier head must belong to the dataset evaluated: the same number of classes
+and, for rdet checkpoints, the same dataset and class subset. Otherwise the run is refused before
+any work, unless ``--fit-head`` (EVAL.FIT_HEAD True) asks to first fit a linear head on the
+dataset's training split with the body frozen (EVAL.FIT_HEAD_VIEWS cached augmented views,
+SOLVER.* for the optimiser and schedule); the output and the record then say so.
 
 The attack (``rdet.attacks.pgd``) starts at a random point of the ball, takes ATTACK.STEPS steps
 of 2.5 * eps / STEPS and keeps, per image, the most successful of ATTACK.RESTARTS restarts. The
-model is in eval mode. Writes ``robustness.json`` (atomically) to OUTPUT_DIR.
+model is in eval mode. Writes ``robustness.json`` (atomically) to OUTPUT_DIR, with the backbone's
+metadata (arch, training norm/eps/method; null where the checkpoint does not say).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
-from rdet.atomic import save_json
+import torch
+
+from rdet.atomic import remove_stale_temps, save_json
 from rdet.attacks import NORMS, make_perturb
 from rdet.backbones import create_classifier
-from rdet.backbones.checkpoint import load_checkpoint, resolve
-from rdet.cli import run_cli
-from rdet.config import get_evaluate_cfg, merge_config
+from rdet.backbones.catalog import get_entry
+from rdet.backbones.checkpoint import LoadedCheckpoint, load_checkpoint, resolve
+from rdet.backbones.registry import get_spec
+from rdet.cli import is_main_process, parse_with_overrides, run_cli
+from rdet.config import CfgNode, build_config, get_evaluate_cfg, merge_config
 from rdet.engine import build_loader, evaluate, setup_runtime
-from rdet.engine.datasets import datasets_from_cfg
+from rdet.data.build import datasets_from_cfg
 from rdet.errors import ConfigError
+from rdet.runlock import output_lock
+from rdet.transfer import extract_features, train_head_on_features
+from rdet.validate import check_config_file, check_known_ranges, check_output_dir, check_weights_arg
+
+logger = logging.getLogger(__name__)
+
+RESULT_NAME = "robustness.json"
+CATALOG_CLASSES = 1000  # every released model is an ImageNet classifier
+_FROM_TRAINING_CONFIG = ("DATA", "RUNTIME")
+
+
+def merge_config_file(cfg: CfgNode, path: str) -> CfgNode:
+    """Merge an evaluation config, or DATA.*/RUNTIME.* of a training config, into ``cfg``."""
+    data = check_config_file(path)
+    if not {"ADV", "TRANSFER"} & set(data):
+        return merge_config(cfg, path)
+    kept = CfgNode({k: data[k] for k in _FROM_TRAINING_CONFIG if k in data})
+    logger.info("%s is a training config: using its %s settings", path, " and ".join(sorted(kept)) or "no")
+    try:
+        cfg.merge_from_other_cfg(kept)
+    except (KeyError, ValueError, AssertionError, TypeError) as e:
+        raise ConfigError(f"{path}: {str(e).splitlines()[0]}") from None
+    return cfg
+
+
+def check_inputs(cfg) -> str:
+    """One-line errors for every bad setting, before anything is loaded or written; returns the
+    kind of MODEL.WEIGHTS ("file" or "catalog")."""
+    if cfg.ATTACK.NORM not in NORMS:
+        raise ConfigError(f"ATTACK.NORM must be one of {', '.join(NORMS)}, not {cfg.ATTACK.NORM!r}")
+    kind = check_weights_arg(cfg.MODEL.WEIGHTS)
+    check_known_ranges(cfg)
+    check_output_dir(cfg.OUTPUT_DIR)
+    return kind
+
+
+def head_mismatch(head_classes: Optional[int], meta: Dict[str, Any], cfg, num_classes: int) -> Optional[str]:
+    """Why the checkpoint's head does not fit the evaluated data (``None`` when it does)."""
+    data = f"{cfg.DATA.DATASET}{_classes_label(cfg.DATA.CLASSES)}"
+    if head_classes is None:
+        return "the checkpoint has no classifier head"
+    if head_classes != num_classes:
+        return f"the checkpoint's head has {head_classes} classes but {data} has {num_classes}"
+    trained_on = meta.get("dataset")
+    if trained_on and (trained_on, _subset(meta.get("classes"), num_classes)) != \
+            (cfg.DATA.DATASET, _subset(cfg.DATA.CLASSES, num_classes)):
+        return f"the checkpoint's head was trained on {trained_on}{_classes_label(meta.get('classes'))}, not {data}"
+    return None
+
+
+def _subset(classes, num_classes: int) -> list:
+    """DATA.CLASSES with "every class in order" written as []."""
+    classes = list(classes or [])
+    return [] if classes == list(range(num_classes)) else classes
+
+
+def _classes_label(classes) -> str:
+    return f" classes {list(classes)}" if classes else ""
+
+
+def _refuse_or_fit(why: Optional[str], cfg, rt) -> Optional[str]:
+    if why is None:
+        return None
+    if not cfg.EVAL.FIT_HEAD:
+        raise ConfigError(f"{why}: its predictions would come from a random head; pass --fit-head "
+                          f"(EVAL.FIT_HEAD True) to fit a linear head on the training split first")
+    if rt.distributed:
+        raise ConfigError("EVAL.FIT_HEAD runs in one process: start rdet.evaluate without torchrun")
+    return why
+
+
+def backbone_meta(loaded: LoadedCheckpoint, weights: str) -> Dict[str, Any]:
+    """What the checkpoint says about its training; ``None`` where it says nothing (unknown, not 0)."""
+    m = loaded.meta
+    eps = m.get("eps")
+    method = m.get("method")
+    if method is None and eps is not None:  # the paper's released models: PGD, or standard at eps 0
+        method = "standard" if eps == 0 else ("pgd" if m.get("format") == "robustness" else None)
+    return {"arch": loaded.arch, "norm": None if eps == 0 else m.get("norm"), "eps": eps, "method": method,
+            "trained_on": m.get("dataset"), "classes": m.get("classes"), "format": m.get("format"),
+            "source": str(weights)}
+
+
+def _head_classes(loaded: LoadedCheckpoint) -> Optional[int]:
+    w = loaded.state_dict.get(get_spec(loaded.arch).classifier + ".weight")
+    return int(w.shape[0]) if w is not None else None
+
+
+def fit_head(model, train_ds, cfg, rt, num_classes: int) -> Dict[str, Any]:
+    """Train a fresh linear head on frozen features of EVAL.FIT_HEAD_VIEWS augmented views of the
+    training split (``rdet.transfer.feature_cache``); returns what the record says about it."""
+    model.reset_head(num_classes)
+    loader = build_loader(train_ds, cfg, rt, train=False)  # in order: features align with labels
+    views = []
+    for view in range(cfg.EVAL.FIT_HEAD_VIEWS):
+        torch.manual_seed(cfg.SEED * 1000 + view)  # a different draw of the augmentation per view
+        feats, labels = extract_features(model, loader, rt, desc=f"head features {view + 1}")
+        views.append(feats)
+    stats = train_head_on_features(model.head.float(), views, labels, cfg, cfg.SOLVER.BASE_LR, cfg.SEED, rt=rt)
+    return {"views": cfg.EVAL.FIT_HEAD_VIEWS, "epochs": cfg.SOLVER.EPOCHS, "lr": cfg.SOLVER.BASE_LR,
+            "batch_size": cfg.SOLVER.BATCH_SIZE, "train_images": len(labels),
+            "train_top1_last_epoch": stats.get("top1")}
 
 
 def run(cfg) -> Dict[str, Any]:
-    if cfg.ATTACK.NORM not in NORMS:
-        raise ConfigError(f"ATTACK.NORM must be one of {', '.join(NORMS)}")
-    if not cfg.MODEL.WEIGHTS:
-        raise ConfigError("no weights to evaluate: pass --weights (catalog name or checkpoint file)")
+    """Check everything, then evaluate clean and under PGD for each ATTACK.EPS; writes and
+    returns the ``robustness.json`` record."""
+    kind = check_inputs(cfg)
     start = time.time()
     rt = setup_runtime(cfg)
+    train_ds, test, num_classes, note = datasets_from_cfg(cfg)
+    if kind == "catalog":  # known before the download
+        _refuse_or_fit(head_mismatch(CATALOG_CLASSES, {}, cfg, num_classes), cfg, rt)
     loaded = load_checkpoint(resolve(cfg.MODEL.WEIGHTS), allow_pickle=cfg.MODEL.ALLOW_PICKLE)
     cfg.MODEL.ARCH = loaded.arch
-    _, test, num_classes, note = datasets_from_cfg(cfg)
-    model = rt.prepare(create_classifier(loaded.arch, num_classes, weights=cfg.MODEL.WEIGHTS,
-                                         allow_pickle=cfg.MODEL.ALLOW_PICKLE))
-    if not loaded.meta.get("head_loaded", True) and model.num_classes != num_classes:
-        raise ConfigError("classifier head does not match the dataset's classes")
+    why = _refuse_or_fit(head_mismatch(_head_classes(loaded), loaded.meta, cfg, num_classes), cfg, rt)
+    model = create_classifier(loaded.arch, num_classes)
+    model.load_torchvision_state_dict(loaded.state_dict, with_head=why is None)
+    model = rt.prepare(model)
+    loaded.state_dict = {}  # the model holds its own copy
+    out = Path(cfg.OUTPUT_DIR)
+    with contextlib.ExitStack() as held:
+        if rt.is_main:  # every input is valid: now the folder may be created and held
+            out.mkdir(parents=True, exist_ok=True)
+            held.enter_context(output_lock(out))
+            remove_stale_temps(out)
+        head = {"source": "checkpoint"}
+        if why is not None:
+            logger.info("%s: fitting a linear head on %s's training split (frozen body)", why, cfg.DATA.DATASET)
+            head = {"source": "fitted on the training split (frozen body)", "reason": why,
+                    **fit_head(model, train_ds, cfg, rt, num_classes)}
+        rows = _evaluate_all(model, test, cfg, rt, num_classes)
+        result = {"task": "robustness", "weights": cfg.MODEL.WEIGHTS, "arch": model.spec.name,
+                  "backbone": backbone_meta(loaded, cfg.MODEL.WEIGHTS), "head": head,
+                  "attack": {"norm": cfg.ATTACK.NORM, "steps": cfg.ATTACK.STEPS, "restarts": cfg.ATTACK.RESTARTS,
+                             "step_size_factor": cfg.ATTACK.STEP_SIZE_FACTOR or 2.5 / cfg.ATTACK.STEPS,
+                             "random_start": True},
+                  "dataset": cfg.DATA.DATASET, "classes": list(cfg.DATA.CLASSES), "data_note": note,
+                  "results": rows, "amp": cfg.RUNTIME.AMP, "world_size": rt.world_size,
+                  "wall_time_s": time.time() - start}
+        if rt.is_main:
+            save_json(result, out / RESULT_NAME)
+    return result
+
+
+def _evaluate_all(model, test, cfg, rt, num_classes: int):
     loader = build_loader(test, cfg, rt, train=False)
     rows = [{"eps": 0.0, **evaluate(model, loader, rt, num_classes, desc="clean")}]
     for eps in cfg.ATTACK.EPS:
@@ -48,47 +194,58 @@ def run(cfg) -> Dict[str, Any]:
                               restarts=cfg.ATTACK.RESTARTS, autocast=rt.autocast)
         rows.append({"eps": float(eps), **evaluate(model, loader, rt, num_classes, perturb=attack,
                                                      desc=f"PGD eps={eps:g}")})
-    result = {"weights": cfg.MODEL.WEIGHTS, "arch": loaded.arch, "trained_norm": loaded.meta.get("norm"),
-              "trained_eps": loaded.meta.get("eps"), "attack": {"norm": cfg.ATTACK.NORM, "steps": cfg.ATTACK.STEPS,
-                                                               "restarts": cfg.ATTACK.RESTARTS},
-              "dataset": cfg.DATA.DATASET, "data_note": note, "results": rows, "wall_time_s": time.time() - start}
-    if rt.is_main:
-        out = Path(cfg.OUTPUT_DIR)
-        out.mkdir(parents=True, exist_ok=True)
-        save_json(result, out / "robustness.json")
-    return result
+    return rows
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def build_cfg(argv: Optional[Sequence[str]] = None) -> CfgNode:
     p = argparse.ArgumentParser(prog="python -m rdet.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", required=True, help="catalog name or checkpoint file")
-    p.add_argument("--config-file", help="YAML for DATA.* (e.g. the pretraining config of the model)")
-    p.add_argument("--data", help="ImageNet-layout folder (val/<wnid>/*)")
+    p.add_argument("--config-file", help="evaluation config, or the model's training config (its DATA.* is used)")
+    p.add_argument("--data", help="dataset root (ImageNet layout: val/<wnid>/*)")
     p.add_argument("--dataset", help="dataset name (default imagenet)")
     p.add_argument("--norm", choices=NORMS)
-    p.add_argument("--eps", type=float, nargs="+", help="radii for [0,1] images")
+    p.add_argument("--eps", type=float, nargs="+", help="radii for [0,1] images (put KEY VALUE overrides before it)")
     p.add_argument("--steps", type=int)
     p.add_argument("--restarts", type=int)
-    p.add_argument("--output-dir", default="output/evaluate")
-    p.add_argument("--allow-pickle", action="store_true")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides")
-    args = p.parse_args(argv)
-    cfg = merge_config(get_evaluate_cfg(), args.config_file, args.opts)
-    for key, val in (("DATA.ROOT", args.data), ("DATA.DATASET", args.dataset), ("ATTACK.NORM", args.norm),
-                     ("ATTACK.EPS", args.eps), ("ATTACK.STEPS", args.steps), ("ATTACK.RESTARTS", args.restarts),
-                     ("OUTPUT_DIR", args.output_dir), ("MODEL.WEIGHTS", args.weights)):
-        if val is not None:
-            merge_config(cfg, None, [key, str(val)])
-    cfg.MODEL.ALLOW_PICKLE = args.allow_pickle
+    p.add_argument("--output-dir", help="where robustness.json goes (default output/evaluate)")
+    p.add_argument("--fit-head", action="store_true",
+                   help="when the checkpoint's head is not for this dataset, fit a linear head first (EVAL.FIT_HEAD)")
+    p.add_argument("--allow-pickle", action="store_true", help="full unpickling of --weights (trusted files only)")
+    args = parse_with_overrides(p, argv)
+    cfg = get_evaluate_cfg()
+    if args.config_file:
+        merge_config_file(cfg, args.config_file)
+    return build_config(cfg, None, {
+        "DATA.ROOT": args.data, "DATA.DATASET": args.dataset, "ATTACK.NORM": args.norm, "ATTACK.EPS": args.eps,
+        "ATTACK.STEPS": args.steps, "ATTACK.RESTARTS": args.restarts, "OUTPUT_DIR": args.output_dir,
+        "MODEL.WEIGHTS": args.weights, "EVAL.FIT_HEAD": True if args.fit_head else None,
+        "MODEL.ALLOW_PICKLE": True if args.allow_pickle else None}, args.opts)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    cfg = build_cfg(argv)
     res = run(cfg)
-    print(f"{res['arch']} ({res['weights']}) on {res['data_note']}; PGD-{res['attack']['steps']} "
-          f"{res['attack']['norm']}, {res['attack']['restarts']} restart(s)")
+    if not is_main_process():
+        return 0
+    b = res["backbone"]
+    trained = ("standard" if b["method"] == "standard" else
+               f"{b['method'] or 'unknown method'}, {b['norm'] or 'unknown norm'} eps={_or_unknown(b['eps'])}")
+    print(f"{res['arch']} ({res['weights']}; trained: {trained}) on {res['data_note']}")
+    if res["head"]["source"] != "checkpoint":
+        h = res["head"]
+        print(f"head: FITTED here ({h['reason']}): linear head on {h['train_images']} training images x "
+              f"{h['views']} view(s), {h['epochs']} epochs, frozen body")
+    print(f"PGD-{res['attack']['steps']} {res['attack']['norm']}, {res['attack']['restarts']} restart(s)")
     print(f"{'eps':>8}  {'top1':>7}  {'mean/class':>10}")
     for r in res["results"]:
         print(f"{r['eps']:>8g}  {r['top1']:>7.2f}  {r['mean_per_class']:>10.2f}")
-    print(f"written: {Path(cfg.OUTPUT_DIR) / 'robustness.json'}")
+    print(f"written: {Path(cfg.OUTPUT_DIR) / RESULT_NAME}")
     return 0
+
+
+def _or_unknown(v) -> str:
+    return "unknown" if v is None else f"{v:g}"
 
 
 if __name__ == "__main__":
