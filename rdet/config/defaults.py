@@ -128,4 +128,8 @@ def get_evaluate_cfg() -> CN:
     _C.ATTACK.STEPS = 20
     _C.ATTACK.RESTARTS = 1
     _C.ATTACK.STEP_SIZE_FACTOR = 0.0  # 0: 2.5 / STEPS
+    _C.OUTPUT_DIR = "output/evaluate"  # where robustness.json goes
+    _C.EVAL = CN()
+    _C.EVAL.FIT_HEAD = False  # head not for this dataset: refuse (False) or fit a linear head on its training split (True)
+    _C.EVAL.FIT_HEAD_VIEWS = 1  # augmented views per training image cached for that head (SOLVER.* trains it)
     return _C
