@@ -40,7 +40,7 @@ def robust_accuracy_check():
     from rdet import pretrain
     from rdet.config import get_pretrain_cfg
     from rdet.engine import build_loader, evaluate, setup_runtime
-    from rdet.engine.datasets import datasets_from_cfg
+    from rdet.data.build import datasets_from_cfg
 
     cfg = get_pretrain_cfg()
     cfg.merge_from_list(["DATA.DATASET", "digits", "DATA.TRAIN_SIZE", "16", "DATA.TEST_RESIZE", "16",

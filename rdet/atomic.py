@@ -51,3 +51,14 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def remove_stale_temps(directory: str | os.PathLike) -> int:
+    """Delete the temporary files :func:`atomic_path` leaves when its process is killed mid-write
+    (``.NAME.XXXX.tmp``); call only while holding the folder's lock. Returns how many."""
+    n = 0
+    for tmp in Path(directory).glob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink()
+            n += 1
+    return n

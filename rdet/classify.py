@@ -7,111 +7,126 @@
     torchrun --nproc_per_node 4 -m rdet.classify --mode full ...
 
 Paper protocol (appendix A.2, ``rdet.config.get_transfer_cfg``): SGD, batch 64, momentum 0.9,
-wd 5e-4, 150 epochs, lr in {0.01, 0.001} /10 every 50 epochs. Fixed-feature runs by default on
-cached backbone features (TRANSFER.CACHE_FEATURES), which trains the same head far faster.
-Each run writes ``result.json`` (and, on the per-epoch path, ``last_checkpoint.pth`` for
-``--resume``) to its output directory.
+wd 5e-4, 150 epochs, lr in {0.01, 0.001} /10 every 50 epochs, a fresh RandomResizedCrop + flip
+view of every training image each epoch. ``TRANSFER.CACHE_FEATURES True`` trains the fixed-feature
+head on TRANSFER.CACHE_VIEWS cached views instead (much faster; a different protocol, recorded as
+such). The test set is evaluated every TRANSFER.EVAL_EVERY epochs; the record reports the final
+epoch and keeps the best periodic value beside it. Each run writes ``result.json`` (and, on the
+per-epoch path, ``last_checkpoint.pth`` for ``--resume``) to its output directory.
 """
 from __future__ import annotations
 
 import argparse
-import time
+import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from rdet.cli import run_cli
-from rdet.config import CONFIG_DIR, get_transfer_cfg, merge_config
+from rdet.backbones.checkpoint import classifier_checkpoint
+from rdet.cli import is_main_process, parse_with_overrides, run_cli
+from rdet.config import CONFIG_DIR, build_config, get_transfer_cfg
 from rdet.data.classification import get_dataset_entry
-from rdet.engine import (LAST, apply_bn_mode, build_loader, build_optimizer, build_scheduler, evaluate, load_state,
-                         prepare_bn, resume_point, save_state, setup_runtime, train_one_epoch)
-from rdet.engine.datasets import datasets_from_cfg
+from rdet.engine import apply_bn_mode, build_loader, evaluate, prepare_bn, setup_runtime
+from rdet.engine.build import check_solver_cfg
+from rdet.data.build import datasets_from_cfg
+from rdet.engine.hooks import PeriodicEval, final_and_best
+from rdet.engine.rundir import RunDir
+from rdet.engine.steps import StandardStep
+from rdet.errors import ConfigError
 from rdet.records import write_record
 from rdet.transfer import (build_transfer_model, evaluate_features, extract_features, set_train_mode,
                            train_head_on_features, trainable_parameters)
 
+logger = logging.getLogger(__name__)
+
 DEMO_CONFIG = CONFIG_DIR / "classify_demo.yaml"
+
+
+def _check(cfg) -> None:
+    check_solver_cfg(cfg)
+    t = cfg.TRANSFER
+    if t.CACHE_VIEWS < 1:
+        raise ConfigError(f"TRANSFER.CACHE_VIEWS must be >= 1, not {t.CACHE_VIEWS}")
+    if t.EVAL_EVERY < 0:
+        raise ConfigError(f"TRANSFER.EVAL_EVERY must be >= 0, not {t.EVAL_EVERY}")
+
+
+def protocol_of(cfg, cached: bool) -> str:
+    """How the head/network was trained, for records and report rows."""
+    if cached:
+        return f"feature-cache ({cfg.TRANSFER.CACHE_VIEWS} view{'s' if cfg.TRANSFER.CACHE_VIEWS > 1 else ''})"
+    return "per-epoch"
 
 
 def run(cfg, resume: bool = False) -> Dict[str, Any]:
     """One transfer cell (SOLVER.BASE_LR, SEED); returns and writes its result record."""
-    start = time.time()
+    _check(cfg)
     rt = setup_runtime(cfg)
     torch.manual_seed(cfg.SEED)
-    out = Path(cfg.OUTPUT_DIR)
     train_ds, test_ds, num_classes, note = datasets_from_cfg(cfg)
     model, bmeta = build_transfer_model(cfg, num_classes)
-    out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be good
     mode = cfg.TRANSFER.MODE
     model = rt.prepare(prepare_bn(model, cfg.MODEL.BN, rt))
     cached = mode == "fixed" and cfg.TRANSFER.CACHE_FEATURES and not rt.distributed
-    if rt.is_main:
-        print(f"transfer {cfg.MODEL.ARCH} ({bmeta['source']}) -> {cfg.DATA.DATASET}: {mode}-{'feature' if mode == 'fixed' else 'network'}"
-              f"{' on cached features' if cached else ''}, lr {cfg.SOLVER.BASE_LR:g}, seed {cfg.SEED}; data: {note}")
-    scores = _run_cached(model, train_ds, test_ds, num_classes, cfg, rt) if cached else \
-        _run_epochs(model, train_ds, test_ds, num_classes, cfg, rt, out, resume)
     entry = get_dataset_entry(cfg.DATA.DATASET)
-    record = {"task": "classification", "dataset": cfg.DATA.DATASET, "data_note": note, "mode": mode,
-              "metric": entry.metric, "value": scores[entry.metric], "top1": scores["top1"],
-              "mean_per_class": scores["mean_per_class"], "backbone": bmeta, "lr": cfg.SOLVER.BASE_LR,
-              "seed": cfg.SEED, "epochs": cfg.SOLVER.EPOCHS, "downscale": cfg.DATA.DOWNSCALE,
-              "classes": list(cfg.DATA.CLASSES), "path": "cached-features" if cached else "per-epoch",
-              "wall_time_s": time.time() - start}
-    if rt.is_main:
-        write_record(out, record)
+    with RunDir(cfg, rt, resume and not cached) as rundir:
+        logger.info("transfer %s (%s) -> %s: %s-%s, %s, lr %g, seed %d; data: %s", cfg.MODEL.ARCH, bmeta["source"],
+                    cfg.DATA.DATASET, mode, "feature" if mode == "fixed" else "network", protocol_of(cfg, cached),
+                    cfg.SOLVER.BASE_LR, cfg.SEED, note)
+        run_fn = _run_cached if cached else _run_epochs
+        history = run_fn(model, train_ds, test_ds, num_classes, cfg, rt, rundir)
+        scores = final_and_best(history, entry.metric)
+        final = scores["final"]
+        record = {"task": "classification", "dataset": cfg.DATA.DATASET, "data_note": note, "mode": mode,
+                  "metric": entry.metric, "value": final[entry.metric], "top1": final["top1"],
+                  "mean_per_class": final["mean_per_class"], "reported": "final epoch",
+                  "best_value": scores["best_value"], "best_epoch": scores["best_epoch"],
+                  "evaluations": [[e, s[entry.metric]] for e, s in history["evals"]],
+                  "backbone": bmeta, "lr": cfg.SOLVER.BASE_LR, "seed": cfg.SEED, "epochs": cfg.SOLVER.EPOCHS,
+                  "downscale": cfg.DATA.DOWNSCALE, "classes": list(cfg.DATA.CLASSES),
+                  "protocol": protocol_of(cfg, cached), "amp": cfg.RUNTIME.AMP, "world_size": rt.world_size,
+                  "wall_time_s": rundir.elapsed()}
+        if rt.is_main:
+            write_record(rundir.path, record)
     return record
 
 
-def _run_cached(model, train_ds, test_ds, num_classes, cfg, rt):
+def _run_cached(model, train_ds, test_ds, num_classes, cfg, rt, rundir) -> Dict[str, Any]:
+    """Fixed-feature on cached features: extract CACHE_VIEWS augmented views once, train the head."""
     train_loader = build_loader(train_ds, cfg, rt, train=False)  # in order: features align with labels
     test_loader = build_loader(test_ds, cfg, rt, train=False)
     views = []
-    for v in range(max(1, cfg.TRANSFER.CACHE_VIEWS)):
+    for v in range(cfg.TRANSFER.CACHE_VIEWS):
         torch.manual_seed(cfg.SEED * 1000 + v)  # each view: a different draw of the augmentation
         feats, labels = extract_features(model, train_loader, rt, desc=f"features (view {v + 1})")
         views.append(feats)
     test_feats, test_labels = extract_features(model, test_loader, rt, desc="features (test)")
-    head = model.head.float().cpu()
-    train_head_on_features(head, views, labels, cfg, cfg.SOLVER.BASE_LR, cfg.SEED)
-    return evaluate_features(head, test_feats, test_labels, num_classes)
+    head = model.head.float()
+    evaluator = PeriodicEval(lambda: evaluate_features(head, test_feats, test_labels, num_classes),
+                             cfg.TRANSFER.EVAL_EVERY)
+    train_head_on_features(head, views, labels, cfg, cfg.SOLVER.BASE_LR, cfg.SEED, rt=rt, hooks=[evaluator])
+    return evaluator.trainer.history
 
 
-def _run_epochs(model, train_ds, test_ds, num_classes, cfg, rt, out: Path, resume: bool):
+def _run_epochs(model, train_ds, test_ds, num_classes, cfg, rt, rundir) -> Dict[str, Any]:
     mode = cfg.TRANSFER.MODE
     ddp = rt.wrap_ddp(model)
-    optimizer = build_optimizer(trainable_parameters(model, mode), cfg)
-    scheduler = build_scheduler(optimizer, cfg)
-    first = 0
-    last = resume_point(out, resume)
-    if last is not None:
-        first = load_state(last, model, optimizer, scheduler)
-        if rt.is_main:
-            print(f"resuming from {last} at epoch {first + 1}")
-    train_loader = build_loader(train_ds, cfg, rt, train=True, seed=cfg.SEED)
+    train_loader = build_loader(train_ds, cfg, rt, train=True, seed=cfg.SEED, keep_last=mode == "fixed")
     test_loader = build_loader(test_ds, cfg, rt, train=False)
-    writer = None
-    if rt.is_main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out / "tb"))
     meta = {"arch": cfg.MODEL.ARCH, "dataset": cfg.DATA.DATASET, "transfer_mode": mode, "source": cfg.MODEL.WEIGHTS}
-    scaler = rt.grad_scaler()
-    for epoch in range(first, cfg.SOLVER.EPOCHS):
-        train_loader.sampler.set_epoch(epoch)
-        set_train_mode(ddp, mode)
-        apply_bn_mode(ddp, cfg.MODEL.BN)
-        stats = train_one_epoch(ddp, train_loader, optimizer, rt, epoch, writer=writer, scaler=scaler,
-                                log_every=cfg.RUNTIME.LOG_EVERY, desc="transfer")
-        scheduler.step()
-        if rt.is_main:
-            save_state(out / LAST, model, optimizer, scheduler, epoch, meta)
-            print(f"epoch {epoch + 1}/{cfg.SOLVER.EPOCHS}: loss {stats['loss']:.3f} train acc {stats['acc']:.1f}%")
-    scores = evaluate(model, test_loader, rt, num_classes)
-    if writer is not None:
-        writer.add_scalar("test/top1", scores["top1"], cfg.SOLVER.EPOCHS)
-        writer.close()
-    return scores
+
+    def train_mode(m):
+        set_train_mode(m, mode)
+        apply_bn_mode(m, cfg.MODEL.BN)
+
+    evaluator = PeriodicEval(lambda: evaluate(model, test_loader, rt, num_classes), cfg.TRANSFER.EVAL_EVERY)
+    trainer = rundir.build_trainer(model, trainable_parameters(model, mode), train_loader, StandardStep(),
+                                   cfg.SOLVER.EPOCHS, ddp=ddp, train_mode=train_mode,
+                                   weights=lambda: classifier_checkpoint(model, dict(meta, epoch=trainer.epoch)),
+                                   measure_hooks=[evaluator], desc="transfer", cfg=cfg)
+    trainer.train()
+    return trainer.history
 
 
 def grid_cells(cfg) -> List:
@@ -141,18 +156,13 @@ def build_cfg(argv: Optional[Sequence[str]] = None):
     p.add_argument("--grid", action="store_true", help="run every TRANSFER.LR_GRID x TRANSFER.SEEDS cell")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint.pth")
     p.add_argument("--allow-pickle", action="store_true", help="full unpickling of --weights (trusted files only)")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. SOLVER.EPOCHS 10")
-    args = p.parse_args(argv)
-    cfg = get_transfer_cfg()
+    args = parse_with_overrides(p, argv)
     demo = args.config_file is None and args.dataset is None and args.data_root is None
-    merge_config(cfg, str(DEMO_CONFIG) if demo else args.config_file, args.opts)
-    for key, val in (("DATA.DATASET", args.dataset), ("DATA.ROOT", args.data_root), ("MODEL.ARCH", args.arch),
-                     ("MODEL.WEIGHTS", args.weights), ("TRANSFER.MODE", args.mode),
-                     ("DATA.DOWNSCALE", args.downscale), ("OUTPUT_DIR", args.output_dir)):
-        if val is not None:
-            merge_config(cfg, None, [key, str(val)])
-    if args.allow_pickle:
-        cfg.MODEL.ALLOW_PICKLE = True
+    cfg = build_config(get_transfer_cfg(), str(DEMO_CONFIG) if demo else args.config_file,
+                       {"DATA.DATASET": args.dataset, "DATA.ROOT": args.data_root, "MODEL.ARCH": args.arch,
+                        "MODEL.WEIGHTS": args.weights, "TRANSFER.MODE": args.mode, "DATA.DOWNSCALE": args.downscale,
+                        "OUTPUT_DIR": args.output_dir, "MODEL.ALLOW_PICKLE": True if args.allow_pickle else None},
+                       args.opts)
     return cfg, args, demo
 
 
@@ -163,22 +173,29 @@ def _demo_weights(cfg) -> None:
     weights = Path(cfg.MODEL.WEIGHTS)
     if weights.is_file():
         return
-    print(f"demo: no {weights} yet; pretraining it first (python -m rdet.pretrain, offline demo)")
+    logger.info("demo: no %s yet; pretraining it first (python -m rdet.pretrain, offline demo)", weights)
     pcfg, _ = pretrain.build_cfg(["OUTPUT_DIR", str(weights.parent)])
     pretrain.run(pcfg)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def _main(argv: Optional[Sequence[str]] = None) -> int:
     cfg, args, demo = build_cfg(argv)
     if demo:
         _demo_weights(cfg)
     cells = grid_cells(cfg) if args.grid else [cfg]
     for c in cells:
         rec = run(c, resume=args.resume)
-        print(f"{rec['dataset']} {rec['mode']} lr={rec['lr']:g} seed={rec['seed']}: {rec['metric']} "
-              f"{rec['value']:.2f}%  ({rec['wall_time_s']:.0f} s; record: {Path(c.OUTPUT_DIR) / 'result.json'})")
+        if is_main_process():
+            print(f"{rec['dataset']} {rec['mode']} ({rec['protocol']}) lr={rec['lr']:g} seed={rec['seed']}: "
+                  f"{rec['metric']} {rec['value']:.2f}% at the final epoch (best periodic {rec['best_value']:.2f}% at "
+                  f"epoch {rec['best_epoch']})  ({rec['wall_time_s']:.0f} s; record: {Path(c.OUTPUT_DIR) / 'result.json'})")
     return 0
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Console-script entry point: user errors are one line and exit code 2."""
+    return run_cli(_main, argv)
+
+
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    raise SystemExit(main())

@@ -3,17 +3,19 @@
     python -m rdet.pretrain                              # offline demo: Fashion-MNIST 0-4, ResNet-18
     python -m rdet.pretrain --data /data/imagenet --arch resnet50 --eps 3 --norm l2
     torchrun --nproc_per_node 8 -m rdet.pretrain --config-file configs/pretrain_imagenet_r50.yaml
+    python -m rdet.pretrain ... ADV.METHOD fgsm_rs       # fast adversarial training (Wong et al.)
 
-Paper defaults (appendix A.1) come from ``rdet.config.get_pretrain_cfg``. Adversarial training
-replaces each batch by PGD examples (ADV.STEPS steps of ADV.STEP_SIZE_FACTOR * eps) before the
-forward. The output directory holds ``last_checkpoint.pth`` (every epoch, for ``--resume``),
-``model_final.pth`` (an rdet checkpoint the backbone registry, ``rdet.classify`` and
-``tools/convert_backbone.py`` read), TensorBoard events and ``result.json``.
+Paper defaults (appendix A.1, the robustness library's training settings) come from
+``rdet.config.get_pretrain_cfg``: each batch is replaced by PGD examples (ADV.STEPS steps of
+ADV.STEP_SIZE_FACTOR * eps, no random start, each image's highest-loss iterate, attack in eval
+mode) before the update. The output directory holds ``last_checkpoint.pth`` (every epoch, for
+``--resume``), ``model_final.pth`` (an rdet checkpoint that the backbone registry, ``rdet.classify``
+and ``tools/convert_backbone.py`` read), TensorBoard events and ``result.json``.
 """
 from __future__ import annotations
 
 import argparse
-import time
+import logging
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
@@ -22,96 +24,103 @@ import torch
 from rdet.atomic import torch_save
 from rdet.attacks import NORMS, make_perturb
 from rdet.backbones import create_classifier
-from rdet.cli import run_cli
-from rdet.config import CONFIG_DIR, get_pretrain_cfg, merge_config
-from rdet.engine import (FINAL, LAST, apply_bn_mode, build_loader, build_optimizer, build_scheduler, evaluate,
-                         load_state, prepare_bn, rdet_checkpoint, resume_point, save_state, setup_runtime,
-                         train_one_epoch)
-from rdet.engine.datasets import datasets_from_cfg
-from rdet.errors import ConfigError
+from rdet.backbones.checkpoint import classifier_checkpoint
+from rdet.cli import is_main_process, parse_with_overrides, run_cli
+from rdet.config import CONFIG_DIR, build_config, get_pretrain_cfg
+from rdet.data.build import datasets_from_cfg
+from rdet.engine import FINAL, apply_bn_mode, build_loader, evaluate, prepare_bn, setup_runtime
+from rdet.engine.hooks import OverfitGuard
+from rdet.engine.rundir import RunDir
+from rdet.engine.steps import build_train_step, check_adv_cfg, method_meta, passes_and_schedule
 from rdet.records import write_record
+from rdet.engine.build import check_solver_cfg
+
+logger = logging.getLogger(__name__)
 
 DEMO_CONFIG = CONFIG_DIR / "pretrain_demo.yaml"
 
 
-def _check(cfg) -> None:
-    if cfg.ADV.NORM not in NORMS:
-        raise ConfigError(f"ADV.NORM must be one of {', '.join(NORMS)}, not {cfg.ADV.NORM!r}")
-    if cfg.ADV.EPS < 0:
-        raise ConfigError("ADV.EPS must be >= 0")
+def _guard_hook(cfg, model, train_ds, rt) -> Optional[OverfitGuard]:
+    """The catastrophic-overfitting guard: PGD-GUARD_STEPS accuracy on the first GUARD_SAMPLES
+    training images (a fixed batch, seen through the training transform once and kept)."""
+    adv = cfg.ADV
+    if float(adv.EPS) == 0 or adv.GUARD == "off" or (adv.GUARD == "auto" and adv.METHOD == "pgd"):
+        return None
+    n = min(adv.GUARD_SAMPLES, len(train_ds))
+    gen = torch.get_rng_state()
+    batch = [train_ds[i] for i in range(n)]
+    torch.set_rng_state(gen)  # drawing the guard batch must not shift the training run's randomness
+    x, y = rt.inputs(torch.stack([b[0] for b in batch])), torch.tensor([b[1] for b in batch], device=rt.device)
+    attack = make_perturb(float(adv.EPS), adv.NORM, adv.GUARD_STEPS, rand_init=True, autocast=rt.autocast)
+
+    def measure() -> float:
+        rng = torch.get_rng_state()
+        model.eval()
+        with torch.no_grad(), rt.autocast():
+            correct = (model(attack(model, x, y)).argmax(1) == y).sum().double()
+        torch.set_rng_state(rng)
+        # every process must take the same stop decision: average the processes' measurements
+        total = rt.all_reduce(torch.stack([correct, torch.tensor(float(n), dtype=torch.float64, device=rt.device)]))
+        return float(100 * total[0] / total[1])
+
+    return OverfitGuard(measure, adv.GUARD_MARGIN)
 
 
 def run(cfg, resume: bool = False) -> Dict[str, Any]:
     """Train, checkpoint every epoch, evaluate clean and PGD accuracy, write the result record."""
-    _check(cfg)
-    start = time.time()
+    check_adv_cfg(cfg.ADV)
+    check_solver_cfg(cfg)
     rt = setup_runtime(cfg)
     torch.manual_seed(cfg.SEED)
     out = Path(cfg.OUTPUT_DIR)
     train_ds, test_ds, num_classes, note = datasets_from_cfg(cfg)
     # MODEL.WEIGHTS: start from a checkpoint (continue or fine-tune) instead of random init.
-    init = create_classifier(cfg.MODEL.ARCH, num_classes, weights=cfg.MODEL.WEIGHTS or None,
-                             allow_pickle=cfg.MODEL.ALLOW_PICKLE)
-    model = rt.prepare(prepare_bn(init, cfg.MODEL.BN, rt))
+    model = create_classifier(cfg.MODEL.ARCH, num_classes, weights=cfg.MODEL.WEIGHTS or None,
+                              allow_pickle=cfg.MODEL.ALLOW_PICKLE)
+    model = rt.prepare(prepare_bn(model, cfg.MODEL.BN, rt))
     ddp = rt.wrap_ddp(model)
-    optimizer = build_optimizer(model.parameters(), cfg)
-    scheduler = build_scheduler(optimizer, cfg)
-    meta = {"arch": cfg.MODEL.ARCH, "norm": cfg.ADV.NORM, "eps": float(cfg.ADV.EPS), "dataset": cfg.DATA.DATASET,
-            "classes": list(cfg.DATA.CLASSES), "mean": list(model.spec.mean), "std": list(model.spec.std),
-            "input_size": cfg.DATA.TRAIN_SIZE}
-    first = 0
-    last = resume_point(out, resume)
-    if last is not None:
-        first = load_state(last, model, optimizer, scheduler)
+    eps, how = float(cfg.ADV.EPS), method_meta(cfg.ADV)
+    meta = {"arch": cfg.MODEL.ARCH, "norm": cfg.ADV.NORM if eps else None, "eps": eps, **how,
+            "dataset": cfg.DATA.DATASET, "classes": list(cfg.DATA.CLASSES), "mean": list(model.spec.mean),
+            "std": list(model.spec.std), "input_size": cfg.DATA.TRAIN_SIZE}
+    passes, per_pass = passes_and_schedule(cfg.ADV, cfg.SOLVER.EPOCHS)
     train_loader = build_loader(train_ds, cfg, rt, train=True, seed=cfg.SEED)
     test_loader = build_loader(test_ds, cfg, rt, train=False)
-    eps = float(cfg.ADV.EPS)
-    perturb = None
-    if eps > 0:
-        perturb = make_perturb(eps, cfg.ADV.NORM, cfg.ADV.STEPS, cfg.ADV.STEP_SIZE_FACTOR * eps,
-                               rand_init=cfg.ADV.RANDOM_START, autocast=rt.autocast)
-    writer = _writer(out, rt)
-    if rt.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        kind = f"adversarial ({cfg.ADV.NORM}, eps={eps:g}, {cfg.ADV.STEPS} PGD steps)" if eps else "standard"
-        print(f"pretrain {cfg.MODEL.ARCH}: {kind} on {note}; epochs {first + 1}..{cfg.SOLVER.EPOCHS}")
-    for epoch in range(first, cfg.SOLVER.EPOCHS):
-        train_loader.sampler.set_epoch(epoch)
-        ddp.train()
-        apply_bn_mode(ddp, cfg.MODEL.BN)
-        stats = train_one_epoch(ddp, train_loader, optimizer, rt, epoch, perturb=perturb, writer=writer,
-                                scaler=None, log_every=cfg.RUNTIME.LOG_EVERY, desc="pretrain")
-        scheduler.step()
+
+    def train_mode(m):
+        m.train()
+        apply_bn_mode(m, cfg.MODEL.BN)
+
+    with RunDir(cfg, rt, resume) as rundir:
+        guard = _guard_hook(cfg, model, train_ds, rt)
+        trainer = rundir.build_trainer(model, model.parameters(), train_loader, build_train_step(cfg.ADV, rt.autocast),
+                                       passes, ddp=ddp, train_mode=train_mode, scheduler_steps=per_pass,
+                                       weights=lambda: classifier_checkpoint(model, dict(meta, epoch=trainer.epoch)),
+                                       measure_hooks=[guard] if guard else [], desc="pretrain", cfg=cfg)
+        kind = (f"adversarial ({how['method']}, {cfg.ADV.NORM}, eps={eps:g})" if eps else "standard")
+        logger.info("pretrain %s: %s on %s; passes %d..%d of %d", cfg.MODEL.ARCH, kind, note, trainer.start_epoch + 1,
+                    passes, passes)
+        trainer.train()
+        clean = evaluate(model, test_loader, rt, num_classes)
+        robust = None
+        if eps > 0:
+            attack = make_perturb(eps, cfg.ADV.NORM, cfg.ADV.EVAL_STEPS, rand_init=True, autocast=rt.autocast)
+            robust = evaluate(model, test_loader, rt, num_classes, perturb=attack)["top1"]
+        guard_info = guard.summary() if guard else None
+        record = {"task": "pretrain", "dataset": cfg.DATA.DATASET, "data_note": note,
+                  "backbone": {"arch": cfg.MODEL.ARCH, "norm": meta["norm"], "eps": eps, "method": how["method"],
+                               "source": str(out / FINAL)},
+                  "training": how, "metric": "top1", "value": clean["top1"], "robust_top1": robust,
+                  "robust_attack": f"PGD-{cfg.ADV.EVAL_STEPS} {cfg.ADV.NORM} eps={eps:g}" if eps else None,
+                  "epochs": cfg.SOLVER.EPOCHS, "passes": passes, "epochs_run": trainer.epoch + 1,
+                  "overfit_guard": guard_info, "lr": cfg.SOLVER.BASE_LR, "seed": cfg.SEED,
+                  "amp": cfg.RUNTIME.AMP, "world_size": rt.world_size, "wall_time_s": rundir.elapsed(),
+                  "checkpoint": str(out / FINAL)}
         if rt.is_main:
-            save_state(out / LAST, model, optimizer, scheduler, epoch, meta)
-            print(f"epoch {epoch + 1}/{cfg.SOLVER.EPOCHS}: loss {stats['loss']:.3f} train acc {stats['acc']:.1f}% "
-                  f"lr {optimizer.param_groups[0]['lr']:.3g}")
-    clean = evaluate(model, test_loader, rt, num_classes)
-    robust = None
-    if eps > 0:
-        attack = make_perturb(eps, cfg.ADV.NORM, cfg.ADV.EVAL_STEPS, rand_init=True, autocast=rt.autocast)
-        robust = evaluate(model, test_loader, rt, num_classes, perturb=attack)["top1"]
-    record = {"task": "pretrain", "dataset": cfg.DATA.DATASET, "data_note": note,
-              "backbone": {"arch": cfg.MODEL.ARCH, "norm": cfg.ADV.NORM, "eps": eps, "source": str(out / FINAL)},
-              "metric": "top1", "value": clean["top1"], "robust_top1": robust,
-              "robust_attack": f"PGD-{cfg.ADV.EVAL_STEPS} {cfg.ADV.NORM} eps={eps:g}" if eps else None,
-              "epochs": cfg.SOLVER.EPOCHS, "lr": cfg.SOLVER.BASE_LR, "seed": cfg.SEED,
-              "wall_time_s": time.time() - start, "checkpoint": str(out / FINAL)}
-    if rt.is_main:
-        torch_save(rdet_checkpoint(model, dict(meta, epoch=cfg.SOLVER.EPOCHS - 1)), out / FINAL)
-        write_record(out, record)
-        if writer is not None:
-            writer.close()
+            torch_save(classifier_checkpoint(model, dict(meta, epoch=trainer.epoch, overfit_guard=guard_info)),
+                       out / FINAL)
+            write_record(out, record)
     return record
-
-
-def _writer(out: Path, rt):
-    if not rt.is_main:
-        return None
-    from torch.utils.tensorboard import SummaryWriter
-
-    out.mkdir(parents=True, exist_ok=True)
-    return SummaryWriter(str(out / "tb"))
 
 
 def build_cfg(argv: Optional[Sequence[str]] = None):
@@ -123,32 +132,40 @@ def build_cfg(argv: Optional[Sequence[str]] = None):
     p.add_argument("--dataset", help="dataset name: imagenet (default with --data), fashion_mnist, digits, ...")
     p.add_argument("--eps", type=float, help="attack radius for [0,1] images; 0 = standard training")
     p.add_argument("--norm", choices=NORMS)
+    p.add_argument("--method", choices=("pgd", "fgsm_rs", "free"), help="adversarial training method (ADV.METHOD)")
     p.add_argument("--output-dir")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint.pth")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. SOLVER.EPOCHS 5")
-    args = p.parse_args(argv)
-    cfg = get_pretrain_cfg()
+    p.add_argument("--allow-pickle", action="store_true", help="full unpickling of MODEL.WEIGHTS (trusted files only)")
+    args = parse_with_overrides(p, argv)
     config_file = args.config_file
     if config_file is None and args.data is None and args.dataset is None:
         config_file = str(DEMO_CONFIG)
-    merge_config(cfg, config_file, args.opts)
-    for key, val in (("MODEL.ARCH", args.arch), ("DATA.ROOT", args.data), ("ADV.EPS", args.eps),
-                     ("ADV.NORM", args.norm), ("OUTPUT_DIR", args.output_dir)):
-        if val is not None:
-            merge_config(cfg, None, [key, str(val)])
-    if args.dataset or args.data:
-        cfg.DATA.DATASET = args.dataset or "imagenet"
+    dataset = args.dataset or ("imagenet" if args.data else None)
+    cfg = build_config(get_pretrain_cfg(), config_file,
+                       {"MODEL.ARCH": args.arch, "DATA.ROOT": args.data, "DATA.DATASET": dataset, "ADV.EPS": args.eps,
+                        "ADV.NORM": args.norm, "ADV.METHOD": args.method, "OUTPUT_DIR": args.output_dir,
+                        "MODEL.ALLOW_PICKLE": True if args.allow_pickle else None}, args.opts)
     return cfg, args.resume
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def _main(argv: Optional[Sequence[str]] = None) -> int:
     cfg, resume = build_cfg(argv)
     rec = run(cfg, resume=resume)
+    if not is_main_process():
+        return 0
     robust = f", PGD accuracy {rec['robust_top1']:.1f}% ({rec['robust_attack']})" if rec["robust_top1"] is not None else ""
+    guard = rec.get("overfit_guard") or {}
+    if guard.get("fired"):
+        print(f"overfitting guard: stopped after epoch {guard['stopped_after']}, kept epoch {guard['best_epoch']}")
     print(f"done: clean accuracy {rec['value']:.1f}%{robust}; data: {rec['data_note']}")
     print(f"weights: {rec['checkpoint']}  record: {Path(cfg.OUTPUT_DIR) / 'result.json'}")
     return 0
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Console-script entry point: user errors are one line and exit code 2."""
+    return run_cli(_main, argv)
+
+
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    raise SystemExit(main())

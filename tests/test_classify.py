@@ -41,8 +41,8 @@ def test_full_changes_backbone(tmp_path, weights):
 
 def test_cached_fixed_feature_beats_chance(tmp_path, weights):
     rec = classify.run(digits_transfer_cfg(tmp_path, "fixed", weights, epochs=10, lr=0.01,
-                                           extra=["TRANSFER.CACHE_VIEWS", "2"]))
-    assert rec["path"] == "cached-features" and rec["metric"] == "top1"
+                                           extra=["TRANSFER.CACHE_FEATURES", "True", "TRANSFER.CACHE_VIEWS", "2"]))
+    assert rec["protocol"] == "feature-cache (2 views)" and rec["metric"] == "top1"
     assert rec["value"] > 60, rec["value"]  # 10 classes: chance is 10%
     assert (tmp_path / "result.json").is_file()
 
@@ -50,19 +50,21 @@ def test_cached_fixed_feature_beats_chance(tmp_path, weights):
 def test_resume_after_kill(tmp_path, weights, monkeypatch):
     extra = ["DATA.MAX_TRAIN", "192", "DATA.MAX_TEST", "64", "SOLVER.LR_STEP_EPOCHS", "1"]
     full = classify.run(digits_transfer_cfg(tmp_path / "a", "full", weights, epochs=3, extra=extra))
-    real, calls = classify.train_one_epoch, []
+    from rdet.engine import EpochTrainer
 
-    def dying(*args, **kwargs):
+    real, calls = EpochTrainer.run_epoch, []
+
+    def dying(self):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt  # killed in epoch 2
-        return real(*args, **kwargs)
+        return real(self)
 
-    monkeypatch.setattr(classify, "train_one_epoch", dying)
+    monkeypatch.setattr(EpochTrainer, "run_epoch", dying)
     with pytest.raises(KeyboardInterrupt):
         classify.run(digits_transfer_cfg(tmp_path / "b", "full", weights, epochs=3, extra=extra))
     assert not (tmp_path / "b" / "result.json").exists()
-    monkeypatch.setattr(classify, "train_one_epoch", real)
+    monkeypatch.setattr(EpochTrainer, "run_epoch", real)
     resumed = classify.run(digits_transfer_cfg(tmp_path / "b", "full", weights, epochs=3, extra=extra), resume=True)
     state = torch.load(tmp_path / "b" / LAST, weights_only=True)
     assert state["epoch"] == 2 and state["scheduler"]["last_epoch"] == 3
@@ -85,3 +87,32 @@ def test_bad_inputs(tmp_path, args, match):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and match in lines[0], proc.stderr
     assert not (out / "result.json").exists()
+
+
+def test_paper_config_runs_the_per_epoch_protocol_and_records_final_and_best(tmp_path, weights):
+    from rdet.config import CONFIG_DIR, get_transfer_cfg, merge_config
+
+    paper = merge_config(get_transfer_cfg(), str(CONFIG_DIR / "classify_paper.yaml"))
+    assert paper.TRANSFER.CACHE_FEATURES is False and paper.SOLVER.EPOCHS == 150 and paper.TRANSFER.EVAL_EVERY == 5
+    rec = classify.run(digits_transfer_cfg(tmp_path, "fixed", weights, epochs=4,
+                                           extra=["DATA.MAX_TRAIN", "200", "TRANSFER.EVAL_EVERY", "2"]))
+    assert rec["protocol"] == "per-epoch" and rec["reported"] == "final epoch"
+    assert [e for e, _ in rec["evaluations"]] == [2, 4] and rec["value"] == rec["evaluations"][-1][1]
+    assert rec["best_value"] == max(v for _, v in rec["evaluations"])
+
+
+def test_class_mismatch_is_one_line(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "data"
+    for split, classes in (("train", ("cat", "coffee", "rocket")), ("test", ("cat", "rocket"))):
+        for c in classes:
+            (root / split / c).mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (8, 8), (i * 40, 10, 20)).save(root / split / c / f"{i}.png")
+    out = tmp_path / "o"
+    proc = subprocess.run([sys.executable, "-m", "rdet.classify", "--dataset", "imagefolder", "--data-root", str(root),
+                           "--output-dir", str(out)], capture_output=True, text=True, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "coffee" in lines[0], proc.stderr
+    assert not out.exists()

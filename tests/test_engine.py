@@ -3,7 +3,7 @@ with the whole batch, for full-network transfer and for adversarial pretraining 
 
 Exactness needs the same inputs and the same normalisation in both runs, so the runs use
 deterministic inputs (DATA.AUGMENT False: random crops draw from each process's own RNG) and
-MODEL.BN frozen (per-process BatchNorm batch statistics differ from whole-batch ones, and
+MODEL.BN fixed_stats (per-process BatchNorm batch statistics differ from whole-batch ones, and
 SyncBatchNorm is GPU-only in PyTorch)."""
 import os
 import subprocess
@@ -15,7 +15,7 @@ import torch
 from rdet.engine import LAST, ShardSampler
 
 COMMON = ["DATA.DATASET", "digits", "DATA.TRAIN_SIZE", "16", "DATA.TEST_RESIZE", "16", "DATA.NUM_WORKERS", "0",
-          "DATA.AUGMENT", "False", "DATA.MAX_TRAIN", "256", "DATA.MAX_TEST", "128", "MODEL.BN", "frozen",
+          "DATA.AUGMENT", "False", "DATA.MAX_TRAIN", "256", "DATA.MAX_TEST", "128", "MODEL.BN", "fixed_stats",
           "SOLVER.BATCH_SIZE", "64", "SOLVER.EPOCHS", "1", "MODEL.ARCH", "resnet18"]
 
 
@@ -51,7 +51,7 @@ def test_two_process_full_network_matches_one(tmp_path, digits_pretrained):
 
 @pytest.mark.timeout(600)
 def test_two_process_adversarial_pretraining_matches_one(tmp_path, digits_pretrained):
-    """Starts from a trained model (MODEL.WEIGHTS): from random init with frozen BN nothing is
+    """Starts from a trained model (MODEL.WEIGHTS): from random init with fixed BN statistics nothing is
     normalised, logits saturate, and the PGD direction of a saturated sample (gradient ~0) is
     rounding noise, so 1e-8 differences in gradient summation order grow without bound."""
     weights = digits_pretrained[1] / "model_final.pth"
@@ -67,3 +67,27 @@ def test_two_process_adversarial_pretraining_matches_one(tmp_path, digits_pretra
 def test_shard_sampler_covers_each_index_once():
     shards = [list(ShardSampler(10, r, 3)) for r in range(3)]
     assert sorted(i for s in shards for i in s) == list(range(10))
+
+
+def test_collectives_refuse_tensors_off_the_runtime_device():
+    """NCCL takes CUDA tensors only: a CPU tensor reaching a collective on a GPU run fails there
+    and only there, so the runtime refuses it everywhere (checked here without a GPU)."""
+    from rdet.engine import Runtime
+
+    with pytest.raises(RuntimeError, match="collective on a cpu tensor"):
+        Runtime(torch.device("cuda", 0)).all_reduce(torch.zeros(3))
+    t = torch.ones(2)
+    assert Runtime(torch.device("cpu")).all_reduce(t) is t
+
+
+@pytest.mark.timeout(600)
+def test_batchnorm_updated_once_per_step_with_two_processes(tmp_path):
+    """Eval-mode attack under DDP: N optimizer steps leave num_batches_tracked at N in every
+    process (rank 0 writes the checkpoint), with 1 and with 2 gloo processes."""
+    args = ["--dataset", "digits", "--eps", "0.5", "--norm", "l2"] + [
+        a if a != "fixed_stats" else "train" for a in COMMON] + ["ADV.EVAL_STEPS", "1", "DATA.MAX_TEST", "16"]
+    for n in (1, 2):
+        _torchrun(n, "rdet.pretrain", args + ["--output-dir", str(tmp_path / f"p{n}")])
+        sd = torch.load(tmp_path / f"p{n}" / LAST, weights_only=True)["model"]
+        tracked = {int(v) for k, v in sd.items() if k.endswith("num_batches_tracked")}
+        assert tracked == {256 // 64}, (n, tracked)  # 256 images, global batch 64, 1 epoch: 4 steps

@@ -11,7 +11,7 @@ from rdet import pretrain
 from rdet.attacks import make_perturb
 from rdet.backbones import create_classifier, load_checkpoint
 from rdet.engine import build_loader, evaluate, setup_runtime
-from rdet.engine.datasets import datasets_from_cfg
+from rdet.data.build import datasets_from_cfg
 
 EPS = 0.05  # Linf, on 16x16 digits
 
@@ -50,21 +50,22 @@ class _Killed(Exception):
 def test_resume_continues_epochs_and_schedule(tmp_path, monkeypatch):
     extra = ["DATA.MAX_TRAIN", "320", "DATA.MAX_TEST", "64", "SOLVER.LR_STEP_EPOCHS", "1"]
     full = pretrain.run(digits_pretrain_cfg(tmp_path / "full", eps=EPS, epochs=3, extra=extra))
-    real = pretrain.train_one_epoch
-    calls = []
+    from rdet.engine import EpochTrainer
 
-    def dying(*args, **kwargs):
-        calls.append(kwargs.get("epoch", args[4] if len(args) > 4 else None))
+    real, calls = EpochTrainer.run_epoch, []
+
+    def dying(self):
+        calls.append(self.epoch)
         if len(calls) == 3:
             raise _Killed  # killed during the third epoch
-        return real(*args, **kwargs)
+        return real(self)
 
-    monkeypatch.setattr(pretrain, "train_one_epoch", dying)
+    monkeypatch.setattr(EpochTrainer, "run_epoch", dying)
     with pytest.raises(_Killed):
         pretrain.run(digits_pretrain_cfg(tmp_path / "resumed", eps=EPS, epochs=3, extra=extra))
     state = torch.load(tmp_path / "resumed" / "last_checkpoint.pth", weights_only=True)
     assert state["epoch"] == 1 and state["scheduler"]["last_epoch"] == 2
-    monkeypatch.setattr(pretrain, "train_one_epoch", real)
+    monkeypatch.setattr(EpochTrainer, "run_epoch", real)
     resumed = pretrain.run(digits_pretrain_cfg(tmp_path / "resumed", eps=EPS, epochs=3, extra=extra), resume=True)
     a = torch.load(tmp_path / "full" / "model_final.pth", weights_only=True)["model"]
     b = torch.load(tmp_path / "resumed" / "model_final.pth", weights_only=True)["model"]
@@ -78,3 +79,36 @@ def test_bad_input_cli(tmp_path):
                            "--output-dir", str(tmp_path / "o"), "ADV.STEPS"], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_fast_method_cli_names_the_method(tmp_path):
+    out = tmp_path / "fgsm"
+    proc = subprocess.run([sys.executable, "-m", "rdet.pretrain", "--dataset", "digits", "--eps", "0.03", "--norm", "linf",
+                           "--output-dir", str(out), "DATA.TRAIN_SIZE", "16", "DATA.TEST_RESIZE", "16",
+                           "DATA.MAX_TRAIN", "128", "DATA.MAX_TEST", "32", "SOLVER.EPOCHS", "1", "SOLVER.BATCH_SIZE", "32",
+                           "ADV.METHOD", "fgsm_rs", "ADV.EVAL_STEPS", "1", "ADV.GUARD_SAMPLES", "16", "DATA.NUM_WORKERS", "0"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+
+    rec = json.loads((out / "result.json").read_text())
+    assert rec["training"]["method"] == "fgsm_rs" and rec["backbone"]["method"] == "fgsm_rs"
+    assert rec["training"]["step_size"] == pytest.approx(1.25 * 0.03) and rec["overfit_guard"]["pgd_acc"]
+    meta = torch.load(out / "model_final.pth", weights_only=True)["rdet"]
+    assert meta["method"] == "fgsm_rs" and meta["eps"] == pytest.approx(0.03)
+
+
+def test_overrides_before_flags_are_understood(tmp_path):
+    cfg, resume = pretrain.build_cfg(["SOLVER.EPOCHS", "7", "--resume", "--dataset", "digits", "ADV.EPS", "0.5"])
+    assert resume and cfg.SOLVER.EPOCHS == 7 and cfg.ADV.EPS == 0.5 and cfg.DATA.DATASET == "digits"
+
+
+def test_bad_values_refused_before_work(tmp_path):
+    out = tmp_path / "o"
+    for opts, match in ((["SOLVER.EPOCHS", "-1"], "SOLVER.EPOCHS must be >= 1"), (["ADV.EPS", "-0.5"], "ADV.EPS must be >= 0"),
+                        (["ADV.METHOD", "fgsm"], "ADV.METHOD must be one of")):
+        proc = subprocess.run([sys.executable, "-m", "rdet.pretrain", "--dataset", "digits", "--output-dir", str(out), *opts],
+                              capture_output=True, text=True, timeout=120)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and match in lines[0], proc.stderr
+        assert not out.exists()

@@ -3,12 +3,14 @@
 Normalisation lives inside the model, so ``eps`` is a radius in pixel space as the paper uses it.
 Gradients are taken with ``torch.autograd.grad`` with respect to the input only, so parameters'
 ``.grad`` are never touched and the attack can run in the middle of a training step. The model is
-used in whatever mode the caller left it: during adversarial training that is train mode (as in
-the robustness library, BatchNorm uses batch statistics on the attack's forwards too); robust
-evaluation puts it in eval mode.
+used in whatever mode the caller left it. Adversarial training (``rdet.engine.steps``) puts it in
+eval mode for the attack by default, as the robustness library's ``AttackerModel`` does
+(BatchNorm normalises with its running statistics and updates nothing), and back to train mode
+for the update; robust evaluation runs in eval mode throughout.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Optional
 
 import torch
@@ -75,7 +77,7 @@ def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, no
     if eps <= 0 or steps <= 0:
         return x
     net = getattr(model, "module", model)  # DDP: attack the bare module (no gradient sync)
-    autocast = autocast or _no_autocast
+    autocast = autocast or contextlib.nullcontext
     step = 2.5 * eps / steps if step_size is None else step_size
     sign = -1.0 if targeted else 1.0
     x = x.detach()
@@ -112,18 +114,6 @@ def _keep(best, best_score, cand, cand_score):
     better = cand_score > best_score
     mask = better.view(-1, *([1] * (cand.dim() - 1)))
     return torch.where(mask, cand, best), torch.where(better, cand_score, best_score)
-
-
-class _NoAutocast:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _no_autocast():
-    return _NoAutocast()
 
 
 def make_perturb(eps: float, norm: str = "l2", steps: int = 3, step_size: Optional[float] = None,

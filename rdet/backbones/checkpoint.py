@@ -201,3 +201,11 @@ def load_weights(model, weights: str | Path, allow_pickle: bool = False) -> Load
     model.load_torchvision_state_dict(loaded.state_dict, with_head=with_head)
     loaded.meta["head_loaded"] = with_head
     return loaded
+
+
+def classifier_checkpoint(model, meta: Dict[str, Any]) -> Dict[str, Any]:
+    """rdet's checkpoint of a ``Classifier`` (unwrapped from DDP): torchvision-named weights plus
+    ``meta`` (arch, norm, eps, method, dataset, ...), the layout :func:`to_torchvision` reads."""
+    inner = getattr(model, "module", model)
+    sd = {k: v.detach().cpu() for k, v in inner.torchvision_state_dict().items()}
+    return {"model": sd, "rdet": dict(meta, num_classes=inner.num_classes)}

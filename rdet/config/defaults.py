@@ -18,7 +18,7 @@ def _base() -> CN:
     _C.MODEL.ARCH = "resnet18"  # a registry name (rdet.backbones.list_backbones())
     _C.MODEL.WEIGHTS = ""  # "" = random init; a catalog name or a checkpoint file
     _C.MODEL.ALLOW_PICKLE = False  # read checkpoints with full unpickling (trusted files only)
-    _C.MODEL.BN = "train"  # train | frozen | sync (rdet/engine/batchnorm.py)
+    _C.MODEL.BN = "train"  # train | fixed_stats | sync (rdet/engine/batchnorm.py)
 
     _C.DATA = CN()
     _C.DATA.DATASET = "fashion_mnist"

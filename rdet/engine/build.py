@@ -34,10 +34,16 @@ class ShardSampler(Sampler):
         return len(self.indices)
 
 
-def build_loader(dataset, cfg, rt: Runtime, train: bool, batch_size: int = None, seed: int = 0) -> DataLoader:
+def build_loader(dataset, cfg, rt: Runtime, train: bool, batch_size: int = None, seed: int = 0,
+                 keep_last: bool = False) -> DataLoader:
     """Per-process batch = global batch / world size. Training shuffles with
     ``DistributedSampler`` even in one process, so the order depends only on (seed, epoch): a
-    resumed run sees the same batches as an uninterrupted one. Call ``loader.sampler.set_epoch``."""
+    resumed run sees the same batches as an uninterrupted one (the trainer calls ``set_epoch``).
+    ``keep_last``: keep the last partial training batch, as the robustness library's loaders do.
+    Only for models without train-mode BatchNorm (the fixed-feature head): a last batch of a few
+    images makes BatchNorm's batch statistics degenerate and can derail training, so pretraining
+    and full-network transfer drop it (at most BATCH_SIZE - 1 images an epoch; a documented
+    deviation)."""
     batch = batch_size or cfg.SOLVER.BATCH_SIZE
     if batch % rt.world_size:
         raise ConfigError(f"SOLVER.BATCH_SIZE {batch} is not divisible by the {rt.world_size} processes")
@@ -45,8 +51,23 @@ def build_loader(dataset, cfg, rt: Runtime, train: bool, batch_size: int = None,
     if train:
         sampler = DistributedSampler(dataset, num_replicas=rt.world_size, rank=rt.rank, shuffle=True, seed=seed,
                                      drop_last=True)
+        drop_last = not keep_last or len(sampler) % per_rank == 1
     else:
-        sampler = ShardSampler(len(dataset), rt.rank, rt.world_size)
+        sampler, drop_last = ShardSampler(len(dataset), rt.rank, rt.world_size), False
     workers = cfg.DATA.NUM_WORKERS
-    return DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=workers, drop_last=train,
+    return DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=workers, drop_last=drop_last,
                       pin_memory=rt.device.type == "cuda", persistent_workers=workers > 0)
+
+
+def check_solver_cfg(cfg) -> None:
+    """One-line errors for impossible SOLVER/DATA values, before any work starts."""
+    s = cfg.SOLVER
+    checks = [("SOLVER.EPOCHS", s.EPOCHS, s.EPOCHS >= 1, ">= 1"), ("SOLVER.BATCH_SIZE", s.BATCH_SIZE, s.BATCH_SIZE >= 1, ">= 1"),
+              ("SOLVER.BASE_LR", s.BASE_LR, s.BASE_LR > 0, "> 0"), ("SOLVER.MOMENTUM", s.MOMENTUM, 0 <= s.MOMENTUM < 1, "in [0, 1)"),
+              ("SOLVER.WEIGHT_DECAY", s.WEIGHT_DECAY, s.WEIGHT_DECAY >= 0, ">= 0"),
+              ("SOLVER.LR_STEP_EPOCHS", s.LR_STEP_EPOCHS, s.LR_STEP_EPOCHS >= 1, ">= 1"),
+              ("SOLVER.GAMMA", s.GAMMA, s.GAMMA > 0, "> 0"), ("DATA.TRAIN_SIZE", cfg.DATA.TRAIN_SIZE, cfg.DATA.TRAIN_SIZE >= 1, ">= 1"),
+              ("DATA.NUM_WORKERS", cfg.DATA.NUM_WORKERS, cfg.DATA.NUM_WORKERS >= 0, ">= 0")]
+    for key, value, ok, rule in checks:
+        if not ok:
+            raise ConfigError(f"{key} must be {rule}, not {value}")

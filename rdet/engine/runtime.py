@@ -1,8 +1,10 @@
-"""Where and how a training job runs: device, mixed precision, memory format, DDP process group.
+"""Where and how a training job runs: device, mixed precision, memory format, process group.
 
-Mixed precision: bf16 autocast on CPU (no loss scaling needed), fp16 (with GradScaler) or bf16 on
-CUDA. DDP: started by ``torchrun`` (reads ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``), gloo on CPU,
-NCCL on GPU.
+Mixed precision: bf16 autocast (no loss scaling needed) or fp16 with a ``GradScaler``, on CUDA and
+on CPU. Distributed: a process started by ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set)
+always takes the distributed path -- process group, DDP wrapper, collectives -- even at world size
+1, so one GPU exercises NCCL end to end; gloo on CPU. Every collective's tensor lives on the
+runtime's device (NCCL accepts CUDA tensors only): :meth:`Runtime.all_reduce` refuses any other.
 """
 from __future__ import annotations
 
@@ -26,14 +28,11 @@ class Runtime:
     channels_last: bool = False
     rank: int = 0
     world_size: int = 1
+    distributed: bool = False  # a process group is in use (torchrun), whatever the world size
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
 
     def autocast(self):
         if self.amp_dtype is None:
@@ -65,9 +64,21 @@ class Runtime:
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     def all_reduce(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum ``t`` over processes in place. ``t`` must be on :attr:`device`: a CPU tensor in an
+        NCCL all-reduce fails only on GPU machines, so it is refused everywhere."""
+        if t.device != self.device:
+            raise RuntimeError(f"collective on a {t.device} tensor; the runtime's device is {self.device}")
         if self.distributed:
             dist.all_reduce(t)
         return t
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 
 
 def setup_runtime(cfg) -> Runtime:
@@ -79,16 +90,16 @@ def setup_runtime(cfg) -> Runtime:
         raise ConfigError("RUNTIME.DEVICE is cuda but no CUDA device is available (use cpu or auto)")
     if cfg.RUNTIME.AMP not in _AMP:
         raise ConfigError(f"RUNTIME.AMP must be one of {', '.join(_AMP)}, not {cfg.RUNTIME.AMP!r}")
-    amp = _AMP[cfg.RUNTIME.AMP]
-    if amp == torch.float16 and not want.startswith("cuda"):
-        raise ConfigError("RUNTIME.AMP fp16 needs CUDA; use bf16 on CPU")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
     device = torch.device(want)
-    if world > 1:
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(device)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Runtime(device, amp, bool(cfg.RUNTIME.CHANNELS_LAST), rank, world)
+    distributed = launched_by_torchrun()
+    rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if distributed else (0, 1)
+    if device.type == "cuda":
+        if distributed:
+            device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        elif device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Runtime(device, _AMP[cfg.RUNTIME.AMP], bool(cfg.RUNTIME.CHANNELS_LAST), rank, world, distributed)

@@ -1,52 +1,98 @@
-"""Per-epoch training state, for ``--resume``: an rdet checkpoint that the backbone registry
-reads as weights (``{'model': torchvision state_dict, 'rdet': meta}``) and that also carries the
-optimizer, the lr scheduler, the finished epoch and the RNG state. Everything in it loads with
-``torch.load(weights_only=True)``.
+"""Per-epoch training state, for ``--resume``.
+
+A state file is an rdet checkpoint that the backbone registry also reads as weights
+(``{'model': torchvision state_dict, 'rdet': meta}``) plus what a resumed run needs to continue
+exactly: optimizer, lr scheduler, GradScaler, finished epoch, CPU and CUDA RNG states, the hooks'
+history (periodic evaluations, the overfitting guard), the wall time spent so far and the run's
+signature (the settings that define it, checked by :func:`check_resume`). Everything in it loads
+with ``torch.load(weights_only=True)``. The model part is unwrapped (no DDP prefix), so a run
+resumes on another number of processes.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 import torch
 
 from rdet.atomic import torch_save
-from rdet.errors import CheckpointError
+from rdet.engine.signature import describe_mismatch
+from rdet.errors import CheckpointError, ConfigError
+
+logger = logging.getLogger(__name__)
 
 LAST = "last_checkpoint.pth"
 FINAL = "model_final.pth"
 
 
-def rdet_checkpoint(model, meta: Dict[str, Any], **extra) -> Dict[str, Any]:
-    """The dict rdet saves for a ``Classifier`` (unwrapped from DDP)."""
-    inner = getattr(model, "module", model)
-    sd = {k: v.detach().cpu() for k, v in inner.torchvision_state_dict().items()}
-    return {"model": sd, "rdet": dict(meta, num_classes=inner.num_classes), **extra}
+def rng_state() -> Dict[str, Any]:
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()  # the current device's generator
+    return state
 
 
-def save_state(path: Path, model, optimizer, scheduler, epoch: int, meta: Dict[str, Any]) -> None:
-    """Atomically save the state after finishing ``epoch`` (0-based)."""
-    torch_save(rdet_checkpoint(model, dict(meta, epoch=epoch), optimizer=optimizer.state_dict(),
-                               scheduler=scheduler.state_dict(), epoch=epoch,
-                               rng=torch.get_rng_state()), path)
+def set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
 
 
-def load_state(path: Path, model, optimizer=None, scheduler=None) -> int:
-    """Restore from ``path``; returns the first epoch still to run."""
+def save_state(path: Path, weights: Dict[str, Any], trainer, signature: Dict[str, Any], elapsed_s: float) -> None:
+    """Atomically save ``weights`` (an rdet checkpoint dict) and ``trainer``'s state after its
+    current epoch."""
+    state = dict(weights, optimizer=trainer.optimizer.state_dict(), scheduler=trainer.scheduler.state_dict(),
+                 epoch=trainer.epoch, rng=rng_state(), history=trainer.history, signature=signature,
+                 elapsed_s=float(elapsed_s))
+    if trainer.scaler is not None:
+        state["scaler"] = trainer.scaler.state_dict()
+    torch_save(state, path)
+
+
+def read_state(path: Path) -> Dict[str, Any]:
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{path}: cannot resume from it ({type(e).__name__})") from None
-    inner = getattr(model, "module", model)
-    inner.load_torchvision_state_dict(ckpt["model"])
-    if optimizer is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-    if scheduler is not None:
-        scheduler.load_state_dict(ckpt["scheduler"])
-    torch.set_rng_state(ckpt["rng"])
-    return int(ckpt["epoch"]) + 1
+        raise CheckpointError(f"{path}: cannot resume from it ({type(e).__name__}: {str(e).splitlines()[0][:120]})") \
+            from None
 
 
-def resume_point(output_dir: Path, resume: bool) -> Optional[Path]:
+def check_resume(output_dir: Path, resume: bool, signature: Dict[str, Any], policy: str = "error") \
+        -> Optional[Dict[str, Any]]:
+    """The state to resume from, or ``None`` to start afresh.
+
+    A state whose signature differs from ``signature`` is refused with one line naming the
+    differing keys (``policy`` "error"), or discarded (``policy`` "restart"): resuming it would
+    label one run's weights with another run's settings.
+    """
     path = Path(output_dir) / LAST
-    return path if resume and path.is_file() else None
+    if not resume or not path.is_file():
+        return None
+    if policy not in ("error", "restart"):
+        raise ConfigError(f"RUNTIME.RESUME_MISMATCH must be error or restart, not {policy!r}")
+    state = read_state(path)
+    diff = describe_mismatch(state.get("signature"), signature)
+    if diff is None:
+        return state
+    if policy == "restart":
+        logger.warning("%s was made by a run with other settings (%s): starting afresh", path, diff)
+        return None
+    raise CheckpointError(f"{path} was made by a run with other settings ({diff}); use another output folder "
+                          f"or RUNTIME.RESUME_MISMATCH restart to discard it")
+
+
+def restore(state: Dict[str, Any], model, trainer) -> None:
+    """Load ``state`` into ``model`` (a ``Classifier``, unwrapped) and ``trainer``."""
+    try:
+        getattr(model, "module", model).load_torchvision_state_dict(state["model"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.scheduler.load_state_dict(state["scheduler"])
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise CheckpointError(f"cannot resume: the checkpoint does not fit this model ({str(e).splitlines()[0][:160]})") \
+            from None
+    if trainer.scaler is not None and "scaler" in state:
+        trainer.scaler.load_state_dict(state["scaler"])
+    trainer.start_epoch = int(state["epoch"]) + 1
+    trainer.history = state.get("history", {})
+    set_rng_state(state["rng"])

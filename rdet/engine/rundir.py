@@ -1,0 +1,80 @@
+"""The output folder of a training run, and the trainer set-up that pretraining and transfer share.
+
+:class:`RunDir` owns the folder for the run's duration: an exclusive lock (a second run on the same
+folder is refused naming the holder's pid), removal of temporary files a killed checkpoint write
+left behind, the resume decision (the checkpoint's run signature must match the run's) and the wall
+time, which adds up across resumed segments.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from rdet.atomic import remove_stale_temps
+from rdet.engine.build import build_optimizer, build_scheduler
+from rdet.engine.hooks import Checkpointer, EpochLog, TensorBoard
+from rdet.engine.signature import run_signature
+from rdet.engine.state import LAST, check_resume, restore, save_state
+from rdet.engine.trainer import EpochTrainer, HookBase
+
+logger = logging.getLogger(__name__)
+
+
+class RunDir(contextlib.AbstractContextManager):
+    """``with RunDir(cfg, rt, resume) as run:`` -- ``run.state`` is the state to resume from (or
+    ``None``), ``run.elapsed()`` the run's wall time so far, all segments included."""
+
+    def __init__(self, cfg, rt, resume: bool):
+        self.path, self.rt, self.resume = Path(cfg.OUTPUT_DIR), rt, resume
+        self.signature = run_signature(cfg)
+        self.policy = cfg.RUNTIME.RESUME_MISMATCH
+        self.state: Optional[Dict[str, Any]] = None
+        self._stack = contextlib.ExitStack()
+        self._started = time.time()
+        self._before = 0.0
+
+    def __enter__(self) -> "RunDir":
+        from rdet.runlock import output_lock
+
+        if self.rt.is_main:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._stack.enter_context(output_lock(self.path))
+            removed = remove_stale_temps(self.path)
+            if removed:
+                logger.info("removed %d temporary file(s) left by an interrupted write in %s", removed, self.path)
+        self.rt.barrier()  # the other ranks read the checkpoint only once the main one holds the folder
+        self.state = check_resume(self.path, self.resume, self.signature, self.policy)
+        if self.state is not None:
+            self._before = float(self.state.get("elapsed_s", 0.0))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    def elapsed(self) -> float:
+        return self._before + time.time() - self._started
+
+    def build_trainer(self, model, params, loader, step, epochs: int, *, ddp=None, train_mode=None,
+                      scheduler_steps: int = 1, weights: Callable[[], Dict[str, Any]], measure_hooks=(),
+                      desc: str = "train", cfg=None) -> EpochTrainer:
+        """The trainer for this run, resumed when there is a state: SGD and step schedule from
+        ``cfg.SOLVER``, a GradScaler for fp16, then hooks in order: ``measure_hooks`` (evaluation,
+        guard), the per-epoch checkpoint (``weights()`` gives the rdet checkpoint dict), TensorBoard
+        and the epoch log line."""
+        optimizer = build_optimizer(params, cfg)
+        trainer = EpochTrainer(model, loader, optimizer, build_scheduler(optimizer, cfg), self.rt, step, epochs,
+                               ddp=ddp, scaler=self.rt.grad_scaler(), train_mode=train_mode,
+                               scheduler_steps=scheduler_steps, log_every=cfg.RUNTIME.LOG_EVERY, desc=desc)
+        hooks: List[HookBase] = list(measure_hooks)
+        hooks.append(Checkpointer(self.path / LAST,
+                                  lambda: save_state(self.path / LAST, weights(), trainer, self.signature,
+                                                     self.elapsed())))
+        hooks += [TensorBoard(self.path / "tb", desc), EpochLog()]
+        trainer.register_hooks(hooks)
+        if self.state is not None:
+            restore(self.state, model, trainer)
+            logger.info("resuming %s from epoch %d", self.path / LAST, trainer.start_epoch + 1)
+        return trainer

@@ -1,0 +1,122 @@
+"""The one epoch loop and its parts: steps (free training's accounting), hooks (the overfitting
+guard, periodic evaluation), run signatures on resume, fp16 loss scaling in the checkpoint."""
+import pytest
+import torch
+from helpers import digits_pretrain_cfg
+
+from rdet import pretrain
+from rdet.engine import LAST, EpochTrainer, Runtime
+from rdet.engine.hooks import OverfitGuard, PeriodicEval, final_and_best
+from rdet.engine.steps import StandardStep
+from rdet.errors import CheckpointError
+
+SMALL = ["DATA.MAX_TRAIN", "256", "DATA.MAX_TEST", "32", "ADV.EVAL_STEPS", "1"]
+
+
+def _toy_trainer(epochs, hooks=()):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    data = [(torch.randn(8, 4), torch.randint(0, 3, (8,))) for _ in range(2)]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    tr = EpochTrainer(model, data, opt, torch.optim.lr_scheduler.StepLR(opt, 10), Runtime(torch.device("cpu")),
+                      StandardStep(), epochs)
+    tr.register_hooks(hooks)
+    return tr
+
+
+def test_overfit_guard_fires_on_a_collapse_and_keeps_the_best_weights():
+    scripted = iter([40.0, 55.0, 50.0, 3.0, 60.0])  # epoch 4: PGD accuracy collapses
+    snapshots = {}
+
+    class Snapshot(PeriodicEval):  # records the weights each epoch ends with
+        def after_epoch(self):
+            snapshots[self.trainer.epoch + 1] = {k: v.clone() for k, v in self.trainer.model.state_dict().items()}
+
+    guard = OverfitGuard(lambda: next(scripted), margin=20.0)
+    tr = _toy_trainer(5, [Snapshot(None, 0), guard])
+    tr.train()
+    assert tr.epoch == 3 and tr.stop_reason and "catastrophic overfitting" in tr.stop_reason  # stopped after epoch 4
+    for k, v in tr.model.state_dict().items():
+        assert torch.equal(v, snapshots[2][k]), k  # epoch 2's weights (55%) are back
+    assert not torch.equal(snapshots[2]["weight"], snapshots[4]["weight"])
+    s = guard.summary()
+    assert s["fired"] and s["best_epoch"] == 2 and s["last_pgd_acc"] == 3.0 and s["stopped_after"] == 4
+
+
+def test_overfit_guard_quiet_without_a_collapse():
+    scripted = iter([40.0, 55.0, 50.0, 45.0])
+    guard = OverfitGuard(lambda: next(scripted), margin=20.0)
+    tr = _toy_trainer(4, [guard])
+    tr.train()
+    assert tr.epoch == 3 and tr.stop_reason is None and not guard.summary()["fired"]
+
+
+def test_periodic_eval_keeps_final_and_best():
+    scores = iter([{"top1": 50.0}, {"top1": 70.0}, {"top1": 65.0}])
+    tr = _toy_trainer(6, [PeriodicEval(lambda: next(scores), every=2)])
+    tr.train()
+    assert [e for e, _ in tr.history["evals"]] == [2, 4, 6]
+    r = final_and_best(tr.history, "top1")
+    assert r["final"]["top1"] == 65.0 and r["best_value"] == 70.0 and r["best_epoch"] == 4
+
+
+def test_free_training_epoch_accounting(tmp_path):
+    """free with 2 replays and 4 epochs: 2 passes over the data, each batch replayed twice, so 4
+    epochs' worth of optimizer steps (= BatchNorm updates) and of lr schedule."""
+    cfg = digits_pretrain_cfg(tmp_path, eps=0.03, norm="linf", epochs=4,
+                              extra=SMALL + ["ADV.METHOD", "free", "ADV.FREE_REPLAYS", "2", "SOLVER.LR_STEP_EPOCHS", "3",
+                                             "ADV.GUARD", "off"])
+    rec = pretrain.run(cfg)
+    state = torch.load(tmp_path / LAST, weights_only=True)
+    assert rec["passes"] == 2 and rec["epochs_run"] == 2 and state["epoch"] == 1
+    assert int(state["model"]["bn1.num_batches_tracked"]) == 2 * 2 * (256 // 64)
+    assert state["scheduler"]["last_epoch"] == 4 and rec["training"]["method"] == "free"
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
+    pretrain.run(digits_pretrain_cfg(tmp_path, eps=0.0, epochs=1, extra=SMALL))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(CheckpointError, match=r"ADV.EPS 0.0 in the checkpoint vs 1.0 now.*SOLVER.EPOCHS"):
+        pretrain.run(digits_pretrain_cfg(tmp_path, eps=1.0, epochs=2, extra=SMALL), resume=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    rec = pretrain.run(digits_pretrain_cfg(tmp_path, eps=1.0, epochs=1, extra=SMALL + ["RUNTIME.RESUME_MISMATCH",
+                                                                                          "restart"]), resume=True)
+    assert rec["backbone"]["eps"] == 1.0 and rec["robust_top1"] is not None
+
+
+def test_resume_adds_wall_time_and_removes_stale_temps(tmp_path):
+    first = pretrain.run(digits_pretrain_cfg(tmp_path, eps=0.0, epochs=1, extra=SMALL))
+    stale = tmp_path / ".last_checkpoint.pth.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    again = pretrain.run(digits_pretrain_cfg(tmp_path, eps=0.0, epochs=1, extra=SMALL), resume=True)
+    assert not stale.exists()
+    assert again["wall_time_s"] > first["wall_time_s"]  # the first segment counts too
+
+
+def test_fp16_loss_scaler_state_survives_a_kill(tmp_path, monkeypatch):
+    import rdet.engine.rundir as rundir
+
+    cfg = digits_pretrain_cfg(tmp_path, eps=0.0, epochs=2, extra=SMALL + ["RUNTIME.AMP", "fp16", "DATA.MAX_TRAIN", "128"])
+    real, calls = EpochTrainer.run_epoch, []
+
+    def dying(self):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed in epoch 2
+        return real(self)
+
+    monkeypatch.setattr(EpochTrainer, "run_epoch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain.run(cfg)
+    saved = torch.load(tmp_path / LAST, weights_only=True)["scaler"]
+    assert saved["scale"] > 0 and "_growth_tracker" in saved
+    monkeypatch.setattr(EpochTrainer, "run_epoch", real)
+    seen, real_restore = {}, rundir.restore
+
+    def spy(state, model, trainer):
+        real_restore(state, model, trainer)
+        seen.update(trainer.scaler.state_dict())
+
+    monkeypatch.setattr(rundir, "restore", spy)
+    rec = pretrain.run(cfg, resume=True)
+    assert seen == saved and rec["amp"] == "fp16" and rec["epochs_run"] == 2
