@@ -114,7 +114,8 @@ def convert_to_detectron2(src: str | Path, output: str | Path, arch: Optional[st
                         f"(resnet18/34/50/101, wide_resnet50_2/4, resnext50_32x4d)")
     meta = {
         "arch": loaded.arch, "norm": loaded.meta.get("norm"), "eps": loaded.meta.get("eps"),
-        "source": loaded.meta.get("source", str(src)), "format": loaded.meta.get("format"),
+        "method": loaded.meta.get("method"), "source": loaded.meta.get("source", str(src)),
+        "format": loaded.meta.get("format"),
         "mean": list(loaded.meta.get("mean", spec.mean)), "std": list(loaded.meta.get("std", spec.std)),
         "d2": {"depth": spec.d2.depth, "res2_out_channels": spec.d2.res2_out_channels,
                "width_per_group": spec.d2.width_per_group, "num_groups": spec.d2.num_groups},

@@ -21,7 +21,7 @@ from rdet.safe_pickle import load_pickle
 # Caffe2 model-zoo names (``conv1_w``, ``res2_0_branch2a_w``), which detectron2 renames on load.
 _BACKBONE = re.compile(r"^(backbone\.|stem\.conv1\.|res[2-5]\.\d+\.|conv1_w|res_conv1_bn_|res[2-5]_\d+_branch)")
 _HEADS = re.compile(r"^(roi_heads\.box_predictor|proposal_generator)\.")
-BACKBONE_KEYS = ("arch", "norm", "eps", "source")
+BACKBONE_KEYS = ("arch", "norm", "eps", "method", "source")  # method: pgd, fgsm_rs, free, standard
 CONVERT_HINT = "convert it first: python tools/convert_backbone.py INPUT OUTPUT.pkl (or rdet-convert)"
 
 

@@ -82,7 +82,7 @@ def convert(cell, study):
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     res = convert_to_detectron2(_backbone_weights(study, cell.params), out / "backbone.pkl")
-    write_record(out, {"task": "convert", "backbone": {k: res.meta.get(k) for k in ("arch", "norm", "eps", "source")},
+    write_record(out, {"task": "convert", "backbone": {k: res.meta.get(k) for k in ("arch", "norm", "eps", "method", "source")},
                        "weights": str(res.weights), "config": str(res.config), "max_rel_error": res.max_rel_error,
                        "wall_time_s": time.time() - start})
 
