@@ -6,9 +6,6 @@ from typing import Dict
 
 import torch
 
-METRICS = ("top1", "mean_per_class")
-
-
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
     """``(C, C)`` float64 counts, rows = true class, columns = predicted class."""
     idx = target.long() * num_classes + pred.long()

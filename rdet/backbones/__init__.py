@@ -1,15 +1,15 @@
 """Backbone registry, robust-model catalog and checkpoint loading (see ``registry.py``)."""
 from rdet.backbones import models as _models  # noqa: F401  (registers the architectures)
-from rdet.backbones.catalog import CATALOG, CatalogEntry, download, eps_label, find_entry, get_entry
+from rdet.backbones.catalog import CATALOG, CatalogEntry, download, eps_label, get_entry
 from rdet.backbones.checkpoint import (ALLOW_PICKLE_FLAG, LoadedCheckpoint, load_checkpoint, load_weights,
                                        sniff_arch, to_torchvision)
 from rdet.backbones.classifier import Classifier, InputNormalize, create_classifier
 from rdet.backbones.registry import (BACKBONE_REGISTRY, BackboneSpec, D2Geometry, IMAGENET_MEAN, IMAGENET_STD,
-                                     build_network, get_spec, list_backbones, register_backbone)
+                                     get_spec, list_backbones, register_backbone)
 
 __all__ = [
     "BACKBONE_REGISTRY", "BackboneSpec", "D2Geometry", "IMAGENET_MEAN", "IMAGENET_STD", "register_backbone",
-    "get_spec", "list_backbones", "build_network", "Classifier", "InputNormalize", "create_classifier",
-    "CATALOG", "CatalogEntry", "get_entry", "find_entry", "download", "eps_label",
+    "get_spec", "list_backbones", "Classifier", "InputNormalize", "create_classifier",
+    "CATALOG", "CatalogEntry", "get_entry", "download", "eps_label",
     "LoadedCheckpoint", "load_checkpoint", "load_weights", "sniff_arch", "to_torchvision", "ALLOW_PICKLE_FLAG",
 ]

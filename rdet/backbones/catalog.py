@@ -76,13 +76,6 @@ def get_entry(name: str) -> Optional[CatalogEntry]:
     return CATALOG.get(name) or CATALOG.get(_ALIASES.get(name, ""))
 
 
-def find_entry(arch: str, norm: str, eps: float) -> Optional[CatalogEntry]:
-    for e in CATALOG.values():
-        if e.arch == arch and e.norm == norm and abs(e.eps - eps) < 1e-9:
-            return e
-    return None
-
-
 def cache_dir() -> Path:
     import torch.hub
 

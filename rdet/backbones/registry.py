@@ -48,7 +48,6 @@ class BackboneSpec:
     classifier: str  # dotted path of the final nn.Linear, e.g. "fc" or "classifier.6"
     mean: Tuple[float, float, float] = IMAGENET_MEAN
     std: Tuple[float, float, float] = IMAGENET_STD
-    input_size: int = 224
     d2: Optional[D2Geometry] = None  # None: not convertible to a Detectron2 ResNet
     # Extra prefix the robustness library nests this arch's weights under (non-ResNets: "model.").
     robustness_prefix: str = ""
@@ -76,7 +75,3 @@ def get_spec(name: str) -> BackboneSpec:
         raise ArchError(f"unknown architecture {name!r}; choose from: {', '.join(list_backbones())}")
     return BACKBONE_REGISTRY.get(name).spec
 
-
-def build_network(name: str, num_classes: int = 1000) -> nn.Module:
-    """A freshly initialised torchvision network (no input normalisation) for ``name``."""
-    return get_spec(name).builder(num_classes)

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -118,6 +118,3 @@ def detection_split_paths(dataset_dir: Path, split: str) -> Dict[str, str]:
     return {"json_file": str(dataset_dir / "annotations" / f"instances_{split}.json"),
             "image_root": str(dataset_dir / "images" / split)}
 
-
-def category_names() -> List[str]:
-    return [FASHION_MNIST_CLASSES[c] for c in DETECTION_CLASSES]
