@@ -19,3 +19,20 @@ def digits_transfer_cfg(out, mode="fixed", weights="", epochs=3, lr=0.01, extra=
                                   "2", "TRANSFER.MODE", mode, "MODEL.WEIGHTS", str(weights), "OUTPUT_DIR", str(out),
                                   *extra])
     return cfg
+
+
+def kill_in_epoch(monkeypatch, n, exc=KeyboardInterrupt):
+    """Make the trainer raise ``exc`` at the start of its ``n``-th epoch of this process (a kill in
+    mid-run); the returned function undoes it, for the resumed run."""
+    from rdet.engine import EpochTrainer
+
+    real, calls = EpochTrainer.run_epoch, []
+
+    def dying(self):
+        calls.append(self.epoch)
+        if len(calls) == n:
+            raise exc
+        return real(self)
+
+    monkeypatch.setattr(EpochTrainer, "run_epoch", dying)
+    return lambda: monkeypatch.setattr(EpochTrainer, "run_epoch", real)

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 import torch
-from helpers import digits_transfer_cfg
+from helpers import digits_transfer_cfg, kill_in_epoch
 
 from rdet import classify
 from rdet.engine import LAST
@@ -50,21 +50,11 @@ def test_cached_fixed_feature_beats_chance(tmp_path, weights):
 def test_resume_after_kill(tmp_path, weights, monkeypatch):
     extra = ["DATA.MAX_TRAIN", "192", "DATA.MAX_TEST", "64", "SOLVER.LR_STEP_EPOCHS", "1"]
     full = classify.run(digits_transfer_cfg(tmp_path / "a", "full", weights, epochs=3, extra=extra))
-    from rdet.engine import EpochTrainer
-
-    real, calls = EpochTrainer.run_epoch, []
-
-    def dying(self):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # killed in epoch 2
-        return real(self)
-
-    monkeypatch.setattr(EpochTrainer, "run_epoch", dying)
+    undo = kill_in_epoch(monkeypatch, 2)  # killed in epoch 2
     with pytest.raises(KeyboardInterrupt):
         classify.run(digits_transfer_cfg(tmp_path / "b", "full", weights, epochs=3, extra=extra))
     assert not (tmp_path / "b" / "result.json").exists()
-    monkeypatch.setattr(EpochTrainer, "run_epoch", real)
+    undo()
     resumed = classify.run(digits_transfer_cfg(tmp_path / "b", "full", weights, epochs=3, extra=extra), resume=True)
     state = torch.load(tmp_path / "b" / LAST, weights_only=True)
     assert state["epoch"] == 2 and state["scheduler"]["last_epoch"] == 3

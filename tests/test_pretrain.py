@@ -5,7 +5,7 @@ import sys
 
 import pytest
 import torch
-from helpers import digits_pretrain_cfg
+from helpers import digits_pretrain_cfg, kill_in_epoch
 
 from rdet import pretrain
 from rdet.attacks import make_perturb
@@ -50,22 +50,12 @@ class _Killed(Exception):
 def test_resume_continues_epochs_and_schedule(tmp_path, monkeypatch):
     extra = ["DATA.MAX_TRAIN", "320", "DATA.MAX_TEST", "64", "SOLVER.LR_STEP_EPOCHS", "1"]
     full = pretrain.run(digits_pretrain_cfg(tmp_path / "full", eps=EPS, epochs=3, extra=extra))
-    from rdet.engine import EpochTrainer
-
-    real, calls = EpochTrainer.run_epoch, []
-
-    def dying(self):
-        calls.append(self.epoch)
-        if len(calls) == 3:
-            raise _Killed  # killed during the third epoch
-        return real(self)
-
-    monkeypatch.setattr(EpochTrainer, "run_epoch", dying)
+    undo = kill_in_epoch(monkeypatch, 3, _Killed)  # killed during the third epoch
     with pytest.raises(_Killed):
         pretrain.run(digits_pretrain_cfg(tmp_path / "resumed", eps=EPS, epochs=3, extra=extra))
     state = torch.load(tmp_path / "resumed" / "last_checkpoint.pth", weights_only=True)
     assert state["epoch"] == 1 and state["scheduler"]["last_epoch"] == 2
-    monkeypatch.setattr(EpochTrainer, "run_epoch", real)
+    undo()
     resumed = pretrain.run(digits_pretrain_cfg(tmp_path / "resumed", eps=EPS, epochs=3, extra=extra), resume=True)
     a = torch.load(tmp_path / "full" / "model_final.pth", weights_only=True)["model"]
     b = torch.load(tmp_path / "resumed" / "model_final.pth", weights_only=True)["model"]

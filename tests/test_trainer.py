@@ -2,7 +2,7 @@
 guard, periodic evaluation), run signatures on resume, fp16 loss scaling in the checkpoint."""
 import pytest
 import torch
-from helpers import digits_pretrain_cfg
+from helpers import digits_pretrain_cfg, kill_in_epoch
 
 from rdet import pretrain
 from rdet.engine import LAST, EpochTrainer, Runtime
@@ -97,20 +97,12 @@ def test_fp16_loss_scaler_state_survives_a_kill(tmp_path, monkeypatch):
     import rdet.engine.rundir as rundir
 
     cfg = digits_pretrain_cfg(tmp_path, eps=0.0, epochs=2, extra=SMALL + ["RUNTIME.AMP", "fp16", "DATA.MAX_TRAIN", "128"])
-    real, calls = EpochTrainer.run_epoch, []
-
-    def dying(self):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # killed in epoch 2
-        return real(self)
-
-    monkeypatch.setattr(EpochTrainer, "run_epoch", dying)
+    undo = kill_in_epoch(monkeypatch, 2)  # killed in epoch 2
     with pytest.raises(KeyboardInterrupt):
         pretrain.run(cfg)
     saved = torch.load(tmp_path / LAST, weights_only=True)["scaler"]
     assert saved["scale"] > 0 and "_growth_tracker" in saved
-    monkeypatch.setattr(EpochTrainer, "run_epoch", real)
+    undo()
     seen, real_restore = {}, rundir.restore
 
     def spy(state, model, trainer):
