@@ -32,7 +32,6 @@ import torch
 from rdet.atomic import remove_stale_temps, save_json
 from rdet.attacks import NORMS, make_perturb
 from rdet.backbones import create_classifier
-from rdet.backbones.catalog import get_entry
 from rdet.backbones.checkpoint import LoadedCheckpoint, load_checkpoint, resolve
 from rdet.backbones.registry import get_spec
 from rdet.cli import is_main_process, parse_with_overrides, run_cli
