@@ -185,7 +185,7 @@ def test_catalog_models_from_a_file_mirror(tmp_path, monkeypatch, capsys):
     assert sorted(p.name for p in hub.iterdir()) == ["resnet18_l2_eps0.ckpt", "resnet18_l2_eps3.ckpt"]
     rows = [l.split(",") for l in (out / "ranking.csv").read_text().splitlines()[1:]]
     assert [(r[1], r[2], r[3], r[4]) for r in rows] == [("resnet18_l2_eps3", "resnet18", "l2", "3"),
-                                                       ("resnet18_l2_eps0", "resnet18", "l2", "0")]
+                                                       ("resnet18_l2_eps0", "resnet18", "-", "0")]  # standard: no norm
     assert float(rows[0][6]) > 60 > 25 > float(rows[1][6])  # informative features vs chance (10 classes)
     assert (out / "val_vs_eps.png").stat().st_size > 1000 and (out / "ranking.md").is_file()
     last = capsys.readouterr().out.strip().splitlines()[-1]
