@@ -30,6 +30,10 @@ class Runtime:
     world_size: int = 1
     distributed: bool = False  # a process group is in use (torchrun), whatever the world size
 
+    def __post_init__(self):
+        if self.device.type == "cuda" and self.device.index is None:  # "cuda" means the current GPU
+            self.device = torch.device("cuda", torch.cuda.current_device())
+
     @property
     def is_main(self) -> bool:
         return self.rank == 0
