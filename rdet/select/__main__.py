@@ -41,12 +41,12 @@ DEMO_CONFIG = CONFIG_DIR / "select_demo.yaml"
 DEMO_DIR = Path("output/select_demo")
 # The demo's source models: rdet.pretrain on Fashion-MNIST classes 0-4, one short run per eps.
 DEMO_PRETRAIN = {"config": str(CONFIG_DIR / "pretrain_demo.yaml"),
-                 "opts": ["SOLVER.EPOCHS", 2, "SOLVER.LR_STEP_EPOCHS", 1, "DATA.MAX_TRAIN", 3000, "DATA.MAX_TEST", 500,
+                 "opts": ["SOLVER.EPOCHS", 2, "SOLVER.LR_STEP_EPOCHS", 1, "DATA.MAX_TRAIN", 2000, "DATA.MAX_TEST", 500,
                           "ADV.EVAL_STEPS", 5],
                  "runs": [{"name": "eps0", "eps": 0}, {"name": "l2_eps0.25", "eps": 0.25, "norm": "l2"},
                           {"name": "l2_eps1", "eps": 1.0, "norm": "l2"}]}
 DEMO_DESCRIPTION = ("rdet.select offline demo. Source models: ResNet-18s trained by rdet.pretrain on Fashion-MNIST "
-                    "classes 0-4 (T-shirt, Trouser, Pullover, Dress, Coat; 3000 images at 32 px, 2 epochs) at L2 "
+                    "classes 0-4 (T-shirt, Trouser, Pullover, Dress, Coat; 2000 images at 32 px, 2 epochs) at L2 "
                     "eps 0, 0.25 and 1. Target: Fashion-MNIST classes 5-9 (Sandal, Shirt, Sneaker, Bag, Ankle boot). "
                     "Real data from Debian's dataset-fashion-mnist, no download; miniature, so the numbers show the "
                     "selection works, not what ImageNet-scale robust backbones do.")
