@@ -28,28 +28,18 @@ from rdet.cli import is_main_process, parse_with_overrides, run_cli
 from rdet.config import CONFIG_DIR, build_config, get_transfer_cfg
 from rdet.data.classification import get_dataset_entry
 from rdet.engine import apply_bn_mode, build_loader, evaluate, prepare_bn, setup_runtime
-from rdet.engine.build import check_solver_cfg
 from rdet.data.build import datasets_from_cfg
 from rdet.engine.hooks import PeriodicEval, final_and_best
 from rdet.engine.rundir import RunDir
 from rdet.engine.steps import StandardStep
-from rdet.errors import ConfigError
 from rdet.records import write_record
+from rdet.validate import check_training_inputs
 from rdet.transfer import (build_transfer_model, evaluate_features, extract_features, set_train_mode,
                            train_head_on_features, trainable_parameters)
 
 logger = logging.getLogger(__name__)
 
 DEMO_CONFIG = CONFIG_DIR / "classify_demo.yaml"
-
-
-def _check(cfg) -> None:
-    check_solver_cfg(cfg)
-    t = cfg.TRANSFER
-    if t.CACHE_VIEWS < 1:
-        raise ConfigError(f"TRANSFER.CACHE_VIEWS must be >= 1, not {t.CACHE_VIEWS}")
-    if t.EVAL_EVERY < 0:
-        raise ConfigError(f"TRANSFER.EVAL_EVERY must be >= 0, not {t.EVAL_EVERY}")
 
 
 def protocol_of(cfg, cached: bool) -> str:
@@ -61,7 +51,7 @@ def protocol_of(cfg, cached: bool) -> str:
 
 def run(cfg, resume: bool = False) -> Dict[str, Any]:
     """One transfer cell (SOLVER.BASE_LR, SEED); returns and writes its result record."""
-    _check(cfg)
+    check_training_inputs(cfg)
     rt = setup_runtime(cfg)
     torch.manual_seed(cfg.SEED)
     train_ds, test_ds, num_classes, note = datasets_from_cfg(cfg)

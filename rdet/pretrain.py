@@ -33,7 +33,7 @@ from rdet.engine.hooks import OverfitGuard
 from rdet.engine.rundir import RunDir
 from rdet.engine.steps import build_train_step, check_adv_cfg, method_meta, passes_and_schedule
 from rdet.records import write_record
-from rdet.engine.build import check_solver_cfg
+from rdet.validate import check_training_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def _guard_hook(cfg, model, train_ds, rt) -> Optional[OverfitGuard]:
 def run(cfg, resume: bool = False) -> Dict[str, Any]:
     """Train, checkpoint every epoch, evaluate clean and PGD accuracy, write the result record."""
     check_adv_cfg(cfg.ADV)
-    check_solver_cfg(cfg)
+    check_training_inputs(cfg)
     rt = setup_runtime(cfg)
     torch.manual_seed(cfg.SEED)
     out = Path(cfg.OUTPUT_DIR)

@@ -22,6 +22,7 @@ RANGES: Tuple[Tuple[str, Optional[float], Optional[float], bool], ...] = (
     ("SOLVER.BATCH_SIZE", 1, None, False),
     ("SOLVER.BASE_LR", 0, None, True),
     ("SOLVER.WEIGHT_DECAY", 0, None, False),
+    ("SOLVER.MOMENTUM", 0, 1, False),
     ("SOLVER.GAMMA", 0, None, True),
     ("SOLVER.LR_STEP_EPOCHS", 1, None, False),
     ("DATA.TRAIN_SIZE", 1, None, False),
@@ -31,6 +32,10 @@ RANGES: Tuple[Tuple[str, Optional[float], Optional[float], bool], ...] = (
     ("DATA.MAX_TEST", 0, None, False),
     ("ADV.EPS", 0, None, False),
     ("ADV.STEPS", 1, None, False),
+    ("ADV.FREE_REPLAYS", 1, None, False),
+    ("ADV.FGSM_STEP_FACTOR", 0, None, True),
+    ("ADV.GUARD_SAMPLES", 1, None, False),
+    ("ADV.GUARD_STEPS", 1, None, False),
     ("ATTACK.EPS", 0, None, False),
     ("ATTACK.STEPS", 1, None, False),
     ("ATTACK.RESTARTS", 1, None, False),
@@ -150,6 +155,15 @@ def check_range(cfg, key: str, lo: Optional[float] = None, hi: Optional[float] =
         ok = ok and (lo is None or (v > lo if lo_excluded else v >= lo)) and (hi is None or v <= hi)
         if not ok:
             raise ConfigError(f"{key}{' items' if many else ''} must be {rule}, not {v!r}")
+
+
+def check_training_inputs(cfg) -> None:
+    """What rdet.pretrain and rdet.classify check before any work: value ranges, MODEL.WEIGHTS
+    (a readable file or a catalog name) and a writable OUTPUT_DIR."""
+    check_known_ranges(cfg)
+    if cfg.MODEL.WEIGHTS:
+        check_weights_arg(cfg.MODEL.WEIGHTS, "MODEL.WEIGHTS")
+    check_output_dir(cfg.OUTPUT_DIR)
 
 
 def check_known_ranges(cfg, skip: Iterable[str] = ()) -> None:

@@ -58,16 +58,3 @@ def build_loader(dataset, cfg, rt: Runtime, train: bool, batch_size: int = None,
     return DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=workers, drop_last=drop_last,
                       pin_memory=rt.device.type == "cuda", persistent_workers=workers > 0)
 
-
-def check_solver_cfg(cfg) -> None:
-    """One-line errors for impossible SOLVER/DATA values, before any work starts."""
-    s = cfg.SOLVER
-    checks = [("SOLVER.EPOCHS", s.EPOCHS, s.EPOCHS >= 1, ">= 1"), ("SOLVER.BATCH_SIZE", s.BATCH_SIZE, s.BATCH_SIZE >= 1, ">= 1"),
-              ("SOLVER.BASE_LR", s.BASE_LR, s.BASE_LR > 0, "> 0"), ("SOLVER.MOMENTUM", s.MOMENTUM, 0 <= s.MOMENTUM < 1, "in [0, 1)"),
-              ("SOLVER.WEIGHT_DECAY", s.WEIGHT_DECAY, s.WEIGHT_DECAY >= 0, ">= 0"),
-              ("SOLVER.LR_STEP_EPOCHS", s.LR_STEP_EPOCHS, s.LR_STEP_EPOCHS >= 1, ">= 1"),
-              ("SOLVER.GAMMA", s.GAMMA, s.GAMMA > 0, "> 0"), ("DATA.TRAIN_SIZE", cfg.DATA.TRAIN_SIZE, cfg.DATA.TRAIN_SIZE >= 1, ">= 1"),
-              ("DATA.NUM_WORKERS", cfg.DATA.NUM_WORKERS, cfg.DATA.NUM_WORKERS >= 0, ">= 0")]
-    for key, value, ok, rule in checks:
-        if not ok:
-            raise ConfigError(f"{key} must be {rule}, not {value}")
