@@ -34,7 +34,7 @@ from rdet.engine.rundir import RunDir
 from rdet.engine.steps import StandardStep
 from rdet.records import write_record
 from rdet.validate import check_training_inputs
-from rdet.transfer import (build_transfer_model, evaluate_features, extract_features, set_train_mode,
+from rdet.transfer import (build_transfer_model, evaluate_features, extract_features, extract_views, set_train_mode,
                            train_head_on_features, trainable_parameters)
 
 logger = logging.getLogger(__name__)
@@ -86,11 +86,7 @@ def _run_cached(model, train_ds, test_ds, num_classes, cfg, rt, rundir) -> Dict[
     """Fixed-feature on cached features: extract CACHE_VIEWS augmented views once, train the head."""
     train_loader = build_loader(train_ds, cfg, rt, train=False)  # in order: features align with labels
     test_loader = build_loader(test_ds, cfg, rt, train=False)
-    views = []
-    for v in range(cfg.TRANSFER.CACHE_VIEWS):
-        torch.manual_seed(cfg.SEED * 1000 + v)  # each view: a different draw of the augmentation
-        feats, labels = extract_features(model, train_loader, rt, desc=f"features (view {v + 1})")
-        views.append(feats)
+    views, labels = extract_views(model, train_loader, rt, cfg.TRANSFER.CACHE_VIEWS, cfg.SEED)
     test_feats, test_labels = extract_features(model, test_loader, rt, desc="features (test)")
     head = model.head.float()
     evaluator = PeriodicEval(lambda: evaluate_features(head, test_feats, test_labels, num_classes),

@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
-import torch
 
 from rdet.atomic import remove_stale_temps, save_json
 from rdet.attacks import NORMS, make_perturb
@@ -40,7 +39,7 @@ from rdet.engine import build_loader, evaluate, setup_runtime
 from rdet.data.build import datasets_from_cfg
 from rdet.errors import ConfigError
 from rdet.runlock import output_lock
-from rdet.transfer import extract_features, train_head_on_features
+from rdet.transfer import extract_views, train_head_on_features
 from rdet.validate import check_config_file, check_known_ranges, check_output_dir, check_weights_arg
 
 logger = logging.getLogger(__name__)
@@ -132,15 +131,11 @@ def fit_head(model, train_ds, cfg, rt, num_classes: int) -> Dict[str, Any]:
     training split (``rdet.transfer.feature_cache``); returns what the record says about it."""
     model.reset_head(num_classes)
     loader = build_loader(train_ds, cfg, rt, train=False)  # in order: features align with labels
-    views = []
-    for view in range(cfg.EVAL.FIT_HEAD_VIEWS):
-        torch.manual_seed(cfg.SEED * 1000 + view)  # a different draw of the augmentation per view
-        feats, labels = extract_features(model, loader, rt, desc=f"head features {view + 1}")
-        views.append(feats)
+    views, labels = extract_views(model, loader, rt, cfg.EVAL.FIT_HEAD_VIEWS, cfg.SEED)
     stats = train_head_on_features(model.head.float(), views, labels, cfg, cfg.SOLVER.BASE_LR, cfg.SEED, rt=rt)
     return {"views": cfg.EVAL.FIT_HEAD_VIEWS, "epochs": cfg.SOLVER.EPOCHS, "lr": cfg.SOLVER.BASE_LR,
             "batch_size": cfg.SOLVER.BATCH_SIZE, "train_images": len(labels),
-            "train_top1_last_epoch": stats.get("top1")}
+            "train_top1_last_epoch": stats.get("acc")}
 
 
 def run(cfg) -> Dict[str, Any]:

@@ -35,6 +35,17 @@ def extract_features(model, loader, rt: Runtime, desc: str = "features") -> Tupl
     return torch.cat(feats), torch.cat(labels)
 
 
+def extract_views(model, loader, rt: Runtime, views: int, seed: int) -> Tuple[List[torch.Tensor], torch.Tensor]:
+    """``views`` augmented feature sets of ``loader``'s images (each its own seeded draw of the
+    training augmentation) and their labels; ``loader`` must not shuffle."""
+    feats = []
+    for v in range(views):
+        torch.manual_seed(seed * 1000 + v)
+        f, labels = extract_features(model, loader, rt, desc=f"features (view {v + 1}/{views})")
+        feats.append(f)
+    return feats, labels
+
+
 class FeatureBatches:
     """Shuffled batches of cached features: epoch ``e`` reads view ``e % len(views)`` in an order
     drawn from ``(seed, e)``, so a run is reproducible. The last partial batch is kept, as in the
