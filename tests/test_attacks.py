@@ -136,13 +136,13 @@ def test_default_training_attack_is_the_robustness_librarys():
     cfg.ADV.EPS = 0.5
     step = build_train_step(cfg.ADV, None)
     assert isinstance(step, AttackStep) and step.attack_mode == "eval"
-    bn_before = model.bn1.running_mean.clone()
+    bn_before = model.body.bn1.running_mean.clone()
     from rdet.engine.steps import eval_mode
 
     with eval_mode(model):
         ours = step.attack(model, x, y)
-    assert model.training and model.layer1[0].bn1.training  # modes restored
-    assert torch.equal(model.bn1.running_mean, bn_before)  # the attack updated nothing
+    assert model.training and model.body.layer1[0].bn1.training  # modes restored
+    assert torch.equal(model.body.bn1.running_mean, bn_before)  # the attack updated nothing
     import copy
 
     ref = _library_training_attack(copy.deepcopy(model), x, y, 0.5)
