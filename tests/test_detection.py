@@ -233,7 +233,7 @@ def test_eval_only_provenance_without_result_json(tmp_path, faster_fpn):
     assert info.kind == "detector" and info.iterations == 4 and info.schedule == "4 iters"
     assert info.backbone["arch"] == "resnet18" and info.backbone["eps"] == 0.5 and info.backbone["norm"] == "l2"
     bare = inspect_weights(tmp_path / "bare" / "model_final.pth")
-    assert bare.backbone == {"arch": None, "norm": None, "eps": None, "source": None}
+    assert bare.backbone == {"arch": None, "norm": None, "eps": None, "method": None, "source": None}
 
 
 def test_console_false_keeps_each_log_in_its_own_file(tmp_path, backbones, val8, capfd):
