@@ -23,7 +23,7 @@ from rdet.engine import build_loader, setup_runtime
 from rdet.select.cache import cache_key, dataset_fingerprint, file_identity, load_or_extract
 from rdet.select.heads import logreg_candidates, sgd_candidates
 from rdet.select.models import model_file
-from rdet.transfer import extract_features
+from rdet.transfer import extract_features, extract_views
 
 
 def selection_data(cfg, decode_check: bool = True) -> Dict[str, Any]:
@@ -57,17 +57,13 @@ def _data_key(cfg, data) -> Dict[str, Any]:
 
 
 def _extract(model, data, cfg, rt) -> Dict[str, torch.Tensor]:
-    batch = int(cfg.SELECT.EXTRACT_BATCH)
+    def loader(ds):
+        return build_loader(ds, cfg, rt, train=False, batch_size=int(cfg.SELECT.EXTRACT_BATCH))
 
-    def run(ds, desc):
-        return extract_features(model, build_loader(ds, cfg, rt, train=False, batch_size=batch), rt, desc=desc)
-
-    views = []
-    for v in range(int(cfg.SELECT.VIEWS)):
-        torch.manual_seed(cfg.SEED * 1000 + v)  # each view: its own draw of the augmentation
-        views.append(run(Subset(data["train_aug"], data["train_idx"]), f"view {v + 1}")[0])
-    center, labels = run(data["train_plain"], "centre crop")
-    test, test_labels = run(data["test"], "test")
+    views, _ = extract_views(model, loader(Subset(data["train_aug"], data["train_idx"])), rt, int(cfg.SELECT.VIEWS),
+                             cfg.SEED)
+    center, labels = extract_features(model, loader(data["train_plain"]), rt, desc="centre crop")
+    test, test_labels = extract_features(model, loader(data["test"]), rt, desc="test")
     tr, va = torch.tensor(data["train_idx"]), torch.tensor(data["val_idx"])
     return {"train_views": views, "train_center": center[tr], "train_labels": labels[tr], "val": center[va],
             "val_labels": labels[va], "test": test, "test_labels": test_labels}
