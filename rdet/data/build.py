@@ -129,6 +129,13 @@ def datasets_from_cfg(cfg) -> Tuple[Dataset, Dataset, int, str]:
         train, test = select_classes(train, classes), select_classes(test, classes)
         _check_selected_classes(train, classes, name)
     train, test = _subset(train, d.MAX_TRAIN, 0), _subset(test, d.MAX_TEST, 1)
+    val_note = ""
+    if d.VAL_SIZE:  # evaluate on a held-out part of the training data instead of the test set
+        from rdet.data.validation import validation_holdout
+
+        plain = build_dataset(name, root, True, tf_test)
+        plain = _subset(select_classes(plain, classes) if classes else plain, d.MAX_TRAIN, 0)
+        train, test, val_note = validation_holdout(train, plain, d.VAL_SIZE, d.VAL_SEED, test)
     train, bad_train = check_images(train, d.VERIFY_IMAGES, d.SKIP_BAD_FILES, d.NUM_WORKERS, f"{name} train")
     test, bad_test = check_images(test, d.VERIFY_IMAGES, d.SKIP_BAD_FILES, d.NUM_WORKERS, f"{name} test")
 
@@ -141,4 +148,6 @@ def datasets_from_cfg(cfg) -> Tuple[Dataset, Dataset, int, str]:
         note += f"; {missing} listed images missing from the download (skipped)"
     if bad_train or bad_test:
         note += f"; {bad_train} train / {bad_test} test unreadable image files skipped"
+    if val_note:
+        note += f"; {val_note}"
     return train, test, n, note
