@@ -106,16 +106,19 @@ class EpochTrainer:
         """One pass; mean loss and accuracy (%) over all processes."""
         rt = self.rt
         totals = torch.zeros(3, dtype=torch.float64, device=rt.device)  # loss sum, correct, count
+        count = 0  # on the host: adding it to the device tensor every step would copy it there
         bar = tqdm(self.loader, desc=f"{self.desc} ep{self.epoch + 1}/{self.epochs}", leave=False,
                    disable=None if rt.is_main else True, dynamic_ncols=True)
         for i, (x, y) in enumerate(bar):
             x, y = rt.inputs(x), y.to(rt.device, non_blocking=True)
             logits, loss = self.step(self, x, y)
             n = y.numel()
-            totals += torch.stack([loss.double() * n, (logits.argmax(1) == y).sum().double(),
-                                   torch.tensor(float(n), dtype=torch.float64, device=rt.device)])
+            count += n
+            totals[0] += loss.double() * n
+            totals[1] += (logits.argmax(1) == y).sum()
             if rt.is_main and i % self.log_every == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")  # a sync: only every log_every steps
+        totals[2] = count
         rt.all_reduce(totals)
         count = totals[2].clamp_min(1)
         return {"loss": float(totals[0] / count), "acc": float(100 * totals[1] / count)}
