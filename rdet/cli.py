@@ -37,12 +37,23 @@ def run_cli(main: Callable[[Optional[Sequence[str]]], object], argv: Optional[Se
     try:
         result = main(argv)
     except RdetError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     return result if isinstance(result, int) else 0
+
+
+def _one_line(e: BaseException) -> str:
+    """The message of an rdet error. One raised in a DataLoader worker comes back re-wrapped by
+    torch ("Caught X in DataLoader worker process N. Original Traceback ..."): its message is the
+    traceback's last line, after the exception's class name."""
+    text = str(e)
+    if text.startswith("Caught ") and "\nOriginal Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
 
 
 def parse_with_overrides(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

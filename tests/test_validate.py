@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from rdet.config import get_evaluate_cfg, get_pretrain_cfg, get_transfer_cfg
-from rdet.errors import CheckpointError, ConfigError
+from rdet.cli import run_cli
+from rdet.errors import CheckpointError, ConfigError, DatasetError
 from rdet.validate import check_config_file, check_known_ranges, check_output_dir, check_range, check_weights_arg
 
 
@@ -116,3 +117,25 @@ def test_ranges():
     with pytest.raises(ConfigError, match=r"must be in \[0, 1\], not 1.5"):
         check_range(cfg, "SOLVER.MOMENTUM", 0, 1)
     check_range(cfg, "SOLVER.MOMENTUM", 1, 2)
+
+
+class _UnreadableAt3(torch.utils.data.Dataset):
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        if i == 3:
+            raise DatasetError("unreadable image /data/x/3.jpg: truncated")
+        return torch.zeros(2)
+
+
+def test_an_error_from_a_dataloader_worker_is_still_one_line(capsys):
+    """torch re-raises a worker's exception with its whole traceback in the message; the CLI
+    prints the original message alone and exits 2."""
+    def main(argv):
+        for _ in torch.utils.data.DataLoader(_UnreadableAt3(), batch_size=2, num_workers=1):
+            pass
+
+    assert run_cli(main, []) == 2
+    err = capsys.readouterr().err
+    assert err == "error: unreadable image /data/x/3.jpg: truncated\n"
