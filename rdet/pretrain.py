@@ -115,6 +115,7 @@ def run(cfg, resume: bool = False) -> Dict[str, Any]:
                   "epochs": cfg.SOLVER.EPOCHS, "passes": passes, "epochs_run": trainer.epoch + 1,
                   "overfit_guard": guard_info, "lr": cfg.SOLVER.BASE_LR, "seed": cfg.SEED,
                   "amp": cfg.RUNTIME.AMP, "world_size": rt.world_size, "wall_time_s": rundir.elapsed(),
+                  "train_time_s": trainer.history.get("train_time_s", 0.0),
                   "checkpoint": str(out / FINAL)}
         if rt.is_main:
             torch_save(classifier_checkpoint(model, dict(meta, epoch=trainer.epoch, overfit_guard=guard_info)),

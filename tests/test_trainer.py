@@ -86,12 +86,15 @@ def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
 
 def test_resume_adds_wall_time_and_removes_stale_temps(tmp_path):
     pretrain.run(digits_pretrain_cfg(tmp_path, eps=0.0, epochs=1, extra=SMALL))
-    trained_for = torch.load(tmp_path / LAST, weights_only=True)["elapsed_s"]  # up to the epoch's end
+    state = torch.load(tmp_path / LAST, weights_only=True)
+    trained_for = state["elapsed_s"]  # up to the epoch's end
+    loop_time = state["history"]["train_time_s"]  # the training loop alone
     stale = tmp_path / ".last_checkpoint.pth.abc123.tmp"
     stale.write_bytes(b"half a checkpoint")
     again = pretrain.run(digits_pretrain_cfg(tmp_path, eps=0.0, epochs=1, extra=SMALL), resume=True)
     assert not stale.exists()
     assert trained_for > 0 and again["wall_time_s"] > trained_for  # the first segment counts too
+    assert 0 < again["train_time_s"] == loop_time < trained_for  # carried over, evaluations excluded
 
 
 def test_fp16_loss_scaler_state_survives_a_kill(tmp_path, monkeypatch):

@@ -91,6 +91,8 @@ class EpochTrainer:
             started = time.perf_counter()
             self.stats = self.run_epoch()
             self.stats["time_s"] = time.perf_counter() - started
+            # the training loop's own time, summed over epochs and resumed segments (no hooks, no evals)
+            self.history["train_time_s"] = self.history.get("train_time_s", 0.0) + self.stats["time_s"]
             for _ in range(self.scheduler_steps):
                 self.scheduler.step()
             for h in self._hooks:
