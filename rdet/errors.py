@@ -22,3 +22,7 @@ class DatasetError(RdetError):
 
 class ConfigError(RdetError):
     """A config file or a KEY VALUE override is invalid."""
+
+
+class RecordError(RdetError):
+    """A ``result.json`` that is not a readable record (the message names the file)."""

@@ -18,13 +18,9 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from rdet.atomic import save_json
-from rdet.errors import RdetError
+from rdet.errors import RecordError
 
 RECORD_NAME = "result.json"
-
-
-class RecordError(RdetError):
-    """A ``result.json`` that is not a readable record (the message names the file)."""
 
 
 def write_record(output_dir: str | os.PathLike, record: Dict[str, Any]) -> Path:
