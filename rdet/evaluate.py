@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
-
 from rdet.atomic import remove_stale_temps, save_json
 from rdet.attacks import NORMS, make_perturb
 from rdet.backbones import create_classifier

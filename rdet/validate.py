@@ -15,33 +15,34 @@ from typing import Any, Dict, Iterable, Optional, Tuple
 
 from rdet.errors import CheckpointError, ConfigError
 
-# (key, lower bound, upper bound, lower bound excluded) for the config keys rdet's CLIs share;
-# check_known_ranges applies those a config has. Bounds are inclusive unless marked.
-RANGES: Tuple[Tuple[str, Optional[float], Optional[float], bool], ...] = (
-    ("SOLVER.EPOCHS", 1, None, False),
-    ("SOLVER.BATCH_SIZE", 1, None, False),
-    ("SOLVER.BASE_LR", 0, None, True),
-    ("SOLVER.WEIGHT_DECAY", 0, None, False),
-    ("SOLVER.MOMENTUM", 0, 1, False),
-    ("SOLVER.GAMMA", 0, None, True),
-    ("SOLVER.LR_STEP_EPOCHS", 1, None, False),
-    ("DATA.TRAIN_SIZE", 1, None, False),
-    ("DATA.TEST_RESIZE", 1, None, False),
-    ("DATA.NUM_WORKERS", 0, None, False),
-    ("DATA.MAX_TRAIN", 0, None, False),
-    ("DATA.MAX_TEST", 0, None, False),
-    ("ADV.EPS", 0, None, False),
-    ("ADV.STEPS", 1, None, False),
-    ("ADV.FREE_REPLAYS", 1, None, False),
-    ("ADV.FGSM_STEP_FACTOR", 0, None, True),
-    ("ADV.GUARD_SAMPLES", 1, None, False),
-    ("ADV.GUARD_STEPS", 1, None, False),
-    ("ATTACK.EPS", 0, None, False),
-    ("ATTACK.STEPS", 1, None, False),
-    ("ATTACK.RESTARTS", 1, None, False),
-    ("TRANSFER.CACHE_VIEWS", 1, None, False),
-    ("TRANSFER.EVAL_EVERY", 0, None, False),
-    ("EVAL.FIT_HEAD_VIEWS", 1, None, False),
+# (key, lower bound, upper bound, lower bound excluded, upper bound excluded) for the config keys
+# rdet's CLIs share; check_known_ranges applies those a config has. Bounds are inclusive unless marked.
+RANGES: Tuple[Tuple[str, Optional[float], Optional[float], bool, bool], ...] = (
+    ("SOLVER.EPOCHS", 1, None, False, False),
+    ("SOLVER.BATCH_SIZE", 1, None, False, False),
+    ("SOLVER.BASE_LR", 0, None, True, False),
+    ("SOLVER.WEIGHT_DECAY", 0, None, False, False),
+    ("SOLVER.MOMENTUM", 0, 1, False, True),
+    ("SOLVER.GAMMA", 0, None, True, False),
+    ("SOLVER.LR_STEP_EPOCHS", 1, None, False, False),
+    ("DATA.TRAIN_SIZE", 1, None, False, False),
+    ("DATA.TEST_RESIZE", 1, None, False, False),
+    ("DATA.NUM_WORKERS", 0, None, False, False),
+    ("DATA.MAX_TRAIN", 0, None, False, False),
+    ("DATA.MAX_TEST", 0, None, False, False),
+    ("ADV.EPS", 0, None, False, False),
+    ("ADV.STEPS", 1, None, False, False),
+    ("ADV.FREE_REPLAYS", 1, None, False, False),
+    ("ADV.FGSM_STEP_FACTOR", 0, None, True, False),
+    ("ADV.GUARD_SAMPLES", 1, None, False, False),
+    ("ADV.GUARD_STEPS", 1, None, False, False),
+    ("ADV.GUARD_MARGIN", 0, None, False, False),
+    ("ATTACK.EPS", 0, None, False, False),
+    ("ATTACK.STEPS", 1, None, False, False),
+    ("ATTACK.RESTARTS", 1, None, False, False),
+    ("TRANSFER.CACHE_VIEWS", 1, None, False, False),
+    ("TRANSFER.EVAL_EVERY", 0, None, False, False),
+    ("EVAL.FIT_HEAD_VIEWS", 1, None, False, False),
 )
 
 
@@ -137,22 +138,22 @@ def _lookup(cfg, key: str) -> Any:
 
 
 def check_range(cfg, key: str, lo: Optional[float] = None, hi: Optional[float] = None,
-                lo_excluded: bool = False) -> None:
-    """``cfg[key]`` (or each item of a list value) is a number in ``[lo, hi]`` (``(lo, hi]`` with
-    ``lo_excluded``); ``None`` leaves a side open."""
+                lo_excluded: bool = False, hi_excluded: bool = False) -> None:
+    """``cfg[key]`` (or each item of a list value) is a number in ``[lo, hi]`` (``(lo`` with
+    ``lo_excluded``, ``hi)`` with ``hi_excluded``); ``None`` leaves a side open."""
     value = _lookup(cfg, key)
     if lo is None and hi is None:
         return
     if hi is None:
         rule = f"{'>' if lo_excluded else '>='} {lo:g}"
     elif lo is None:
-        rule = f"<= {hi:g}"
+        rule = f"{'<' if hi_excluded else '<='} {hi:g}"
     else:
-        rule = f"in {'(' if lo_excluded else '['}{lo:g}, {hi:g}]"
+        rule = f"in {'(' if lo_excluded else '['}{lo:g}, {hi:g}{')' if hi_excluded else ']'}"
     many = isinstance(value, (list, tuple))
     for v in value if many else [value]:
         ok = isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
-        ok = ok and (lo is None or (v > lo if lo_excluded else v >= lo)) and (hi is None or v <= hi)
+        ok = ok and (lo is None or (v > lo if lo_excluded else v >= lo)) and (hi is None or (v < hi if hi_excluded else v <= hi))
         if not ok:
             raise ConfigError(f"{key}{' items' if many else ''} must be {rule}, not {v!r}")
 
@@ -168,11 +169,11 @@ def check_training_inputs(cfg) -> None:
 
 def check_known_ranges(cfg, skip: Iterable[str] = ()) -> None:
     """:func:`check_range` for every key of :data:`RANGES` that ``cfg`` has."""
-    for key, lo, hi, lo_excluded in RANGES:
+    for key, lo, hi, lo_excluded, hi_excluded in RANGES:
         if key in skip:
             continue
         try:
             _lookup(cfg, key)
         except KeyError:
             continue
-        check_range(cfg, key, lo, hi, lo_excluded)
+        check_range(cfg, key, lo, hi, lo_excluded, hi_excluded)

@@ -102,7 +102,9 @@ def test_ranges():
     for key, value, msg in (("SOLVER.EPOCHS", -2, "SOLVER.EPOCHS must be >= 1, not -2"),
                             ("ADV.EPS", -0.5, "ADV.EPS must be >= 0, not -0.5"),
                             ("SOLVER.BASE_LR", 0.0, "SOLVER.BASE_LR must be > 0, not 0.0"),
-                            ("SOLVER.BATCH_SIZE", 0, "SOLVER.BATCH_SIZE must be >= 1, not 0")):
+                            ("SOLVER.BATCH_SIZE", 0, "SOLVER.BATCH_SIZE must be >= 1, not 0"),
+                            ("SOLVER.MOMENTUM", 1.0, "SOLVER.MOMENTUM must be in [0, 1), not 1.0"),
+                            ("ADV.GUARD_MARGIN", -5.0, "ADV.GUARD_MARGIN must be >= 0, not -5.0")):
         c = cfg.clone()
         c.merge_from_list([key, str(value)])
         with pytest.raises(ConfigError) as e:
