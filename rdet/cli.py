@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Callable, Optional, Sequence
 
-from rdet.errors import RdetError
+from rdet.core.errors import RdetError
 
 EXIT_USER_ERROR = 2
 

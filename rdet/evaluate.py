@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
-from rdet.atomic import remove_stale_temps, save_json
+from rdet.core.atomic import remove_stale_temps, save_json
 from rdet.attacks import NORMS, make_perturb
 from rdet.backbones import create_classifier
 from rdet.backbones.checkpoint import LoadedCheckpoint, load_checkpoint, resolve
@@ -36,8 +36,8 @@ from rdet.cli import is_main_process, parse_with_overrides, run_cli
 from rdet.config import CfgNode, build_config, get_evaluate_cfg, merge_config
 from rdet.engine import build_loader, evaluate, setup_runtime
 from rdet.data.build import datasets_from_cfg
-from rdet.errors import ConfigError
-from rdet.runlock import output_lock
+from rdet.core.errors import ConfigError
+from rdet.core.runlock import output_lock
 from rdet.transfer import extract_views, train_head_on_features
 from rdet.validate import check_config_file, check_known_ranges, check_output_dir, check_weights_arg
 

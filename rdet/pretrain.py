@@ -21,7 +21,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import torch
 
-from rdet.atomic import torch_save
+from rdet.core.atomic import torch_save
 from rdet.attacks import NORMS, make_perturb
 from rdet.backbones import create_classifier
 from rdet.backbones.checkpoint import classifier_checkpoint
@@ -32,7 +32,7 @@ from rdet.engine import FINAL, apply_bn_mode, build_loader, evaluate, prepare_bn
 from rdet.engine.hooks import OverfitGuard
 from rdet.engine.rundir import RunDir
 from rdet.engine.steps import build_train_step, check_adv_cfg, method_meta, passes_and_schedule
-from rdet.records import write_record
+from rdet.core.records import write_record
 from rdet.validate import check_training_inputs
 
 logger = logging.getLogger(__name__)

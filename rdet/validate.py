@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional, Tuple
 
-from rdet.errors import CheckpointError, ConfigError
+from rdet.core.errors import CheckpointError, ConfigError
 
 # (key, lower bound, upper bound, lower bound excluded, upper bound excluded) for the config keys
 # rdet's CLIs share; check_known_ranges applies those a config has. Bounds are inclusive unless marked.

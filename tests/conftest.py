@@ -27,7 +27,7 @@ def data_root(tmp_path_factory):
 def fashion_mnist_root(data_root):
     """``data_root`` with Fashion-MNIST staged; skips when Debian's package is not installed."""
     from rdet.data.offline import stage_fashion_mnist
-    from rdet.errors import DatasetError
+    from rdet.core.errors import DatasetError
 
     try:
         return stage_fashion_mnist(data_root)

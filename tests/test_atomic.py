@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from rdet.atomic import atomic_path, save_json
+from rdet.core.atomic import atomic_path, save_json
 
 
 def test_success_replaces(tmp_path):

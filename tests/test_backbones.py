@@ -5,7 +5,7 @@ import torch
 
 from rdet.backbones import (BACKBONE_REGISTRY, Classifier, IMAGENET_MEAN, IMAGENET_STD, create_classifier, get_spec,
                             list_backbones)
-from rdet.errors import ArchError
+from rdet.core.errors import ArchError
 
 PAPER_ARCHS = {"resnet18", "resnet50", "wide_resnet50_2", "wide_resnet50_4", "resnext50_32x4d", "densenet161",
                "vgg16_bn", "mobilenet_v2", "shufflenet_v2_x1_0", "mnasnet1_0"}

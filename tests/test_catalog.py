@@ -12,7 +12,7 @@ import torch
 from rdet.backbones import CATALOG, create_classifier, download, get_entry, get_spec
 from rdet.backbones import catalog as catalog_mod
 from rdet.backbones.robustness_format import save_robustness_checkpoint
-from rdet.errors import CheckpointError
+from rdet.core.errors import CheckpointError
 
 
 def test_catalog_covers_the_release():

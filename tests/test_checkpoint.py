@@ -8,7 +8,7 @@ import torch
 
 from rdet.backbones import ALLOW_PICKLE_FLAG, create_classifier, get_spec, load_checkpoint, sniff_arch
 from rdet.backbones.robustness_format import robustness_state_dict, save_robustness_checkpoint
-from rdet.errors import CheckpointError
+from rdet.core.errors import CheckpointError
 
 
 def _random_sd(arch, num_classes=1000):

@@ -22,7 +22,7 @@ from rdet.config import get_transfer_cfg
 from rdet.data.build import datasets_from_cfg
 from rdet.data.classification import (DATASET_CATALOG, build_dataset, get_dataset_entry, image_files_of,
                                       targets_of)
-from rdet.errors import DatasetError
+from rdet.core.errors import DatasetError
 
 
 def _jpg(path: Path, value: int = 0):

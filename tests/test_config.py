@@ -2,7 +2,7 @@
 import pytest
 
 from rdet.config import get_pretrain_cfg, get_transfer_cfg, merge_config
-from rdet.errors import ConfigError
+from rdet.core.errors import ConfigError
 
 
 def test_paper_defaults():

@@ -190,7 +190,7 @@ class _WritesMarker:
 
 
 def test_read_converted_meta_never_runs_a_crafted_pickle(tmp_path, r50):
-    from rdet.errors import CheckpointError
+    from rdet.core.errors import CheckpointError
 
     marker = tmp_path / "marker"
     evil = tmp_path / "evil.pkl"

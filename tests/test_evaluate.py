@@ -13,8 +13,8 @@ from rdet import evaluate as ev
 from rdet.backbones import create_classifier
 from rdet.backbones.checkpoint import classifier_checkpoint
 from rdet.config import CONFIG_DIR, get_evaluate_cfg
-from rdet.errors import ConfigError
-from rdet.runlock import LOCK_NAME
+from rdet.core.errors import ConfigError
+from rdet.core.runlock import LOCK_NAME
 
 _SMALL = ["DATA.DATASET", "digits", "DATA.TRAIN_SIZE", "16", "DATA.TEST_RESIZE", "16", "DATA.NUM_WORKERS", "0",
           "DATA.MAX_TEST", "200", "ATTACK.NORM", "linf", "ATTACK.STEPS", "5"]
@@ -120,7 +120,7 @@ def test_cli_second_run_on_a_held_folder(tmp_path, digits_pretrained):
     _, out = digits_pretrained
     folder = tmp_path / "held"
     folder.mkdir()
-    hold = ("import sys; from rdet.runlock import output_lock\n"
+    hold = ("import sys; from rdet.core.runlock import output_lock\n"
             "with output_lock(sys.argv[1]):\n    print('locked', flush=True); sys.stdin.readline()\n")
     holder = subprocess.Popen([sys.executable, "-c", hold, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True)

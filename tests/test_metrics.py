@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from rdet.metrics import confusion_matrix, scores_from_confusion
+from rdet.core.metrics import confusion_matrix, scores_from_confusion
 
 
 def test_mean_per_class_by_hand():

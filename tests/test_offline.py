@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rdet.data.offline import digits, digits_dataset, fashion_mnist, photos, stage_fashion_mnist
-from rdet.errors import DatasetError
+from rdet.core.errors import DatasetError
 
 fm_mod = importlib.import_module("rdet.data.offline.fashion_mnist")  # the package re-exports a function of that name
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 from PIL import Image
 
-from rdet.records import write_record
+from rdet.core.records import write_record
 from rdet.report import build_report
 from rdet.report.tables import classification_rows, detection_rows
 

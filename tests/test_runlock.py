@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from rdet.errors import RdetError
-from rdet.runlock import LOCK_NAME, OutputLockedError, output_lock
+from rdet.core.errors import RdetError
+from rdet.core.runlock import LOCK_NAME, OutputLockedError, output_lock
 
-_HOLD = ("import sys; from rdet.runlock import output_lock\n"
+_HOLD = ("import sys; from rdet.core.runlock import output_lock\n"
          "with output_lock(sys.argv[1]):\n"
          "    print('locked', flush=True); sys.stdin.readline()\n")
 

@@ -1,4 +1,4 @@
-"""rdet.safe_pickle: Detectron2-format weights load; any other callable named by a .pkl is refused
+"""rdet.core.safe_pickle: Detectron2-format weights load; any other callable named by a .pkl is refused
 before it runs (the crafted file's marker is never written); corrupt files are one-line errors."""
 import collections
 import datetime
@@ -7,8 +7,8 @@ import pickle
 import numpy as np
 import pytest
 
-from rdet.errors import CheckpointError
-from rdet.safe_pickle import UnsafePickleError, load_pickle
+from rdet.core.errors import CheckpointError
+from rdet.core.safe_pickle import UnsafePickleError, load_pickle
 
 
 class _Runs:

@@ -17,8 +17,8 @@ from rdet.config import merge_config
 from rdet.data.classification import targets_of
 from rdet.data.offline import digits_dataset
 from rdet.data.validation import check_disjoint, split_indices
-from rdet.errors import DatasetError
-from rdet.records import read_record
+from rdet.core.errors import DatasetError
+from rdet.core.records import read_record
 from rdet.select import fixed, get_select_cfg, select_one
 from rdet.select.__main__ import main as select_main
 from rdet.select.heads import fit_logreg

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rdet.errors import ConfigError
-from rdet.records import write_record
+from rdet.core.errors import ConfigError
+from rdet.core.records import write_record
 from rdet.study import StudyError, followup_cells, load_study, run_study
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ from rdet import pretrain
 from rdet.engine import LAST, EpochTrainer, Runtime
 from rdet.engine.hooks import OverfitGuard, PeriodicEval, final_and_best
 from rdet.engine.steps import StandardStep
-from rdet.errors import CheckpointError
+from rdet.core.errors import CheckpointError
 
 SMALL = ["DATA.MAX_TRAIN", "256", "DATA.MAX_TEST", "32", "ADV.EVAL_STEPS", "1"]
 

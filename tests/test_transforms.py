@@ -8,7 +8,7 @@ from torchvision import transforms as T
 
 from rdet.config import get_pretrain_cfg, get_transfer_cfg
 from rdet.data.transforms import Lighting, resolve_policy, train_transform, transforms_from_cfg
-from rdet.errors import ConfigError
+from rdet.core.errors import ConfigError
 
 EIGVAL = [0.2175, 0.0188, 0.0045]
 EIGVEC = [[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]]

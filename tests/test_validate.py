@@ -6,7 +6,7 @@ import torch
 
 from rdet.config import get_evaluate_cfg, get_pretrain_cfg, get_transfer_cfg
 from rdet.cli import run_cli
-from rdet.errors import CheckpointError, ConfigError, DatasetError
+from rdet.core.errors import CheckpointError, ConfigError, DatasetError
 from rdet.validate import check_config_file, check_known_ranges, check_output_dir, check_range, check_weights_arg
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
-from rdet.errors import CheckpointError
+from rdet.core.errors import CheckpointError
 
 DEFAULT_BASE_URL = "https://huggingface.co/madrylab/robust-imagenet-models/resolve/main/"
 

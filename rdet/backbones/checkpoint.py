@@ -24,7 +24,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import torch
 
 from rdet.backbones.registry import get_spec, list_backbones
-from rdet.errors import CheckpointError
+from rdet.core.errors import CheckpointError
 
 ALLOW_PICKLE_FLAG = "--allow-pickle"
 _RELEASE_NAME = re.compile(r"^(?P<arch>.+)_(?P<norm>l2|linf)_eps(?P<eps>[0-9.]+)$")

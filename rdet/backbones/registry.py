@@ -16,7 +16,7 @@ from typing import Callable, Optional, Tuple
 import torch.nn as nn
 from fvcore.common.registry import Registry
 
-from rdet.errors import ArchError
+from rdet.core.errors import ArchError
 
 BACKBONE_REGISTRY = Registry("BACKBONE")
 BACKBONE_REGISTRY.__doc__ = """

@@ -11,7 +11,7 @@ from typing import Dict, Optional, Sequence
 
 import torch
 
-from rdet.atomic import torch_save
+from rdet.core.atomic import torch_save
 from rdet.backbones.registry import IMAGENET_MEAN, IMAGENET_STD, get_spec
 
 

@@ -6,7 +6,7 @@ from typing import Any, Mapping, Optional, Sequence
 from fvcore.common.config import CfgNode
 
 from rdet.config.defaults import get_evaluate_cfg, get_pretrain_cfg, get_transfer_cfg
-from rdet.errors import ConfigError
+from rdet.core.errors import ConfigError
 
 # rdet's configs ship inside the package (rdet/configs/); a checkout's top-level configs/ links there
 from pathlib import Path as _Path

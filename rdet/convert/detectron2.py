@@ -21,12 +21,12 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from rdet.atomic import atomic_path, torch_save
+from rdet.core.atomic import atomic_path, torch_save
 from rdet.backbones import get_spec, load_checkpoint
 from rdet.backbones.checkpoint import resolve
 from rdet.convert.keys import to_detectron2
-from rdet.errors import ArchError, CheckpointError, RdetError
-from rdet.safe_pickle import load_pickle
+from rdet.core.errors import ArchError, CheckpointError, RdetError
+from rdet.core.safe_pickle import load_pickle
 
 MAX_REL_ERROR = 1e-4
 
@@ -72,7 +72,7 @@ def _yaml_text(meta: Dict[str, Any], weights: Path) -> str:
 def read_converted_meta(weights: str | Path, allow_pickle: bool = False) -> Dict[str, Any]:
     """The ``'rdet'`` metadata of a converted file (``{}`` for files rdet did not write).
 
-    A ``.pkl`` is read with :func:`rdet.safe_pickle.load_pickle` (no code runs from it unless
+    A ``.pkl`` is read with :func:`rdet.core.safe_pickle.load_pickle` (no code runs from it unless
     ``allow_pickle``); a missing file is ``{}``, an unreadable or unsafe one a :class:`CheckpointError`."""
     path = Path(weights)
     if not path.is_file():

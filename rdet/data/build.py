@@ -28,7 +28,7 @@ from rdet.data.classification import (align_test_labels, build_dataset, first_li
                                       targets_of)
 from rdet.data.paths import data_root_from_cfg
 from rdet.data.transforms import resolve_policy, transforms_from_cfg
-from rdet.errors import ConfigError, DatasetError
+from rdet.core.errors import ConfigError, DatasetError
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from torchvision import datasets as tvd
 from torchvision.datasets.folder import default_loader
 from torchvision.datasets.utils import check_integrity
 
-from rdet.errors import DatasetError
+from rdet.core.errors import DatasetError
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Sequence
 import torch
 from torchvision import transforms as T
 
-from rdet.errors import ConfigError
+from rdet.core.errors import ConfigError
 
 # Principal components of ImageNet's RGB pixel values (pixels in [0, 1]), as published with
 # AlexNet and used by fb.resnet.torch and the robustness library. Column j of IMAGENET_EIGVEC is

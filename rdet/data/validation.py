@@ -21,7 +21,7 @@ from typing import Dict, List, Sequence, Set, Tuple
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from rdet.data.classification import image_files_of, targets_of
-from rdet.errors import DatasetError
+from rdet.core.errors import DatasetError
 
 
 def validation_count(n: int, size: float) -> int:

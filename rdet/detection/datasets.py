@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-from rdet.errors import DatasetError
+from rdet.core.errors import DatasetError
 
 DEMO_TRAIN, DEMO_VAL = "rdet_fashion_det_train", "rdet_fashion_det_val"
 _LAYOUTS = {

@@ -20,8 +20,8 @@ import torch
 from rdet.detection.datasets import check_datasets, data_note, register_demo_dataset
 from rdet.detection.recipe import schedule_name
 from rdet.detection.weights import BACKBONE_KEYS, WeightsInfo, inspect_weights
-from rdet.errors import CheckpointError, ConfigError
-from rdet.records import read_record, write_record
+from rdet.core.errors import CheckpointError, ConfigError
+from rdet.core.records import read_record, write_record
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from detectron2.engine import DefaultTrainer, hooks
 from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
 from detectron2.utils import comm
 
-from rdet.errors import DatasetError
+from rdet.core.errors import DatasetError
 
 
 class Trainer(DefaultTrainer):

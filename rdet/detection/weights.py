@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional
 
-from rdet.errors import CheckpointError
-from rdet.safe_pickle import load_pickle
+from rdet.core.errors import CheckpointError
+from rdet.core.safe_pickle import load_pickle
 
 # detectron2 ResNet names as the converter writes them (``stem.conv1.*``, ``res2.0.*``) and as a
 # detectron2 model holds them (``backbone.bottom_up.res2.*`` for FPN, ``backbone.res2.*`` for C4);

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from rdet.errors import ConfigError
+from rdet.core.errors import ConfigError
 
 BN_POLICIES = ("train", "fixed_stats", "sync")
 

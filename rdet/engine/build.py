@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from rdet.engine.runtime import Runtime
-from rdet.errors import ConfigError
+from rdet.core.errors import ConfigError
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg, lr: float = None) -> torch.optim.SGD:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from rdet.engine.runtime import Runtime
-from rdet.metrics import confusion_matrix, scores_from_confusion
+from rdet.core.metrics import confusion_matrix, scores_from_confusion
 
 Perturb = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from rdet.atomic import remove_stale_temps
+from rdet.core.atomic import remove_stale_temps
 from rdet.engine.build import build_optimizer, build_scheduler
 from rdet.engine.hooks import Checkpointer, EpochLog, TensorBoard
 from rdet.engine.signature import run_signature
@@ -37,7 +37,7 @@ class RunDir(contextlib.AbstractContextManager):
         self._before = 0.0
 
     def __enter__(self) -> "RunDir":
-        from rdet.runlock import output_lock
+        from rdet.core.runlock import output_lock
 
         if self.rt.is_main:
             self.path.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
-from rdet.errors import ConfigError
+from rdet.core.errors import ConfigError
 
 _AMP = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -16,9 +16,9 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from rdet.atomic import torch_save
+from rdet.core.atomic import torch_save
 from rdet.engine.signature import describe_mismatch
-from rdet.errors import CheckpointError, ConfigError
+from rdet.core.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
 

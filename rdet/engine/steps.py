@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from rdet.attacks import NORMS, fgsm_rs, free_update, pgd
-from rdet.errors import ConfigError
+from rdet.core.errors import ConfigError
 
 METHODS = ("pgd", "fgsm_rs", "free")
 ATTACK_MODES = ("eval", "train")

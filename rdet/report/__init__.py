@@ -2,16 +2,16 @@
 
 Unreadable ``result.json`` files are skipped, and named in the report and on the console (one
 bad file must not hide every other result); a folder without a single readable record is a
-one-line :class:`~rdet.errors.RecordError`, and nothing is written.
+one-line :class:`~rdet.core.errors.RecordError`, and nothing is written.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from rdet.atomic import atomic_path
-from rdet.errors import RecordError
-from rdet.records import iter_records
+from rdet.core.atomic import atomic_path
+from rdet.core.errors import RecordError
+from rdet.core.records import iter_records
 from rdet.report.markdown import (classification_markdown, dataset_markdown, detection_markdown, pretrain_markdown,
                                   table1_markdown, to_csv, unknown_eps_markdown)
 from rdet.report.plots import plot_detection, plot_eps_curves

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from rdet.cli import run_cli
-from rdet.errors import ConfigError
+from rdet.core.errors import ConfigError
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from rdet.atomic import atomic_path
+from rdet.core.atomic import atomic_path
 from rdet.report.tables import eps_text
 
 

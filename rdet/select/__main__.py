@@ -27,11 +27,11 @@ from typing import Dict, Optional, Sequence
 
 import yaml
 
-from rdet.atomic import atomic_path
+from rdet.core.atomic import atomic_path
 from rdet.cli import run_cli
 from rdet.config import CONFIG_DIR, merge_config
-from rdet.errors import ConfigError
-from rdet.records import read_record
+from rdet.core.errors import ConfigError
+from rdet.core.records import read_record
 from rdet.select import ranking
 from rdet.select.config import get_select_cfg
 from rdet.select.fixed import selection_data

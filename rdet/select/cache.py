@@ -12,7 +12,7 @@ entry and never reuses a stale one:
   and their seeds, the precision (AMP) and the stored dtype;
 * :data:`CACHE_VERSION`, bumped whenever extraction itself changes.
 
-Entries are written atomically (``rdet.atomic``) and read with ``torch.load(weights_only=True)``.
+Entries are written atomically (``rdet.core.atomic``) and read with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict
 import numpy as np
 import torch
 
-from rdet.atomic import torch_save
+from rdet.core.atomic import torch_save
 from rdet.data.classification import image_files_of, targets_of
 from rdet.data.validation import base_items
 

@@ -16,11 +16,11 @@ from typing import Dict, List
 
 import yaml
 
-from rdet.atomic import atomic_path
+from rdet.core.atomic import atomic_path
 from rdet.config import get_transfer_cfg, merge_config
 from rdet.data.build import datasets_from_cfg
-from rdet.errors import ConfigError
-from rdet.records import read_record
+from rdet.core.errors import ConfigError
+from rdet.core.records import read_record
 
 
 def _transfer_opts(opts: List) -> List[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from rdet.backbones import CATALOG, download, get_entry, get_spec, load_checkpoint
-from rdet.errors import ConfigError
+from rdet.core.errors import ConfigError
 
 _GLOB = set("*?[")
 

@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from rdet.atomic import atomic_path
+from rdet.core.atomic import atomic_path
 from rdet.backbones import eps_label
 from rdet.paper import read_table
 from rdet.report.tables import arch_paper_name, dataset_label, paper_name

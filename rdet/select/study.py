@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
 from rdet.config import merge_config
-from rdet.errors import ConfigError
-from rdet.records import write_record
+from rdet.core.errors import ConfigError
+from rdet.core.records import write_record
 from rdet.select.config import get_select_cfg
 from rdet.study.cells import CELL_KINDS, _resolve
 from rdet.study.spec import Cell

@@ -10,8 +10,8 @@ from pathlib import Path
 from fvcore.common.registry import Registry
 
 from rdet.config import get_pretrain_cfg, get_transfer_cfg, merge_config
-from rdet.errors import ConfigError
-from rdet.records import read_record, write_record
+from rdet.core.errors import ConfigError
+from rdet.core.records import read_record, write_record
 
 CELL_KINDS = Registry("STUDY_CELL")
 CELL_KINDS.__doc__ = "Functions run(cell, study) that execute one study cell and write its result.json."

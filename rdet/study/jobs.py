@@ -19,8 +19,8 @@ import subprocess
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from rdet.atomic import save_json
-from rdet.errors import ConfigError
+from rdet.core.atomic import save_json
+from rdet.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

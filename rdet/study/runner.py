@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from rdet.errors import RdetError
-from rdet.records import RECORD_NAME, has_record, iter_records, read_record, record_problem
+from rdet.core.errors import RdetError
+from rdet.core.records import RECORD_NAME, has_record, iter_records, read_record, record_problem
 from rdet.study import jobs
 from rdet.study.cells import run_cell
 from rdet.study.logs import LOG_NAME, Heartbeat, cell_log, setup_console

@@ -45,7 +45,7 @@ from typing import Any, Dict, List, Tuple
 
 import yaml
 
-from rdet.errors import ConfigError
+from rdet.core.errors import ConfigError
 
 STAGES = ("prepare", "pretrain", "convert", "transfer", "followup")
 _TOP_KEYS = {"output_dir", "executor", "slurm", "pretrain", "backbones", "classification", "detection", "commands",

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from rdet.engine import EpochTrainer, Runtime, build_optimizer, build_scheduler
 from rdet.engine.steps import StandardStep
-from rdet.metrics import confusion_matrix, scores_from_confusion
+from rdet.core.metrics import confusion_matrix, scores_from_confusion
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ import torch
 
 from rdet.backbones import Classifier, create_classifier
 from rdet.backbones.checkpoint import load_weights
-from rdet.errors import ConfigError
+from rdet.core.errors import ConfigError
 
 MODES = ("fixed", "full")
 

@@ -13,9 +13,9 @@ import shutil
 from pathlib import Path
 from typing import Callable, Optional
 
-from rdet.atomic import atomic_path
+from rdet.core.atomic import atomic_path
 from rdet.data.paths import data_root
-from rdet.errors import DatasetError
+from rdet.core.errors import DatasetError
 
 DEBIAN_DIR = Path(os.environ.get("RDET_FASHION_MNIST_GZ", "/usr/share/datasets/fashion-mnist"))
 _FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

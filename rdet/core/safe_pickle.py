@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, Tuple
 
 from rdet.backbones.checkpoint import ALLOW_PICKLE_FLAG
-from rdet.errors import CheckpointError
+from rdet.core.errors import CheckpointError
 
 # (module, name) -> where the object lives today. numpy 2 moved numpy.core to numpy._core; files
 # written by numpy 1 still name the old module, so both spellings map to the current object.

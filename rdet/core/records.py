@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from rdet.atomic import save_json
-from rdet.errors import RecordError
+from rdet.core.atomic import save_json
+from rdet.core.errors import RecordError
 
 RECORD_NAME = "result.json"
 

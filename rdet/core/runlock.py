@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from rdet.errors import RdetError
+from rdet.core.errors import RdetError
 
 LOCK_NAME = ".rdet.lock"
 
