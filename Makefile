@@ -12,7 +12,7 @@ setup:
 	bash tools/install_data.sh
 
 demo: setup
-	$(PYTHON) -m rdet.study
+	$(PYTHON) -m rdet study
 
 test: setup
 	$(PYTHON) -m pytest -q --durations=15

@@ -15,7 +15,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from rdet import classify, pretrain
+from rdet.cli import pretrain as pretrain_cli
+from rdet.tasks import pretrain, transfer as classify
 from rdet.config import get_transfer_cfg
 
 SETTINGS = {"l2": 0.5, "linf": 4 / 255}
@@ -25,7 +26,7 @@ TARGETS = {"fmnist[5-9]": ["DATA.DATASET", "fashion_mnist", "DATA.CLASSES", "[5,
 
 
 def _pretrain(out, norm, eps, method, seed, args):
-    cfg, _ = pretrain.build_cfg([
+    cfg, _ = pretrain_cli.build_cfg([
         "OUTPUT_DIR", str(out), "ADV.NORM", norm, "ADV.EPS", str(eps), "ADV.METHOD", method, "SEED", str(seed),
         "SOLVER.EPOCHS", str(args.epochs), "SOLVER.LR_STEP_EPOCHS", str(max(1, args.epochs - 1)),
         "DATA.MAX_TRAIN", str(args.max_train), "DATA.MAX_TEST", "400", "ADV.EVAL_STEPS", "10",

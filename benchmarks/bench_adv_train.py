@@ -37,7 +37,7 @@ def robust_accuracy_check():
     """PGD accuracy of a quickly trained digits ResNet-18 under fp32 and bf16 attacks."""
     import tempfile
 
-    from rdet import pretrain
+    from rdet.tasks import pretrain
     from rdet.config import get_pretrain_cfg
     from rdet.engine import build_loader, evaluate, setup_runtime
     from rdet.data.build import datasets_from_cfg

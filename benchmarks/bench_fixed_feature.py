@@ -13,7 +13,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from rdet import classify, pretrain
+from rdet.cli import pretrain as pretrain_cli
+from rdet.tasks import pretrain, transfer as classify
 from rdet.config import get_transfer_cfg
 
 DATASETS = {"fashion_mnist[5-9]": ["DATA.DATASET", "fashion_mnist", "DATA.CLASSES", "[5,6,7,8,9]"],
@@ -40,7 +41,7 @@ def main():
     p.add_argument("--max-train", type=int, default=1000)
     args = p.parse_args()
     work = Path(tempfile.mkdtemp())
-    pcfg, _ = pretrain.build_cfg(["OUTPUT_DIR", str(work / "pre")])
+    pcfg, _ = pretrain_cli.build_cfg(["OUTPUT_DIR", str(work / "pre")])
     pretrain.run(pcfg)
     weights = work / "pre" / "model_final.pth"
     print(f"fixed-feature transfer, ResNet-18 (Fashion-MNIST 0-4 demo pretraining), 32 px, {args.epochs} epochs, "

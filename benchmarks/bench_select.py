@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from rdet import classify
+from rdet.tasks import transfer as classify
 from rdet.backbones import get_spec
 from rdet.config import CONFIG_DIR, get_transfer_cfg, merge_config
 from rdet.select import get_select_cfg, select_one

@@ -14,7 +14,7 @@ Each step runs as a subprocess with a timeout, under one time budget (``--budget
 
 1. adversarial pretraining (ResNet-18, digits, L2 PGD-3) through ``torchrun --nproc_per_node 1``
    in fp16 (GradScaler), then in bf16 with channels_last (CPU: fp32, then bf16 + channels_last);
-2. fixed-feature and full-network transfer through torchrun; 3. ``rdet.evaluate``;
+2. fixed-feature and full-network transfer through torchrun; 3. ``rdet evaluate``;
 4. ``tools/convert_backbone.py`` on that ResNet-18 and on a random-init torchvision ResNet-50;
 5. ``tools/train_det.py``: Mask R-CNN R50-FPN (CPU: R18-FPN) on the offline composed detection set,
    20 iterations (CPU: 2) then COCO evaluation;
@@ -209,19 +209,19 @@ def run_pipeline(chk: Check) -> None:
                   ("pretrain bf16 channels_last", "pretrain_b", ["RUNTIME.AMP", "bf16", "RUNTIME.CHANNELS_LAST", "True"])]
     for name, sub, opts in precisions:
         rec = w / sub / "result.json"
-        chk.step(f"{name} (torchrun)", torchrun("rdet.pretrain") + [
+        chk.step(f"{name} (torchrun)", torchrun("rdet.cli.pretrain") + [
             "--dataset", "digits", "--arch", "resnet18", "--eps", "0.5", "--norm", "l2", "--output-dir", w / sub,
             *data_opts(chk), "ADV.EVAL_STEPS", "2", *opts], 150,
             lambda rec=rec: f"clean {_json(rec)['value']:.1f}%, PGD {_json(rec)['robust_top1']:.1f}%, "
                             f"world size {_json(rec)['world_size']}")
     for mode in ("fixed", "full"):
         rec = w / f"classify_{mode}" / "result.json"
-        chk.step(f"classify {mode} (torchrun)", torchrun("rdet.classify") + [
+        chk.step(f"classify {mode} (torchrun)", torchrun("rdet.cli.classify") + [
             "--dataset", "digits", "--arch", "resnet18", "--weights", first, "--mode", mode,
             "--output-dir", w / f"classify_{mode}", *data_opts(chk), "TRANSFER.EVAL_EVERY", "1"], 120,
             lambda rec=rec: f"top-1 {_json(rec)['value']:.1f}% ({_json(rec)['protocol']})")
     rec = w / "evaluate" / "robustness.json"
-    chk.step("evaluate", [py, "-m", "rdet.evaluate", "--weights", first, "--dataset", "digits", "--norm", "l2",
+    chk.step("evaluate", [py, "-m", "rdet", "evaluate", "--weights", first, "--dataset", "digits", "--norm", "l2",
                           "--steps", "3", "--output-dir", w / "evaluate", *data_opts(chk), "ATTACK.EPS", "[0.25]"], 90,
              lambda: "clean {:.1f}%, PGD-3 eps 0.25 {:.1f}%".format(*[r["top1"] for r in _json(rec)["results"]]))
     r50 = w / "r50_random.pth"

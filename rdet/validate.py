@@ -85,7 +85,7 @@ def check_weights_arg(value: str, flag: str = "--weights") -> str:
     if get_entry(value) is not None:
         return "catalog"
     close = difflib.get_close_matches(value, list(CATALOG), n=3, cutoff=0.75)
-    hint = f"; did you mean {' or '.join(close)}?" if close else " (python -m rdet.backbones catalog lists the names)"
+    hint = f"; did you mean {' or '.join(close)}?" if close else " (python -m rdet backbones catalog lists the names)"
     raise CheckpointError(f"{flag} {value}: no such file and not a catalog model{hint}")
 
 

@@ -47,7 +47,7 @@ def digits_pretrained(tmp_path_factory):
     """A ResNet-18 pretrained (standard) on digits at 16px by rdet.pretrain: (record, output dir)."""
     from helpers import digits_pretrain_cfg
 
-    from rdet import pretrain
+    from rdet.tasks import pretrain
 
     out = tmp_path_factory.mktemp("digits_std")
     return pretrain.run(digits_pretrain_cfg(out, eps=0.0, epochs=6)), out

@@ -7,7 +7,7 @@ import pytest
 import torch
 from helpers import digits_transfer_cfg, kill_in_epoch
 
-from rdet import classify
+from rdet.tasks import transfer as classify
 from rdet.engine import LAST
 
 
@@ -72,7 +72,7 @@ def test_resume_after_kill(tmp_path, weights, monkeypatch):
 ])
 def test_bad_inputs(tmp_path, args, match):
     out = tmp_path / "o"
-    proc = subprocess.run([sys.executable, "-m", "rdet.classify", *args, "--output-dir", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "rdet", "classify", *args, "--output-dir", str(out)],
                           capture_output=True, text=True, timeout=120)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and match in lines[0], proc.stderr
@@ -101,7 +101,7 @@ def test_class_mismatch_is_one_line(tmp_path):
             for i in range(2):
                 Image.new("RGB", (8, 8), (i * 40, 10, 20)).save(root / split / c / f"{i}.png")
     out = tmp_path / "o"
-    proc = subprocess.run([sys.executable, "-m", "rdet.classify", "--dataset", "imagefolder", "--data-root", str(root),
+    proc = subprocess.run([sys.executable, "-m", "rdet", "classify", "--dataset", "imagefolder", "--data-root", str(root),
                            "--output-dir", str(out)], capture_output=True, text=True, timeout=120)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "coffee" in lines[0], proc.stderr

@@ -162,7 +162,7 @@ def _bad_input(tmp_path, kind, r50):
 @pytest.mark.parametrize("kind", ["missing", "garbage", "truncated", "non_resnet", "arch_mismatch", "no_out_dir",
                                   "bad_suffix"])
 def test_bad_inputs_fail_cleanly(tmp_path, kind, r50, capsys):
-    from rdet.convert.cli import main
+    from rdet.cli.convert import main
 
     args = _bad_input(tmp_path, kind, r50)
     before = set(tmp_path.rglob("*"))
@@ -206,7 +206,7 @@ def test_read_converted_meta_never_runs_a_crafted_pickle(tmp_path, r50):
 
 
 def test_console_script_main(tmp_path, capsys):
-    from rdet.convert.cli import main
+    from rdet.cli.convert import main
 
     save_robustness_checkpoint(_random_resnet_sd("resnet18"), "resnet18", tmp_path / "r18.ckpt")
     assert main([str(tmp_path / "r18.ckpt"), str(tmp_path / "r18.txt")]) == 2

@@ -321,7 +321,7 @@ def test_two_machines_on_localhost(tmp_path, backbones, data_root):
 
 
 def _main(args, capsys):
-    from rdet.detection.cli import main
+    from rdet.cli.train_det import main
 
     code = main([str(a) for a in args])
     return code, capsys.readouterr().err.strip().splitlines()

@@ -39,7 +39,7 @@ def test_two_process_full_network_matches_one(tmp_path, digits_pretrained):
     weights = digits_pretrained[1] / "model_final.pth"
     base = ["--dataset", "digits", "--mode", "full", "--weights", str(weights)] + COMMON + ["SOLVER.BASE_LR", "0.05"]
     for n in (1, 2):
-        _torchrun(n, "rdet.classify", base[:6] + ["--output-dir", str(tmp_path / f"p{n}")] + base[6:])
+        _torchrun(n, "rdet.cli.classify", base[:6] + ["--output-dir", str(tmp_path / f"p{n}")] + base[6:])
     _assert_same_weights(tmp_path / "p1", tmp_path / "p2")
     start = torch.load(weights, weights_only=True)["model"]["layer1.0.conv1.weight"]
     assert not torch.equal(start, torch.load(tmp_path / "p1" / LAST, weights_only=True)["model"]["layer1.0.conv1.weight"])
@@ -56,7 +56,7 @@ def test_two_process_adversarial_pretraining_matches_one(tmp_path, digits_pretra
     rounding noise, so 1e-8 differences in gradient summation order grow without bound."""
     weights = digits_pretrained[1] / "model_final.pth"
     for n in (1, 2):
-        _torchrun(n, "rdet.pretrain", ["--dataset", "digits", "--eps", "0.5", "--norm", "l2", "--output-dir",
+        _torchrun(n, "rdet.cli.pretrain", ["--dataset", "digits", "--eps", "0.5", "--norm", "l2", "--output-dir",
                                        str(tmp_path / f"p{n}")] + COMMON +
                   ["SOLVER.BASE_LR", "0.01", "ADV.EVAL_STEPS", "2", "MODEL.WEIGHTS", str(weights)])
     _assert_same_weights(tmp_path / "p1", tmp_path / "p2")
@@ -87,7 +87,7 @@ def test_batchnorm_updated_once_per_step_with_two_processes(tmp_path):
     args = ["--dataset", "digits", "--eps", "0.5", "--norm", "l2"] + [
         a if a != "fixed_stats" else "train" for a in COMMON] + ["ADV.EVAL_STEPS", "1", "DATA.MAX_TEST", "16"]
     for n in (1, 2):
-        _torchrun(n, "rdet.pretrain", args + ["--output-dir", str(tmp_path / f"p{n}")])
+        _torchrun(n, "rdet.cli.pretrain", args + ["--output-dir", str(tmp_path / f"p{n}")])
         sd = torch.load(tmp_path / f"p{n}" / LAST, weights_only=True)["model"]
         tracked = {int(v) for k, v in sd.items() if k.endswith("num_batches_tracked")}
         assert tracked == {256 // 64}, (n, tracked)  # 256 images, global batch 64, 1 epoch: 4 steps

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from rdet import evaluate as ev
+from rdet.tasks import robustness as ev
 from rdet.backbones import create_classifier
 from rdet.backbones.checkpoint import classifier_checkpoint
 from rdet.config import CONFIG_DIR, get_evaluate_cfg
@@ -27,7 +27,7 @@ def _cfg(weights, out, *extra):
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "rdet.evaluate", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "rdet", "evaluate", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env=dict(os.environ, PYTHONPATH=os.getcwd()))
 
 

@@ -14,12 +14,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = {
-    "rdet-pretrain": "rdet.pretrain:main", "rdet-classify": "rdet.classify:main", "rdet-evaluate": "rdet.evaluate:main",
-    "rdet-study": "rdet.study.__main__:main", "rdet-report": "rdet.report.__main__:main",
-    "rdet-convert": "rdet.convert.cli:main", "rdet-train-det": "rdet.detection.cli:main",
-    "rdet-select": "rdet.select.__main__:main",
-}
+SCRIPTS = {f"rdet-{command}": f"rdet.cli.{module}:main" for command, module in {
+    "pretrain": "pretrain", "classify": "classify", "evaluate": "evaluate", "study": "study", "report": "report",
+    "convert": "convert", "train-det": "train_det", "select": "select", "backbones": "backbones"}.items()}
 TINY = ["SOLVER.EPOCHS", "1", "DATA.MAX_TRAIN", "200", "DATA.MAX_TEST", "100"]
 
 
@@ -74,8 +71,20 @@ def test_wheel_declares_every_console_script_and_ships_the_configs(installed):
     assert sorted(lines[1:-1]) == sorted(f"{name} True" for name in SCRIPTS)
 
 
-def test_console_script_errors_are_one_line(installed, tmp_path):
+def test_every_console_script_and_module_form_errs_in_one_line(installed, tmp_path):
+    """A bad flag to each console script, and to its ``python -m rdet <command>`` form, is one
+    ``error:`` line and exit 2 (argparse's usage block would be several lines)."""
     _, site = installed
+    for script in SCRIPTS:
+        for cmd in ([str(site / "bin" / script)], [sys.executable, "-m", "rdet", script[len("rdet-"):]]):
+            proc = subprocess.run([*cmd, "--no-such-flag"], capture_output=True, text=True, env=_env(site),
+                                  cwd=tmp_path, timeout=120)
+            err = proc.stderr.strip()
+            assert proc.returncode == 2 and err.count("\n") == 0 and err.startswith("error:"), (cmd, proc.stderr)
+            assert "--no-such-flag" in err, err
+    proc = subprocess.run([sys.executable, "-m", "rdet", "no-such-command"], capture_output=True, text=True,
+                          env=_env(site), cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: unknown command"), proc.stderr
     proc = subprocess.run([str(site / "bin" / "rdet-report"), str(tmp_path)], capture_output=True, text=True,
                           env=_env(site), cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "error:" in proc.stderr, proc.stderr
@@ -83,13 +92,13 @@ def test_console_script_errors_are_one_line(installed, tmp_path):
 
 @pytest.mark.timeout(600)
 def test_default_offline_runs_from_another_folder(installed, tmp_path, fashion_mnist_root):
-    """``python -m rdet.pretrain`` then ``python -m rdet.classify`` with their default (packaged)
+    """``python -m rdet pretrain`` then ``python -m rdet classify`` with their default (packaged)
     configs, shortened, in a folder that holds no rdet source."""
     _, site = installed
     run = tmp_path / "elsewhere"
     run.mkdir()
-    for module in ("rdet.pretrain", "rdet.classify"):
-        proc = subprocess.run([sys.executable, "-m", module, *TINY], capture_output=True, text=True, env=_env(site),
+    for command in ("pretrain", "classify"):
+        proc = subprocess.run([sys.executable, "-m", "rdet", command, *TINY], capture_output=True, text=True, env=_env(site),
                               cwd=run, timeout=500)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert (run / "output" / "pretrain_demo" / "model_final.pth").is_file()

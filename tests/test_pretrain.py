@@ -7,7 +7,8 @@ import pytest
 import torch
 from helpers import digits_pretrain_cfg, kill_in_epoch
 
-from rdet import pretrain
+from rdet.cli import pretrain as pretrain_cli
+from rdet.tasks import pretrain
 from rdet.attacks import make_perturb
 from rdet.backbones import create_classifier, load_checkpoint
 from rdet.engine import build_loader, evaluate, setup_runtime
@@ -65,7 +66,7 @@ def test_resume_continues_epochs_and_schedule(tmp_path, monkeypatch):
 
 
 def test_bad_input_cli(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "rdet.pretrain", "--dataset", "digits", "--norm", "l2",
+    proc = subprocess.run([sys.executable, "-m", "rdet", "pretrain", "--dataset", "digits", "--norm", "l2",
                            "--output-dir", str(tmp_path / "o"), "ADV.STEPS"], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error:") and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
@@ -73,7 +74,7 @@ def test_bad_input_cli(tmp_path):
 
 def test_fast_method_cli_names_the_method(tmp_path):
     out = tmp_path / "fgsm"
-    proc = subprocess.run([sys.executable, "-m", "rdet.pretrain", "--dataset", "digits", "--eps", "0.03", "--norm", "linf",
+    proc = subprocess.run([sys.executable, "-m", "rdet", "pretrain", "--dataset", "digits", "--eps", "0.03", "--norm", "linf",
                            "--output-dir", str(out), "DATA.TRAIN_SIZE", "16", "DATA.TEST_RESIZE", "16",
                            "DATA.MAX_TRAIN", "128", "DATA.MAX_TEST", "32", "SOLVER.EPOCHS", "1", "SOLVER.BATCH_SIZE", "32",
                            "ADV.METHOD", "fgsm_rs", "ADV.EVAL_STEPS", "1", "ADV.GUARD_SAMPLES", "16", "DATA.NUM_WORKERS", "0"],
@@ -89,7 +90,7 @@ def test_fast_method_cli_names_the_method(tmp_path):
 
 
 def test_overrides_before_flags_are_understood(tmp_path):
-    cfg, resume = pretrain.build_cfg(["SOLVER.EPOCHS", "7", "--resume", "--dataset", "digits", "ADV.EPS", "0.5"])
+    cfg, resume = pretrain_cli.build_cfg(["SOLVER.EPOCHS", "7", "--resume", "--dataset", "digits", "ADV.EPS", "0.5"])
     assert resume and cfg.SOLVER.EPOCHS == 7 and cfg.ADV.EPS == 0.5 and cfg.DATA.DATASET == "digits"
 
 
@@ -97,7 +98,7 @@ def test_bad_values_refused_before_work(tmp_path):
     out = tmp_path / "o"
     for opts, match in ((["SOLVER.EPOCHS", "-1"], "SOLVER.EPOCHS must be >= 1"), (["ADV.EPS", "-0.5"], "ADV.EPS must be >= 0"),
                         (["ADV.METHOD", "fgsm"], "ADV.METHOD must be one of")):
-        proc = subprocess.run([sys.executable, "-m", "rdet.pretrain", "--dataset", "digits", "--output-dir", str(out), *opts],
+        proc = subprocess.run([sys.executable, "-m", "rdet", "pretrain", "--dataset", "digits", "--output-dir", str(out), *opts],
                               capture_output=True, text=True, timeout=120)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and match in lines[0], proc.stderr

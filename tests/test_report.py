@@ -126,7 +126,7 @@ def test_unreadable_records_are_skipped_and_named(tmp_path):
     (tmp_path / "broken" / "result.json").write_text("{not json")
     (tmp_path / "odd").mkdir()
     (tmp_path / "odd" / "result.json").write_text("[1, 2]")
-    proc = subprocess.run([sys.executable, "-m", "rdet.report", str(tmp_path)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "rdet", "report", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     warnings = proc.stderr.strip().splitlines()
     assert len(warnings) == 2 and all(w.startswith("warning: skipped ") for w in warnings)
@@ -142,7 +142,7 @@ def test_no_readable_record_is_one_line_and_writes_nothing(tmp_path, content):
         (tmp_path / "a").mkdir()
         (tmp_path / "a" / "result.json").write_text(content)
     before = sorted(tmp_path.rglob("*"))
-    proc = subprocess.run([sys.executable, "-m", "rdet.report", str(tmp_path)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "rdet", "report", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "no readable result.json records" in proc.stderr
     assert sorted(tmp_path.rglob("*")) == before  # no report/ folder

@@ -68,7 +68,7 @@ commands:
 backbones: [{{name: random, weights: ""}}]
 classification: {{config: configs/classify_demo.yaml, datasets: [{{name: digits, opts: {small}}}]}}
 """)
-    cmd = [sys.executable, "-m", "rdet.study", str(study)]
+    cmd = [sys.executable, "-m", "rdet", "study", str(study)]
     first = subprocess.Popen(cmd, stdout=open(tmp_path / "first.txt", "w"), stderr=subprocess.STDOUT)
     ncpu = os.cpu_count() or 1
     _wait(lambda: (tmp_path / "started.txt").exists(), "a running job")

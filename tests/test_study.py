@@ -56,7 +56,7 @@ def _wait_for(path, proc, seconds=60):
 
 
 def _driver(path, log):
-    return subprocess.Popen([sys.executable, "-m", "rdet.study", str(path), "--no-report"],
+    return subprocess.Popen([sys.executable, "-m", "rdet", "study", str(path), "--no-report"],
                             stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -250,5 +250,5 @@ def test_bad_study_files(tmp_path, text, match):
     path.write_text(text)
     with pytest.raises(ConfigError, match=match):
         load_study(path)
-    proc = subprocess.run([sys.executable, "-m", "rdet.study", str(path)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "rdet", "study", str(path)], capture_output=True, text=True)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1

@@ -4,7 +4,7 @@ import pytest
 import torch
 from helpers import digits_pretrain_cfg, kill_in_epoch
 
-from rdet import pretrain
+from rdet.tasks import pretrain
 from rdet.engine import LAST, EpochTrainer, Runtime
 from rdet.engine.hooks import OverfitGuard, PeriodicEval, final_and_best
 from rdet.engine.steps import StandardStep

@@ -61,7 +61,7 @@ def test_weights_arg(tmp_path):
     assert "not a catalog model; did you mean resnet50_l2_eps3" in _one_line(e)
     with pytest.raises(CheckpointError) as e:
         check_weights_arg(str(tmp_path / "nope.pth"))
-    assert "no such file and not a catalog model (python -m rdet.backbones catalog" in _one_line(e)
+    assert "no such file and not a catalog model (python -m rdet backbones catalog" in _one_line(e)
     with pytest.raises(CheckpointError, match="is a folder"):
         check_weights_arg(str(tmp_path))
     with pytest.raises(CheckpointError, match="no weights given"):

@@ -97,7 +97,7 @@ def download(name: str, dest_dir: Optional[Path] = None, progress: bool = True) 
 
     entry = get_entry(name)
     if entry is None:
-        raise CheckpointError(f"{name!r} is neither a file nor a catalog model (see `python -m rdet.backbones list`)")
+        raise CheckpointError(f"{name!r} is neither a file nor a catalog model (see `python -m rdet backbones list`)")
     dest_dir = Path(dest_dir) if dest_dir else cache_dir()
     dest = dest_dir / entry.file_name
     if dest.is_file():

@@ -1,5 +1,5 @@
 """Choosing a backbone for a dataset: rank robust models by fixed-feature transfer accuracy on a
-validation split of the training data (``python -m rdet.select``).
+validation split of the training data (``python -m rdet select``).
 
 * ``models``: catalog names, glob patterns and files -> :class:`ModelRef`;
 * ``cache``: the on-disk feature cache and its keys;

@@ -48,13 +48,13 @@ def resolve_models(patterns: Sequence[str], archs: Sequence[str] = (), norm: Opt
         elif _GLOB & set(pat):
             names = sorted(n for n in CATALOG if fnmatch.fnmatchcase(n, pat))
             if not names:
-                raise ConfigError(f"--models {pat}: matches no catalog model (python -m rdet.backbones catalog)")
+                raise ConfigError(f"--models {pat}: matches no catalog model (python -m rdet backbones catalog)")
             refs += [_catalog_ref(n) for n in names]
         elif get_entry(pat) is not None:
             refs.append(_catalog_ref(get_entry(pat).name))
         else:
             raise ConfigError(f"--models {pat}: neither a file nor a catalog model or pattern "
-                              f"(python -m rdet.backbones catalog)")
+                              f"(python -m rdet backbones catalog)")
     kept = [r for r in refs if (not archs or r.arch in archs) and (norm is None or r.norm == norm)]
     if not kept:
         raise ConfigError(f"no model left after the filters (archs {', '.join(archs) or 'any'}, norm {norm or 'any'})")

@@ -53,7 +53,7 @@ def command(cell, study):
 
 @CELL_KINDS.register()
 def pretrain(cell, study):
-    from rdet import pretrain as pretrain_mod
+    from rdet.tasks import pretrain as pretrain_mod
 
     p = cell.params
     cfg = merge_config(get_pretrain_cfg(), _resolve(study, p["config"]), p["opts"])
@@ -64,7 +64,7 @@ def pretrain(cell, study):
 
 @CELL_KINDS.register()
 def classify(cell, study):
-    from rdet import classify as classify_mod
+    from rdet.tasks import transfer as classify_mod
 
     p = cell.params
     cfg = merge_config(get_transfer_cfg(), _resolve(study, p["config"]), p["opts"])

@@ -1,10 +1,10 @@
 """Transfer a pretrained backbone to a classification dataset: fixed-feature or full-network.
 
-    python -m rdet.classify                      # offline demo (Fashion-MNIST 5-9, see below)
-    python -m rdet.classify --dataset cifar10 --data-root /data --arch resnet50 \
+    python -m rdet classify                      # offline demo (Fashion-MNIST 5-9, see below)
+    python -m rdet classify --dataset cifar10 --data-root /data --arch resnet50 \
         --weights resnet50_l2_eps3 --mode fixed --output-dir output/c10_fixed
-    python -m rdet.classify --config-file configs/classify_paper.yaml --grid ...   # lr x seed grid
-    torchrun --nproc_per_node 4 -m rdet.classify --mode full ...
+    python -m rdet classify --config-file configs/classify_paper.yaml --grid ...   # lr x seed grid
+    torchrun --nproc_per_node 4 -m rdet classify --mode full ...
 
 Paper protocol (appendix A.2, ``rdet.config.get_transfer_cfg``): SGD, batch 64, momentum 0.9,
 wd 5e-4, 150 epochs, lr in {0.01, 0.001} /10 every 50 epochs, a fresh RandomResizedCrop + flip
@@ -16,16 +16,13 @@ per-epoch path, ``last_checkpoint.pth`` for ``--resume``) to its output director
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List
 
 import torch
 
 from rdet.backbones.checkpoint import classifier_checkpoint
-from rdet.cli import is_main_process, parse_with_overrides, run_cli
-from rdet.config import CONFIG_DIR, build_config, get_transfer_cfg
 from rdet.data.classification import get_dataset_entry
 from rdet.engine import apply_bn_mode, build_loader, evaluate, prepare_bn, setup_runtime
 from rdet.data.build import datasets_from_cfg
@@ -38,8 +35,6 @@ from rdet.transfer import (build_transfer_model, evaluate_features, extract_feat
                            train_head_on_features, trainable_parameters)
 
 logger = logging.getLogger(__name__)
-
-DEMO_CONFIG = CONFIG_DIR / "classify_demo.yaml"
 
 
 def protocol_of(cfg, cached: bool) -> str:
@@ -125,63 +120,3 @@ def grid_cells(cfg) -> List:
             c.OUTPUT_DIR = str(Path(cfg.OUTPUT_DIR) / f"lr{lr:g}_seed{seed}")
             cells.append(c)
     return cells
-
-
-def build_cfg(argv: Optional[Sequence[str]] = None):
-    p = argparse.ArgumentParser(prog="python -m rdet.classify", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config-file", help=f"YAML config (default with no data arguments: {DEMO_CONFIG.name})")
-    p.add_argument("--dataset", help="aircraft, birdsnap, caltech101, caltech256, cars, cifar10, cifar100, dtd, "
-                                     "flowers, food, pets, sun397, imagefolder, fashion_mnist, digits")
-    p.add_argument("--data-root", help="folder holding the dataset (default $RDET_DATASETS or ./datasets)")
-    p.add_argument("--arch")
-    p.add_argument("--weights", help="catalog name (python -m rdet.backbones catalog) or checkpoint file")
-    p.add_argument("--mode", choices=("fixed", "full"))
-    p.add_argument("--downscale", type=int, help="resize to this size first (32: the paper's unified scale)")
-    p.add_argument("--output-dir")
-    p.add_argument("--grid", action="store_true", help="run every TRANSFER.LR_GRID x TRANSFER.SEEDS cell")
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint.pth")
-    p.add_argument("--allow-pickle", action="store_true", help="full unpickling of --weights (trusted files only)")
-    args = parse_with_overrides(p, argv)
-    demo = args.config_file is None and args.dataset is None and args.data_root is None
-    cfg = build_config(get_transfer_cfg(), str(DEMO_CONFIG) if demo else args.config_file,
-                       {"DATA.DATASET": args.dataset, "DATA.ROOT": args.data_root, "MODEL.ARCH": args.arch,
-                        "MODEL.WEIGHTS": args.weights, "TRANSFER.MODE": args.mode, "DATA.DOWNSCALE": args.downscale,
-                        "OUTPUT_DIR": args.output_dir, "MODEL.ALLOW_PICKLE": True if args.allow_pickle else None},
-                       args.opts)
-    return cfg, args, demo
-
-
-def _demo_weights(cfg) -> None:
-    """The demo transfers from rdet's own pretraining demo (Fashion-MNIST classes 0-4)."""
-    from rdet import pretrain
-
-    weights = Path(cfg.MODEL.WEIGHTS)
-    if weights.is_file():
-        return
-    logger.info("demo: no %s yet; pretraining it first (python -m rdet.pretrain, offline demo)", weights)
-    pcfg, _ = pretrain.build_cfg(["OUTPUT_DIR", str(weights.parent)])
-    pretrain.run(pcfg)
-
-
-def _main(argv: Optional[Sequence[str]] = None) -> int:
-    cfg, args, demo = build_cfg(argv)
-    if demo:
-        _demo_weights(cfg)
-    cells = grid_cells(cfg) if args.grid else [cfg]
-    for c in cells:
-        rec = run(c, resume=args.resume)
-        if is_main_process():
-            print(f"{rec['dataset']} {rec['mode']} ({rec['protocol']}) lr={rec['lr']:g} seed={rec['seed']}: "
-                  f"{rec['metric']} {rec['value']:.2f}% at the final epoch (best periodic {rec['best_value']:.2f}% at "
-                  f"epoch {rec['best_epoch']})  ({rec['wall_time_s']:.0f} s; record: {Path(c.OUTPUT_DIR) / 'result.json'})")
-    return 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Console-script entry point: user errors are one line and exit code 2."""
-    return run_cli(_main, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

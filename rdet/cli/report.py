@@ -1,22 +1,21 @@
-"""``python -m rdet.report RUNS_DIR [--out DIR]``: tables and plots from every result record.
+"""``python -m rdet report RUNS_DIR [--out DIR]``: tables and plots from every result record.
 
 An unreadable ``result.json`` is skipped and named (on stderr and in the report); a folder with no
 readable record is a one-line error, and nothing is written."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from rdet.cli import run_cli
+from rdet.cli import ArgumentParser, entry_point
 from rdet.core.errors import ConfigError
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:
     from rdet.report import build_report
 
-    p = argparse.ArgumentParser(prog="python -m rdet.report", description=__doc__)
+    p = ArgumentParser(prog="python -m rdet report", description=__doc__)
     p.add_argument("runs_dir", help="folder searched recursively for result.json records")
     p.add_argument("--out", help="where to write report.md, CSVs and PNGs (default RUNS_DIR/report)")
     args = p.parse_args(argv)
@@ -30,9 +29,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Console-script entry point (``rdet-report``): user errors are one ``error: ...`` line, exit 2."""
-    return run_cli(_main, argv)
+main = entry_point(_main)
 
 
 if __name__ == "__main__":

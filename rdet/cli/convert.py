@@ -9,16 +9,15 @@ that make it compute what torchvision computes), then checks the two networks ag
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Optional, Sequence
 
-from rdet.cli import run_cli
+from rdet.cli import ArgumentParser, entry_point
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:
     from rdet.convert import MAX_REL_ERROR, convert_to_detectron2
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python -m rdet convert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", help="checkpoint file (robustness, torchvision, rdet) or catalog name")
     p.add_argument("output", help="output weights: .pkl (detectron2 format) or .pth")
     p.add_argument("--arch", help="expected architecture (default: sniffed from the weights)")
@@ -37,10 +36,8 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Console-script entry point: user errors are one ``error: ...`` line and exit code 2."""
-    return run_cli(_main, argv)
+main = entry_point(_main)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,9 +1,9 @@
 """Standard (eps = 0) and adversarial ImageNet-style pretraining of any registry architecture.
 
-    python -m rdet.pretrain                              # offline demo: Fashion-MNIST 0-4, ResNet-18
-    python -m rdet.pretrain --data /data/imagenet --arch resnet50 --eps 3 --norm l2
-    torchrun --nproc_per_node 8 -m rdet.pretrain --config-file configs/pretrain_imagenet_r50.yaml
-    python -m rdet.pretrain ... ADV.METHOD fgsm_rs       # fast adversarial training (Wong et al.)
+    python -m rdet pretrain                              # offline demo: Fashion-MNIST 0-4, ResNet-18
+    python -m rdet pretrain --data /data/imagenet --arch resnet50 --eps 3 --norm l2
+    torchrun --nproc_per_node 8 -m rdet pretrain --config-file configs/pretrain_imagenet_r50.yaml
+    python -m rdet pretrain ... ADV.METHOD fgsm_rs       # fast adversarial training (Wong et al.)
 
 Paper defaults (appendix A.1, the robustness library's training settings) come from
 ``rdet.config.get_pretrain_cfg``: each batch is replaced by PGD examples (ADV.STEPS steps of
@@ -14,19 +14,16 @@ and ``tools/convert_backbone.py`` read), TensorBoard events and ``result.json``.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional
 
 import torch
 
 from rdet.core.atomic import torch_save
-from rdet.attacks import NORMS, make_perturb
+from rdet.attacks import make_perturb
 from rdet.backbones import create_classifier
 from rdet.backbones.checkpoint import classifier_checkpoint
-from rdet.cli import is_main_process, parse_with_overrides, run_cli
-from rdet.config import CONFIG_DIR, build_config, get_pretrain_cfg
 from rdet.data.build import datasets_from_cfg
 from rdet.engine import FINAL, apply_bn_mode, build_loader, evaluate, prepare_bn, setup_runtime
 from rdet.engine.hooks import OverfitGuard
@@ -36,8 +33,6 @@ from rdet.core.records import write_record
 from rdet.validate import check_training_inputs
 
 logger = logging.getLogger(__name__)
-
-DEMO_CONFIG = CONFIG_DIR / "pretrain_demo.yaml"
 
 
 def _guard_hook(cfg, model, train_ds, rt) -> Optional[OverfitGuard]:
@@ -122,51 +117,3 @@ def run(cfg, resume: bool = False) -> Dict[str, Any]:
                        out / FINAL)
             write_record(out, record)
     return record
-
-
-def build_cfg(argv: Optional[Sequence[str]] = None):
-    p = argparse.ArgumentParser(prog="python -m rdet.pretrain", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config-file", help=f"YAML config (default with no arguments: {DEMO_CONFIG.name})")
-    p.add_argument("--arch", help="registry architecture (python -m rdet.backbones list)")
-    p.add_argument("--data", help="dataset root (ImageNet layout: train/<wnid>/, val/<wnid>/)")
-    p.add_argument("--dataset", help="dataset name: imagenet (default with --data), fashion_mnist, digits, ...")
-    p.add_argument("--eps", type=float, help="attack radius for [0,1] images; 0 = standard training")
-    p.add_argument("--norm", choices=NORMS)
-    p.add_argument("--method", choices=("pgd", "fgsm_rs", "free"), help="adversarial training method (ADV.METHOD)")
-    p.add_argument("--output-dir")
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint.pth")
-    p.add_argument("--allow-pickle", action="store_true", help="full unpickling of MODEL.WEIGHTS (trusted files only)")
-    args = parse_with_overrides(p, argv)
-    config_file = args.config_file
-    if config_file is None and args.data is None and args.dataset is None:
-        config_file = str(DEMO_CONFIG)
-    dataset = args.dataset or ("imagenet" if args.data else None)
-    cfg = build_config(get_pretrain_cfg(), config_file,
-                       {"MODEL.ARCH": args.arch, "DATA.ROOT": args.data, "DATA.DATASET": dataset, "ADV.EPS": args.eps,
-                        "ADV.NORM": args.norm, "ADV.METHOD": args.method, "OUTPUT_DIR": args.output_dir,
-                        "MODEL.ALLOW_PICKLE": True if args.allow_pickle else None}, args.opts)
-    return cfg, args.resume
-
-
-def _main(argv: Optional[Sequence[str]] = None) -> int:
-    cfg, resume = build_cfg(argv)
-    rec = run(cfg, resume=resume)
-    if not is_main_process():
-        return 0
-    robust = f", PGD accuracy {rec['robust_top1']:.1f}% ({rec['robust_attack']})" if rec["robust_top1"] is not None else ""
-    guard = rec.get("overfit_guard") or {}
-    if guard.get("fired"):
-        print(f"overfitting guard: stopped after epoch {guard['stopped_after']}, kept epoch {guard['best_epoch']}")
-    print(f"done: clean accuracy {rec['value']:.1f}%{robust}; data: {rec['data_note']}")
-    print(f"weights: {rec['checkpoint']}  record: {Path(cfg.OUTPUT_DIR) / 'result.json'}")
-    return 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Console-script entry point: user errors are one line and exit code 2."""
-    return run_cli(_main, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,16 +1,33 @@
-"""What every rdet command line shares: one-line user errors, console logging, ``KEY VALUE``
-overrides anywhere among the flags."""
+"""rdet's command lines: one module per console script (``rdet.cli.<module>``), each a thin
+parser over a task in :mod:`rdet.tasks` (or a library package), all through :func:`run_cli`:
+one-line user errors (exit 2), console logging on the main process, ``KEY VALUE`` overrides
+anywhere among the flags. ``python -m rdet <command>`` reaches the same mains."""
 from __future__ import annotations
 
 import argparse
 import logging
 import os
 import sys
-from typing import Callable, Optional, Sequence
+import importlib
+from typing import Callable, Dict, Optional, Sequence
 
-from rdet.core.errors import RdetError
+from rdet.core.errors import ConfigError, RdetError
 
 EXIT_USER_ERROR = 2
+
+# command -> module in rdet.cli; console scripts are ``rdet-<command>`` (pyproject.toml)
+COMMANDS: Dict[str, str] = {
+    "pretrain": "pretrain", "classify": "classify", "evaluate": "evaluate", "select": "select", "study": "study",
+    "report": "report", "convert": "convert", "train-det": "train_det", "backbones": "backbones",
+}
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a bad flag or value as a one-line :class:`ConfigError` (exit 2 through
+    :func:`run_cli`) instead of argparse's usage block."""
+
+    def error(self, message: str):
+        raise ConfigError(f"{self.prog}: {message} (--help lists the options)")
 
 
 def is_main_process() -> bool:
@@ -63,3 +80,27 @@ def parse_with_overrides(parser: argparse.ArgumentParser, argv: Optional[Sequenc
     parser.add_argument("opts", nargs="*", metavar="KEY VALUE",
                         help="config overrides, e.g. SOLVER.EPOCHS 10 (rdet/config/defaults.py lists the keys)")
     return parser.parse_intermixed_args(argv)
+
+
+def entry_point(fn: Callable[[Optional[Sequence[str]]], object]) -> Callable[[Optional[Sequence[str]]], int]:
+    """The console-script ``main`` of a CLI module: ``fn`` run through :func:`run_cli`."""
+    def main(argv: Optional[Sequence[str]] = None) -> int:
+        return run_cli(fn, argv)
+
+    main.__doc__ = f"Console-script entry point of {fn.__module__}: user errors are one line, exit code 2."
+    return main
+
+
+def dispatch(argv: Sequence[str], commands: Dict[str, str] = COMMANDS) -> int:
+    """``python -m rdet <command> [args]``: hand ``args`` to ``rdet.cli.<module>.main``."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: python -m rdet <command> [args]   (or rdet-<command> [args])\ncommands: " + ", ".join(commands))
+        return 0 if argv else EXIT_USER_ERROR
+
+    def unknown(_):
+        raise ConfigError(f"unknown command {argv[0]!r}; the commands are: {', '.join(commands)}")
+
+    if argv[0] not in commands:
+        return run_cli(unknown, argv)
+    module = importlib.import_module(f"rdet.cli.{commands[argv[0]]}")
+    return module.main(list(argv[1:]))

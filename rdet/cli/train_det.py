@@ -12,12 +12,11 @@ Several machines: run the same command on each with --num-machines N --machine-r
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 from typing import Optional, Sequence
 
 from rdet.backbones.checkpoint import ALLOW_PICKLE_FLAG
-from rdet.cli import run_cli
+from rdet.cli import ArgumentParser, entry_point
 
 # fvcore (imported with detectron2) calls torch.jit.script at import time, which torch deprecates: a
 # note for fvcore's developers that would otherwise open every run's output, refusals included.
@@ -28,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     from detectron2.engine import default_argument_parser
 
     p = default_argument_parser(epilog=__doc__)
+    p.prog = "python -m rdet train-det"
+    p.error = ArgumentParser.error.__get__(p)  # detectron2's own flags, with rdet's one-line errors
     p.add_argument(ALLOW_PICKLE_FLAG, action="store_true",
                    help="let a .pkl MODEL.WEIGHTS run code while it is read (trusted files only)")
     return p
@@ -50,10 +51,8 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Console-script entry point: user errors are one ``error: ...`` line and exit code 2."""
-    return run_cli(_main, argv)
+main = entry_point(_main)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

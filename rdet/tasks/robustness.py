@@ -1,7 +1,7 @@
 """Clean and PGD accuracy of any checkpoint the backbone registry loads.
 
-    python -m rdet.evaluate --weights resnet50_l2_eps3 --data /data/imagenet --norm l2 --eps 0.25 0.5 1 3
-    python -m rdet.evaluate --weights output/pretrain_demo/model_final.pth --dataset fashion_mnist \\
+    python -m rdet evaluate --weights resnet50_l2_eps3 --data /data/imagenet --norm l2 --eps 0.25 0.5 1 3
+    python -m rdet evaluate --weights output/pretrain_demo/model_final.pth --dataset fashion_mnist \\
         --config-file configs/pretrain_demo.yaml --norm linf --eps 0.01 0.03
 
 ``--config-file`` takes an evaluation config, or the training config of the model (pretraining or
@@ -20,20 +20,18 @@ metadata (arch, training norm/eps/method; null where the checkpoint does not say
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional
 
 from rdet.core.atomic import remove_stale_temps, save_json
 from rdet.attacks import NORMS, make_perturb
 from rdet.backbones import create_classifier
 from rdet.backbones.checkpoint import LoadedCheckpoint, load_checkpoint, resolve
 from rdet.backbones.registry import get_spec
-from rdet.cli import is_main_process, parse_with_overrides, run_cli
-from rdet.config import CfgNode, build_config, get_evaluate_cfg, merge_config
+from rdet.config import CfgNode, merge_config
 from rdet.engine import build_loader, evaluate, setup_runtime
 from rdet.data.build import datasets_from_cfg
 from rdet.core.errors import ConfigError
@@ -188,58 +186,3 @@ def _evaluate_all(model, test, cfg, rt, num_classes: int):
         rows.append({"eps": float(eps), **evaluate(model, loader, rt, num_classes, perturb=attack,
                                                      desc=f"PGD eps={eps:g}")})
     return rows
-
-
-def build_cfg(argv: Optional[Sequence[str]] = None) -> CfgNode:
-    p = argparse.ArgumentParser(prog="python -m rdet.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", required=True, help="catalog name or checkpoint file")
-    p.add_argument("--config-file", help="evaluation config, or the model's training config (its DATA.* is used)")
-    p.add_argument("--data", help="dataset root (ImageNet layout: val/<wnid>/*)")
-    p.add_argument("--dataset", help="dataset name (default imagenet)")
-    p.add_argument("--norm", choices=NORMS)
-    p.add_argument("--eps", type=float, nargs="+", help="radii for [0,1] images (put KEY VALUE overrides before it)")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--restarts", type=int)
-    p.add_argument("--output-dir", help="where robustness.json goes (default output/evaluate)")
-    p.add_argument("--fit-head", action="store_true",
-                   help="when the checkpoint's head is not for this dataset, fit a linear head first (EVAL.FIT_HEAD)")
-    p.add_argument("--allow-pickle", action="store_true", help="full unpickling of --weights (trusted files only)")
-    args = parse_with_overrides(p, argv)
-    cfg = get_evaluate_cfg()
-    if args.config_file:
-        merge_config_file(cfg, args.config_file)
-    return build_config(cfg, None, {
-        "DATA.ROOT": args.data, "DATA.DATASET": args.dataset, "ATTACK.NORM": args.norm, "ATTACK.EPS": args.eps,
-        "ATTACK.STEPS": args.steps, "ATTACK.RESTARTS": args.restarts, "OUTPUT_DIR": args.output_dir,
-        "MODEL.WEIGHTS": args.weights, "EVAL.FIT_HEAD": True if args.fit_head else None,
-        "MODEL.ALLOW_PICKLE": True if args.allow_pickle else None}, args.opts)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    cfg = build_cfg(argv)
-    res = run(cfg)
-    if not is_main_process():
-        return 0
-    b = res["backbone"]
-    trained = ("standard" if b["method"] == "standard" else
-               f"{b['method'] or 'unknown method'}, {b['norm'] or 'unknown norm'} eps={_or_unknown(b['eps'])}")
-    print(f"{res['arch']} ({res['weights']}; trained: {trained}) on {res['data_note']}")
-    if res["head"]["source"] != "checkpoint":
-        h = res["head"]
-        print(f"head: FITTED here ({h['reason']}): linear head on {h['train_images']} training images x "
-              f"{h['views']} view(s), {h['epochs']} epochs, frozen body")
-    print(f"PGD-{res['attack']['steps']} {res['attack']['norm']}, {res['attack']['restarts']} restart(s)")
-    print(f"{'eps':>8}  {'top1':>7}  {'mean/class':>10}")
-    for r in res["results"]:
-        print(f"{r['eps']:>8g}  {r['top1']:>7.2f}  {r['mean_per_class']:>10.2f}")
-    print(f"written: {Path(cfg.OUTPUT_DIR) / RESULT_NAME}")
-    return 0
-
-
-def _or_unknown(v) -> str:
-    return "unknown" if v is None else f"{v:g}"
-
-
-if __name__ == "__main__":
-    raise SystemExit(run_cli(main))

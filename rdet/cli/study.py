@@ -1,4 +1,4 @@
-"""``python -m rdet.study [STUDY.yaml]``: run every cell of a study (skipping finished ones), then
+"""``python -m rdet study [STUDY.yaml]``: run every cell of a study (skipping finished ones), then
 print the report. Without an argument: the offline miniature study, configs/study_demo.yaml.
 
 The console shows a few lines per cell; each cell's whole output is in ``<its folder>/log.txt``."""
@@ -8,7 +8,7 @@ import argparse
 import time
 from typing import Optional, Sequence
 
-from rdet.cli import run_cli
+from rdet.cli import ArgumentParser, entry_point
 from rdet.config import CONFIG_DIR
 
 DEMO = CONFIG_DIR / "study_demo.yaml"
@@ -17,7 +17,7 @@ DEMO = CONFIG_DIR / "study_demo.yaml"
 def _main(argv: Optional[Sequence[str]] = None) -> int:
     from rdet.study import run_study
 
-    p = argparse.ArgumentParser(prog="python -m rdet.study", description=__doc__,
+    p = ArgumentParser(prog="python -m rdet study", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("study", nargs="?", default=str(DEMO), help="study YAML (default: the offline demo)")
     p.add_argument("--no-report", action="store_true", help="run the cells only")
@@ -37,9 +37,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Console-script entry point (``rdet-study``): user errors are one ``error: ...`` line, exit 2."""
-    return run_cli(_main, argv)
+main = entry_point(_main)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,16 @@
-"""``python -m rdet.backbones [list|catalog]``: the registered architectures and the catalog of
+"""``python -m rdet backbones [list|catalog]``: the registered architectures and the catalog of
 released robust models."""
 from __future__ import annotations
 
-import argparse
 from typing import Optional, Sequence
 
 from rdet.backbones import CATALOG, get_spec, list_backbones
 from rdet.backbones.catalog import weights_url
-from rdet.cli import run_cli
+from rdet.cli import ArgumentParser, entry_point
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rdet.backbones", description=__doc__)
+def _main(argv: Optional[Sequence[str]] = None) -> int:
+    p = ArgumentParser(prog="python -m rdet backbones", description=__doc__)
     p.add_argument("what", nargs="?", choices=("list", "catalog"), default="list")
     args = p.parse_args(argv)
     if args.what == "list":
@@ -27,5 +26,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+main = entry_point(_main)
+
+
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    raise SystemExit(main())

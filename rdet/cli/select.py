@@ -1,7 +1,7 @@
-"""``python -m rdet.select``: which robust backbone for my dataset?
+"""``python -m rdet select``: which robust backbone for my dataset?
 
-    python -m rdet.select                                  # offline demo (see below)
-    python -m rdet.select --dataset cifar10 --data-root /data --models 'resnet50_l2_*' \\
+    python -m rdet select                                  # offline demo (see below)
+    python -m rdet select --dataset cifar10 --data-root /data --models 'resnet50_l2_*' \\
         --output-dir output/select_c10 [--top-k 3 --full-network] [--executor slurm --slurm partition=gpu]
 
 Ranks models (catalog names, fnmatch patterns over the catalog such as ``resnet50_l2_*``, or
@@ -28,7 +28,7 @@ from typing import Dict, Optional, Sequence
 import yaml
 
 from rdet.core.atomic import atomic_path
-from rdet.cli import run_cli
+from rdet.cli import ArgumentParser, entry_point
 from rdet.config import CONFIG_DIR, merge_config
 from rdet.core.errors import ConfigError
 from rdet.core.records import read_record
@@ -54,7 +54,7 @@ _IGNORED_ON_RESUME = ("executor", "slurm")
 
 
 def parse(argv):
-    p = argparse.ArgumentParser(prog="python -m rdet.select", description=__doc__,
+    p = ArgumentParser(prog="python -m rdet select", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", help="a dataset name of rdet.classify (cifar10, imagefolder, fashion_mnist, ...)")
     p.add_argument("--data-root", help="folder holding the dataset (default $RDET_DATASETS or ./datasets)")
@@ -180,9 +180,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """The console script ``rdet-select``: user errors as one line and exit code 2."""
-    return run_cli(_main, argv)
+main = entry_point(_main)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,12 @@
+"""``python -m rdet <command> [args]``: the module form of every ``rdet-<command>`` console script.
+
+Both forms call the same ``rdet.cli.<module>.main``, so flags, one-line errors and exit codes
+are identical."""
+from __future__ import annotations
+
+import sys
+
+from rdet.cli import COMMANDS, dispatch
+
+if __name__ == "__main__":
+    raise SystemExit(dispatch(sys.argv[1:], COMMANDS))

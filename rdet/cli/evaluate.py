@@ -1,0 +1,75 @@
+"""``rdet-evaluate`` / ``python -m rdet evaluate``: clean and robust accuracy of any checkpoint
+the backbone registry loads (:mod:`rdet.tasks.robustness`).
+
+    python -m rdet evaluate --weights resnet50_l2_eps3 --data /data/imagenet --norm l2 --eps 0.25 0.5 1 3
+    python -m rdet evaluate --weights output/pretrain_demo/model_final.pth --dataset fashion_mnist \
+        --config-file configs/pretrain_demo.yaml --norm linf --eps 0.01 0.03
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Optional, Sequence
+
+from rdet.attacks import NORMS
+from rdet.cli import ArgumentParser, is_main_process, parse_with_overrides, entry_point
+from rdet.config import CfgNode, build_config, get_evaluate_cfg
+from rdet.tasks.robustness import RESULT_NAME, __doc__ as TASK_DOC, merge_config_file, run
+
+
+def build_cfg(argv: Optional[Sequence[str]] = None) -> CfgNode:
+    p = ArgumentParser(prog="python -m rdet evaluate", description=TASK_DOC,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", required=True, help="catalog name or checkpoint file")
+    p.add_argument("--config-file", help="evaluation config, or the model's training config (its DATA.* is used)")
+    p.add_argument("--data", help="dataset root (ImageNet layout: val/<wnid>/*)")
+    p.add_argument("--dataset", help="dataset name (default imagenet)")
+    p.add_argument("--norm", choices=NORMS)
+    p.add_argument("--eps", type=float, nargs="+", help="radii for [0,1] images (put KEY VALUE overrides before it)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--restarts", type=int)
+    p.add_argument("--output-dir", help="where robustness.json goes (default output/evaluate)")
+    p.add_argument("--fit-head", action="store_true",
+                   help="when the checkpoint's head is not for this dataset, fit a linear head first (EVAL.FIT_HEAD)")
+    p.add_argument("--allow-pickle", action="store_true", help="full unpickling of --weights (trusted files only)")
+    args = parse_with_overrides(p, argv)
+    cfg = get_evaluate_cfg()
+    if args.config_file:
+        merge_config_file(cfg, args.config_file)
+    return build_config(cfg, None, {
+        "DATA.ROOT": args.data, "DATA.DATASET": args.dataset, "ATTACK.NORM": args.norm, "ATTACK.EPS": args.eps,
+        "ATTACK.STEPS": args.steps, "ATTACK.RESTARTS": args.restarts, "OUTPUT_DIR": args.output_dir,
+        "MODEL.WEIGHTS": args.weights, "EVAL.FIT_HEAD": True if args.fit_head else None,
+        "MODEL.ALLOW_PICKLE": True if args.allow_pickle else None}, args.opts)
+
+
+def _main(argv: Optional[Sequence[str]] = None) -> int:
+    cfg = build_cfg(argv)
+    res = run(cfg)
+    if not is_main_process():
+        return 0
+    b = res["backbone"]
+    trained = ("standard" if b["method"] == "standard" else
+               f"{b['method'] or 'unknown method'}, {b['norm'] or 'unknown norm'} eps={_or_unknown(b['eps'])}")
+    print(f"{res['arch']} ({res['weights']}; trained: {trained}) on {res['data_note']}")
+    if res["head"]["source"] != "checkpoint":
+        h = res["head"]
+        print(f"head: FITTED here ({h['reason']}): linear head on {h['train_images']} training images x "
+              f"{h['views']} view(s), {h['epochs']} epochs, frozen body")
+    print(f"PGD-{res['attack']['steps']} {res['attack']['norm']}, {res['attack']['restarts']} restart(s)")
+    print(f"{'eps':>8}  {'top1':>7}  {'mean/class':>10}")
+    for r in res["results"]:
+        print(f"{r['eps']:>8g}  {r['top1']:>7.2f}  {r['mean_per_class']:>10.2f}")
+    print(f"written: {Path(cfg.OUTPUT_DIR) / RESULT_NAME}")
+    return 0
+
+
+def _or_unknown(v) -> str:
+    return "unknown" if v is None else f"{v:g}"
+
+
+main = entry_point(_main)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
