@@ -33,7 +33,7 @@ from rdet.config import CONFIG_DIR, merge_config
 from rdet.core.errors import ConfigError
 from rdet.core.records import read_record
 from rdet.select import ranking
-from rdet.select.config import get_select_cfg
+from rdet.config import get_select_cfg
 from rdet.select.fixed import selection_data
 from rdet.select.models import resolve_models
 

@@ -128,8 +128,40 @@ def get_evaluate_cfg() -> CN:
     _C.ATTACK.STEPS = 20
     _C.ATTACK.RESTARTS = 1
     _C.ATTACK.STEP_SIZE_FACTOR = 0.0  # 0: 2.5 / STEPS
-    _C.OUTPUT_DIR = "output/evaluate"  # where robustness.json goes
+    # attacks run at every ATTACK.EPS: pgd (rdet.attacks.pgd) and/or autoattack (pyautoattack, fp32)
+    _C.ATTACK.TYPES = ["pgd"]
+    _C.ATTACK.AA_VERSION = "standard"  # standard (RobustBench) | plus | rand (randomised defences)
+    # >0: AutoAttack's APGD/FAB iterations (default 100) / Square queries (default 5000); quick runs
+    # and tests only: the record then says standard_budget false
+    _C.ATTACK.AA_N_ITER = 0
+    _C.ATTACK.AA_N_QUERIES = 0
+    _C.OUTPUT_DIR = "output/evaluate"  # where result.json and per_image.csv go
     _C.EVAL = CN()
     _C.EVAL.FIT_HEAD = False  # head not for this dataset: refuse (False) or fit a linear head on its training split (True)
     _C.EVAL.FIT_HEAD_VIEWS = 1  # augmented views per training image cached for that head (SOLVER.* trains it)
+    _C.EVAL.SUBSET = ""  # "" = the whole test split | robustbench: RobustBench's 5000 ImageNet val images, its order
+    _C.EVAL.SUBSET_LIST = ""  # "" = the list rdet ships (rdet/data/robustbench_imagenet_test_ids.txt); else a file of wnid/name lines
+    return _C
+
+
+def get_select_cfg() -> CN:
+    """The transfer config plus ``SELECT`` (rdet.select). ``SELECT.*`` keys are set with ``KEY VALUE``
+    overrides only; a config *file* given to rdet.select stays an ordinary transfer config, so the
+    same file drives the full-network fine-tuning of the top models (ordinary transfer cells)."""
+    _C = get_transfer_cfg()
+    # Held-out share of the TRAINING data that ranks models and heads (< 1: fraction, >= 1: count,
+    # seed DATA.VAL_SEED); the test set is evaluated and reported, never used to choose.
+    _C.DATA.VAL_SIZE = 0.2
+    _C.SELECT = CN()
+    # Augmented views of each training image extracted once and cycled through by the SGD head
+    # (the K-view feature cache of rdet.transfer.feature_cache); plus one centre-crop pass.
+    _C.SELECT.VIEWS = 5
+    _C.SELECT.EXTRACT_BATCH = 256  # images per backbone forward pass while extracting
+    # Features are stored in this dtype on disk (float16 halves the cache; heads train in float32).
+    _C.SELECT.CACHE_DTYPE = "float16"
+    # L-BFGS multinomial logistic regression on centre-crop features (Kornblith, Shlens and Le,
+    # CVPR 2019), one fit per L2 penalty (the coefficient of 0.5 * ||W||^2 added to the mean
+    # cross-entropy), strongest first with warm starts; [] turns it off.
+    _C.SELECT.LOGREG_L2 = [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
+    _C.SELECT.LOGREG_MAX_ITER = 100
     return _C

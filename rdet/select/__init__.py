@@ -9,7 +9,7 @@ validation split of the training data (``python -m rdet select``).
 * ``ranking``: the ranked table, the validation-vs-test summary and the plot;
 * ``full``: the top-k fine-tuned with the paper's full-network protocol.
 """
-from rdet.select.config import get_select_cfg
+from rdet.config import get_select_cfg
 from rdet.select.fixed import select_one, selection_data
 from rdet.select.models import ModelRef, resolve_models
 

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 from rdet.config import merge_config
 from rdet.core.errors import ConfigError
 from rdet.core.records import write_record
-from rdet.select.config import get_select_cfg
+from rdet.config import get_select_cfg
 from rdet.study.cells import CELL_KINDS, _resolve
 from rdet.study.spec import Cell
 

@@ -30,7 +30,7 @@ from rdet.engine.hooks import OverfitGuard
 from rdet.engine.rundir import RunDir
 from rdet.engine.steps import build_train_step, check_adv_cfg, method_meta, passes_and_schedule
 from rdet.core.records import write_record
-from rdet.validate import check_training_inputs
+from rdet.tasks.checks import check_training_inputs
 
 logger = logging.getLogger(__name__)
 

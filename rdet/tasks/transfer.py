@@ -30,7 +30,7 @@ from rdet.engine.hooks import PeriodicEval, final_and_best
 from rdet.engine.rundir import RunDir
 from rdet.engine.steps import StandardStep
 from rdet.core.records import write_record
-from rdet.validate import check_training_inputs
+from rdet.tasks.checks import check_training_inputs
 from rdet.transfer import (build_transfer_model, evaluate_features, extract_features, extract_views, set_train_mode,
                            train_head_on_features, trainable_parameters)
 
