@@ -25,8 +25,8 @@ import torch
 
 from rdet.backbones.registry import get_spec, list_backbones
 from rdet.core.errors import CheckpointError
+from rdet.core.safe_pickle import ALLOW_PICKLE_FLAG
 
-ALLOW_PICKLE_FLAG = "--allow-pickle"
 _RELEASE_NAME = re.compile(r"^(?P<arch>.+)_(?P<norm>l2|linf)_eps(?P<eps>[0-9.]+)$")
 
 

@@ -13,8 +13,9 @@ import pickle
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
-from rdet.backbones.checkpoint import ALLOW_PICKLE_FLAG
 from rdet.core.errors import CheckpointError
+
+ALLOW_PICKLE_FLAG = "--allow-pickle"  # the opt-in flag every CLI that reads checkpoints spells this way
 
 # (module, name) -> where the object lives today. numpy 2 moved numpy.core to numpy._core; files
 # written by numpy 1 still name the old module, so both spellings map to the current object.
