@@ -220,7 +220,7 @@ def run_pipeline(chk: Check) -> None:
             "--dataset", "digits", "--arch", "resnet18", "--weights", first, "--mode", mode,
             "--output-dir", w / f"classify_{mode}", *data_opts(chk), "TRANSFER.EVAL_EVERY", "1"], 120,
             lambda rec=rec: f"top-1 {_json(rec)['value']:.1f}% ({_json(rec)['protocol']})")
-    rec = w / "evaluate" / "robustness.json"
+    rec = w / "evaluate" / "result.json"
     chk.step("evaluate", [py, "-m", "rdet", "evaluate", "--weights", first, "--dataset", "digits", "--norm", "l2",
                           "--steps", "3", "--output-dir", w / "evaluate", *data_opts(chk), "ATTACK.EPS", "[0.25]"], 90,
              lambda: "clean {:.1f}%, PGD-3 eps 0.25 {:.1f}%".format(*[r["top1"] for r in _json(rec)["results"]]))

@@ -44,11 +44,11 @@ def test_accuracy_falls_with_eps_and_record_names_backbone(tmp_path, digits_pret
     accs = [r["top1"] for r in res["results"]]
     assert [r["eps"] for r in res["results"]] == [0.0, 0.02, 0.1]
     assert accs[0] > 60 and accs[0] > accs[1] > accs[2]
-    rec = json.loads((tmp_path / "robustness.json").read_text())
+    rec = json.loads((tmp_path / "result.json").read_text())
     assert rec["backbone"]["arch"] == "resnet18" and rec["backbone"]["method"] == "standard"
     assert rec["backbone"]["eps"] == 0.0 and rec["backbone"]["trained_on"] == "digits"
     assert rec["head"] == {"source": "checkpoint"}
-    assert sorted(os.listdir(tmp_path)) == ["robustness.json"]  # the lock file is gone after the run
+    assert sorted(os.listdir(tmp_path)) == ["per_image.csv", "result.json"]  # no lock file, no partial state after the run
 
 
 def test_head_for_other_classes_refused_before_any_work(tmp_path, digits_pretrained):
@@ -70,7 +70,7 @@ def test_fit_head_on_request(tmp_path, digits_pretrained):
     res = ev.run(_cfg(out / "model_final.pth", tmp_path, "DATA.CLASSES", "[0, 1, 2]", "EVAL.FIT_HEAD", "True",
                       "SOLVER.EPOCHS", "8", "SOLVER.LR_STEP_EPOCHS", "6", "SOLVER.BATCH_SIZE", "64",
                       "ATTACK.EPS", "[0.02]"))
-    head = json.loads((tmp_path / "robustness.json").read_text())["head"]
+    head = json.loads((tmp_path / "result.json").read_text())["head"]
     assert head["source"].startswith("fitted") and "has 10 classes but digits classes [0, 1, 2] has 3" in head["reason"]
     assert head["epochs"] == 8 and head["views"] == 1 and head["train_images"] > 300
     assert res["results"][0]["top1"] > 80  # 3 classes: a random head sits near 33%
@@ -87,7 +87,7 @@ def test_help_example_with_training_config(tmp_path, fashion_mnist_root):
                 "DATA.MAX_TEST", "64", "--steps", "2", "--output-dir", tmp_path / "ev", "--norm", "linf",
                 "--eps", "0.01", "0.03")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rec = json.loads((tmp_path / "ev" / "robustness.json").read_text())
+    rec = json.loads((tmp_path / "ev" / "result.json").read_text())
     assert rec["dataset"] == "fashion_mnist" and rec["classes"] == [0, 1, 2, 3, 4]
     assert [r["eps"] for r in rec["results"]] == [0.0, 0.01, 0.03] and "at 32px" in rec["data_note"]
     assert "trained: standard" in proc.stdout

@@ -2,6 +2,8 @@
 the backbone registry loads (:mod:`rdet.tasks.robustness`).
 
     python -m rdet evaluate --weights resnet50_l2_eps3 --data /data/imagenet --norm l2 --eps 0.25 0.5 1 3
+    python -m rdet evaluate --weights resnet50_linf_eps4 --data /data/imagenet --subset robustbench \
+        --attack pgd autoattack --norm linf --eps 0.0156863
     python -m rdet evaluate --weights output/pretrain_demo/model_final.pth --dataset fashion_mnist \
         --config-file configs/pretrain_demo.yaml --norm linf --eps 0.01 0.03
 """
@@ -12,9 +14,11 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from rdet.attacks import NORMS
+from rdet.attacks.autoattack import VERSIONS as AA_VERSIONS
 from rdet.cli import ArgumentParser, is_main_process, parse_with_overrides, entry_point
 from rdet.config import CfgNode, build_config, get_evaluate_cfg
-from rdet.tasks.robustness import RESULT_NAME, __doc__ as TASK_DOC, merge_config_file, run
+from rdet.data.robustbench import SUBSETS
+from rdet.tasks.robustness import ATTACK_TYPES, PER_IMAGE_NAME, RESULT_NAME, __doc__ as TASK_DOC, merge_config_file, run
 
 
 def build_cfg(argv: Optional[Sequence[str]] = None) -> CfgNode:
@@ -27,8 +31,14 @@ def build_cfg(argv: Optional[Sequence[str]] = None) -> CfgNode:
     p.add_argument("--norm", choices=NORMS)
     p.add_argument("--eps", type=float, nargs="+", help="radii for [0,1] images (put KEY VALUE overrides before it)")
     p.add_argument("--steps", type=int)
-    p.add_argument("--restarts", type=int)
-    p.add_argument("--output-dir", help="where robustness.json goes (default output/evaluate)")
+    p.add_argument("--restarts", type=int, help="PGD restarts")
+    p.add_argument("--attack", nargs="+", choices=ATTACK_TYPES, help="attacks to run at every eps (ATTACK.TYPES; "
+                   "default pgd)")
+    p.add_argument("--aa-version", choices=AA_VERSIONS, help="AutoAttack version (ATTACK.AA_VERSION; default standard)")
+    p.add_argument("--subset", choices=SUBSETS, help="robustbench: RobustBench's 5000 ImageNet validation images "
+                   "(EVAL.SUBSET; --dataset imagenet)")
+    p.add_argument("--seed", type=int, help="seed of the attacks' random starts (SEED; default 0)")
+    p.add_argument("--output-dir", help="where result.json and per_image.csv go (default output/evaluate)")
     p.add_argument("--fit-head", action="store_true",
                    help="when the checkpoint's head is not for this dataset, fit a linear head first (EVAL.FIT_HEAD)")
     p.add_argument("--allow-pickle", action="store_true", help="full unpickling of --weights (trusted files only)")
@@ -39,6 +49,8 @@ def build_cfg(argv: Optional[Sequence[str]] = None) -> CfgNode:
     return build_config(cfg, None, {
         "DATA.ROOT": args.data, "DATA.DATASET": args.dataset, "ATTACK.NORM": args.norm, "ATTACK.EPS": args.eps,
         "ATTACK.STEPS": args.steps, "ATTACK.RESTARTS": args.restarts, "OUTPUT_DIR": args.output_dir,
+        "ATTACK.TYPES": args.attack, "ATTACK.AA_VERSION": args.aa_version, "EVAL.SUBSET": args.subset,
+        "SEED": args.seed,
         "MODEL.WEIGHTS": args.weights, "EVAL.FIT_HEAD": True if args.fit_head else None,
         "MODEL.ALLOW_PICKLE": True if args.allow_pickle else None}, args.opts)
 
@@ -56,12 +68,20 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         h = res["head"]
         print(f"head: FITTED here ({h['reason']}): linear head on {h['train_images']} training images x "
               f"{h['views']} view(s), {h['epochs']} epochs, frozen body")
-    print(f"PGD-{res['attack']['steps']} {res['attack']['norm']}, {res['attack']['restarts']} restart(s)")
-    print(f"{'eps':>8}  {'top1':>7}  {'mean/class':>10}")
-    for r in res["results"]:
-        print(f"{r['eps']:>8g}  {r['top1']:>7.2f}  {r['mean_per_class']:>10.2f}")
-    print(f"written: {Path(cfg.OUTPUT_DIR) / RESULT_NAME}")
+    print(f"{res['n_images']} images, clean top-1 {res['clean_top1']:.2f}%"
+          + (f" (resumed after {res['resumed_batches']} batches)" if res["resumed_batches"] else ""))
+    print(f"{'attack':<44}  {'eps':>9}  {'robust top1':>11}  {'mean/class':>10}")
+    for a in res["attacks"]:
+        print(f"{_attack_name(a):<44}  {a['eps']:>9g}  {a['robust_top1']:>11.2f}  {a['robust_mean_per_class']:>10.2f}")
+    print(f"written: {Path(cfg.OUTPUT_DIR) / RESULT_NAME}, {Path(cfg.OUTPUT_DIR) / PER_IMAGE_NAME}")
     return 0
+
+
+def _attack_name(a) -> str:
+    if a["attack"] == "pgd":
+        return f"PGD-{a['steps']} {a['norm']}, {a['restarts']} restart(s)"
+    budget = "" if a["standard_budget"] else f", reduced: {a['n_iter']} it"
+    return f"AutoAttack {a['version']} {a['norm']} (fp32{budget})"
 
 
 def _or_unknown(v) -> str:
