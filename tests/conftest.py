@@ -9,6 +9,18 @@ import torch
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
+# Integration modules, slow as a whole (torchrun, detectron2 training, Slurm, packaging, the GPU
+# rehearsal, studies in subprocesses): `pytest -m "not slow"` leaves them out. Single slow tests
+# elsewhere carry @pytest.mark.slow themselves.
+SLOW_MODULES = {"test_slurm", "test_packaging", "test_gpu_check", "test_engine", "test_detection", "test_study",
+                "test_detection_timm", "test_torchrun_restart"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory):

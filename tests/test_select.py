@@ -20,7 +20,7 @@ from rdet.data.validation import check_disjoint, split_indices
 from rdet.core.errors import DatasetError
 from rdet.core.records import read_record
 from rdet.select import fixed, get_select_cfg, select_one
-from rdet.select.__main__ import main as select_main
+from rdet.cli.select import main as select_main
 from rdet.select.heads import fit_logreg
 
 # digits at 16 px, a small subset, one view, short heads: each selection takes a few seconds
