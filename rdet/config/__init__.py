@@ -11,7 +11,7 @@ from fvcore.common.config import CfgNode
 
 from rdet.config.defaults import get_evaluate_cfg, get_pretrain_cfg, get_select_cfg, get_transfer_cfg
 from rdet.config.files import check_config_file
-from rdet.core.errors import ConfigError
+from rdet.core.errors import ConfigError, first_line
 
 # rdet's configs ship inside the package (rdet/configs/); a checkout's top-level configs/ links there
 from pathlib import Path as _Path
@@ -79,7 +79,7 @@ def merge_config(cfg: CfgNode, config_file: Optional[str] = None, opts: Sequence
             where = f":{mark.line + 1}" if mark is not None else ""
             raise ConfigError(f"{config_file}{where}: malformed YAML ({getattr(e, 'problem', None) or e})") from None
         except (KeyError, ValueError, AssertionError, TypeError, AttributeError) as e:
-            raise ConfigError(f"{config_file}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            raise ConfigError(f"{config_file}: {first_line(e)}") from None
     if opts:
         if len(opts) % 2:
             raise ConfigError(f"overrides come in KEY VALUE pairs, got {len(opts)} items: {' '.join(opts)}")

@@ -26,3 +26,10 @@ class ConfigError(RdetError):
 
 class RecordError(RdetError):
     """A ``result.json`` that is not a readable record (the message names the file)."""
+
+
+def first_line(e: BaseException, limit: int = 0) -> str:
+    """An exception as one line: its message's first non-blank line (cut to ``limit`` characters
+    when > 0), or its type's name when the message is empty or blank."""
+    line = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "") or type(e).__name__
+    return line[:limit] if limit > 0 else line

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from rdet.core.atomic import save_json
-from rdet.core.errors import RecordError
+from rdet.core.errors import RecordError, first_line
 
 RECORD_NAME = "result.json"
 
@@ -38,7 +38,7 @@ def read_record(path: str | os.PathLike) -> Dict[str, Any]:
     except FileNotFoundError:
         raise RecordError(f"{path}: no such result record") from None
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise RecordError(f"{path}: unreadable result record ({str(e).splitlines()[0]})") from None
+        raise RecordError(f"{path}: unreadable result record ({first_line(e)})") from None
     if not isinstance(rec, dict) or not isinstance(rec.get("task"), str):
         raise RecordError(f"{path}: unreadable result record (not a JSON object with a 'task')")
     return rec

@@ -29,7 +29,7 @@ from torchvision import datasets as tvd
 from torchvision.datasets.folder import default_loader
 from torchvision.datasets.utils import check_integrity
 
-from rdet.core.errors import DatasetError
+from rdet.core.errors import DatasetError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +59,6 @@ def get_dataset_entry(name: str) -> DatasetEntry:
     if name not in DATASET_CATALOG:
         raise DatasetError(f"unknown dataset {name!r}; choose from: {', '.join(sorted(DATASET_CATALOG))}")
     return DATASET_CATALOG[name]
-
-
-def first_line(e: BaseException) -> str:
-    """An exception as one line: its message's first line, or its type's name when it has none."""
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def build_dataset(name: str, root: Path, train: bool, transform=None, classes: Sequence[int] = ()) -> Dataset:
