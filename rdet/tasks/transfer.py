@@ -71,6 +71,9 @@ def run(cfg, resume: bool = False) -> Dict[str, Any]:
                   "backbone": bmeta, "lr": cfg.SOLVER.BASE_LR, "seed": cfg.SEED, "epochs": cfg.SOLVER.EPOCHS,
                   "downscale": cfg.DATA.DOWNSCALE, "classes": list(cfg.DATA.CLASSES),
                   "protocol": protocol_of(cfg, cached), "amp": cfg.RUNTIME.AMP, "world_size": rt.world_size,
+                  # what else tells experiments apart in the report (rdet.report.experiment)
+                  "eval_split": "validation" if cfg.DATA.VAL_SIZE else "test", "train_size": cfg.DATA.TRAIN_SIZE,
+                  "bn": cfg.MODEL.BN,
                   "wall_time_s": rundir.elapsed()}
         if rt.is_main:
             write_record(rundir.path, record)
