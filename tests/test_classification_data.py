@@ -497,3 +497,41 @@ def test_decode_mode_reads_every_image(tmp_path):
     assert "\n" not in str(e.value)
     with pytest.raises(DatasetError, match=f"unreadable image {broken} "):
         datasets_from_cfg(_cfg(tmp_path, "imagefolder", "DATA.VERIFY_IMAGES", "decode"))
+
+
+def test_validation_split_is_the_same_with_skipped_files_in_classify_and_select(tmp_path):
+    """With DATA.SKIP_BAD_FILES, the transfer task's validation part (datasets_from_cfg) and
+    rdet.select's are the same images: both drop the unreadable files before splitting (the
+    transfer task used to split first, so the two splits differed with equal counts)."""
+    from rdet.config import get_select_cfg
+    from rdet.select.fixed import selection_data
+
+    make_imagefolder(tmp_path, n=6)
+    (tmp_path / "train" / "cat" / "cat_0.jpg").write_bytes(b"\0" * 64)
+    opts = ["DATA.DATASET", "imagefolder", "DATA.ROOT", str(tmp_path), "DATA.TRAIN_SIZE", "8", "DATA.TEST_RESIZE",
+            "8", "DATA.NUM_WORKERS", "2", "DATA.SKIP_BAD_FILES", "True", "DATA.VAL_SIZE", "4.0", "DATA.VAL_SEED", "3"]
+    transfer = get_transfer_cfg()
+    transfer.merge_from_list(opts)
+    train, val, _, note = datasets_from_cfg(transfer)
+    select = get_select_cfg()
+    select.merge_from_list(opts)
+    data = selection_data(select)
+    files = image_files_of(data["train_plain"])
+    assert sorted(image_files_of(val)) == sorted(files[i] for i in data["val_idx"])
+    assert sorted(image_files_of(train)) == sorted(files[i] for i in data["train_idx"])
+    assert str(tmp_path / "train" / "cat" / "cat_0.jpg") not in image_files_of(train) + image_files_of(val)
+    assert "; ;" not in note and "; validation: 4 of the 11 training images held out" in note, note
+
+
+def test_imagenet_layout_subset_gets_one_output_per_class_folder(tmp_path, caplog):
+    """An ImageNet-layout folder with 3 class folders trains a 3-way head, not ImageNet's 1000,
+    and says so."""
+    for split in ("train", "val"):
+        for c, wnid in enumerate(("n01440764", "n01443537", "n01484850")):
+            for i in range(2):
+                _jpg(tmp_path / split / wnid / f"{wnid}_{i}.JPEG", 40 * c + i)
+    with caplog.at_level(logging.WARNING):
+        _, _, n, note = datasets_from_cfg(_cfg(tmp_path, "imagenet"))
+    assert n == 3
+    assert "(3 class folders, not the full dataset's 1000)" in note
+    assert "3 class folders, not the 1000" in caplog.text

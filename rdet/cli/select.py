@@ -32,6 +32,7 @@ from rdet.cli import ArgumentParser, entry_point
 from rdet.config import CONFIG_DIR, merge_config
 from rdet.core.errors import ConfigError
 from rdet.core.records import read_record
+from rdet.data.classification import image_files_of
 from rdet.select import ranking
 from rdet.config import get_select_cfg
 from rdet.select.fixed import selection_data
@@ -143,7 +144,9 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     if args.full_network:
         from rdet.select.full import check_holdout
 
-        check_holdout(cfg, study_dict, len(data["val_idx"]))
+        train_files = image_files_of(data["train_plain"])
+        val_files = None if train_files is None else [train_files[i] for i in data["val_idx"]]
+        check_holdout(cfg, study_dict, val_files, len(data["val_idx"]))
     path = write_study(study_dict)
     print(f"data: {data['note']}")
     study = run_study(path)  # prints the study's description (what the models and the data are)

@@ -129,25 +129,30 @@ def datasets_from_cfg(cfg) -> Tuple[Dataset, Dataset, int, str]:
         train, test = select_classes(train, classes), select_classes(test, classes)
         _check_selected_classes(train, classes, name)
     train, test = _subset(train, d.MAX_TRAIN, 0), _subset(test, d.MAX_TEST, 1)
+    # unreadable files go before the validation split, so that the split is the one rdet.select
+    # makes (it splits the checked training set too)
+    train, bad_train = check_images(train, d.VERIFY_IMAGES, d.SKIP_BAD_FILES, d.NUM_WORKERS, f"{name} train")
+    test, bad_test = check_images(test, d.VERIFY_IMAGES, d.SKIP_BAD_FILES, d.NUM_WORKERS, f"{name} test")
     val_note = ""
     if d.VAL_SIZE:  # evaluate on a held-out part of the training data instead of the test set
         from rdet.data.validation import validation_holdout
 
         plain = build_dataset(name, root, True, tf_test)
         plain = _subset(select_classes(plain, classes) if classes else plain, d.MAX_TRAIN, 0)
+        if bad_train:  # the same images as the checked training set (check_images keeps a Subset)
+            plain = Subset(plain, train.indices)
         train, test, val_note = validation_holdout(train, plain, d.VAL_SIZE, d.VAL_SEED, test)
-    train, bad_train = check_images(train, d.VERIFY_IMAGES, d.SKIP_BAD_FILES, d.NUM_WORKERS, f"{name} train")
-    test, bad_test = check_images(test, d.VERIFY_IMAGES, d.SKIP_BAD_FILES, d.NUM_WORKERS, f"{name} test")
 
     note = get_dataset_entry(name).note or f"{name} from {root}"
     if classes:
         note += f", classes {classes} relabelled 0..{len(classes) - 1}"
+    elif get_dataset_entry(name).num_classes not in (0, n):
+        note += f" ({n} class folders, not the full dataset's {get_dataset_entry(name).num_classes})"
     augment = resolve_policy(d.AUGMENT_POLICY, name) if d.AUGMENT else "none"
     note += f"; {len(train)} train / {len(test)} test images at {d.TRAIN_SIZE}px, augmentation {augment}"
     if missing:
         note += f"; {missing} listed images missing from the download (skipped)"
     if bad_train or bad_test:
         note += f"; {bad_train} train / {bad_test} test unreadable image files skipped"
-    if val_note:
-        note += f"; {val_note}"
+    note += val_note  # "; validation: ..." (validation_holdout's note starts with its separator)
     return train, test, n, note

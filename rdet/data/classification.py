@@ -427,7 +427,15 @@ def _digits(root, train, tf):
 
 
 def num_classes_of(name: str, ds: Dataset, classes: Sequence[int] = ()) -> int:
+    """The classifier's width for ``ds``: the selected classes, else the class folders an
+    ImageFolder-layout set really has (an ImageNet-100-style subset of ImageNet's layout gets a
+    100-way head, not 1000 outputs of which 900 never see an image), else the catalog's count."""
     if classes:
         return len(classes)
     n = get_dataset_entry(name).num_classes
-    return n or len(getattr(ds, "classes", [])) or (max(targets_of(ds)) + 1)
+    folders = len(getattr(ds, "classes", None) or [])
+    if n and folders and folders != n:
+        logger.warning("%s: the folder has %d class folders, not the %d of the full dataset: the head has %d "
+                       "outputs, one per folder (sorted by name)", name, folders, n, folders)
+        return folders
+    return n or folders or (max(targets_of(ds)) + 1)

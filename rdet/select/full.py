@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import yaml
 
 from rdet.core.atomic import atomic_path
 from rdet.config import get_transfer_cfg, merge_config
 from rdet.data.build import datasets_from_cfg
+from rdet.data.classification import image_files_of
 from rdet.core.errors import ConfigError
 from rdet.core.records import read_record
 
@@ -29,16 +30,19 @@ def _transfer_opts(opts: List) -> List[str]:
     return [str(x) for k, v in pairs if not str(k).startswith("SELECT.") for x in (k, v)]
 
 
-def check_holdout(cfg, select_study: Dict, n_val: int) -> None:
-    """``rdet.classify`` must evaluate the ``val`` cells on the validation split, not on the test
-    set: checked on the data before anything runs."""
+def check_holdout(cfg, select_study: Dict, val_files: Optional[List[str]], n_val: int) -> None:
+    """``rdet.classify`` must evaluate the ``val`` cells on the very images rdet.select held out
+    (``val_files``, or their count ``n_val`` for in-memory sets), not on the test set or another
+    split: checked on the data before anything runs."""
     sel = select_study["select"]
     ccfg = merge_config(get_transfer_cfg(), sel["config"], _val_opts(cfg, sel) + ["DATA.DATASET", sel["dataset"]])
-    evaluated = len(datasets_from_cfg(ccfg)[1])
-    if evaluated != n_val:
-        raise ConfigError(f"--full-network: rdet.classify evaluated {evaluated} images for DATA.VAL_SIZE "
-                          f"{cfg.DATA.VAL_SIZE:g}, not the {n_val} validation images; its datasets do not hold "
-                          f"out the validation split")
+    evaluated = datasets_from_cfg(ccfg)[1]
+    files = image_files_of(evaluated)
+    same = files == val_files if files is not None and val_files is not None else len(evaluated) == n_val
+    if not same:
+        raise ConfigError(f"--full-network: rdet.classify would evaluate {len(evaluated)} images for DATA.VAL_SIZE "
+                          f"{cfg.DATA.VAL_SIZE:g} that are not the {n_val} validation images rdet.select held out; "
+                          f"its datasets do not hold out the same split")
 
 
 def _val_opts(cfg, sel: Dict) -> List[str]:
