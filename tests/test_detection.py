@@ -149,6 +149,18 @@ def test_schedule_name_follows_the_iterations_run(backbones):
     assert schedule(coco, "SOLVER.IMS_PER_BATCH", "8") == "90000 iters"
 
 
+def test_record_names_the_backbones_training_method():
+    """The converted backbone's method (pgd, fgsm_rs, free, standard) travels into the detection
+    record, beside its arch, norm and eps (it was dropped there)."""
+    from rdet.detection.train import build_cfg, make_record
+
+    cfg = build_cfg(DEMO, [])
+    cfg.defrost()
+    cfg.RDET.BACKBONE.update(ARCH="resnet18", NORM="linf", EPS=4 / 255, METHOD="fgsm_rs", SOURCE="x.pkl")
+    assert make_record(cfg, {}, 0.0)["backbone"] == {"arch": "resnet18", "norm": "linf", "eps": 4 / 255,
+                                                      "method": "fgsm_rs", "source": "x.pkl"}
+
+
 def test_mask_rcnn_fpn(tmp_path, backbones, val8):
     rec = _run(DEMO, FAST + val8 + ["SOLVER.MAX_ITER", "3", "MODEL.WEIGHTS", str(backbones["r18"]), "OUTPUT_DIR",
                                     str(tmp_path)])

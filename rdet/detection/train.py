@@ -130,7 +130,7 @@ def make_record(cfg, results: Dict, wall_time: float, eval_only: bool = False,
         schedule = schedule_name(cfg.RDET.SCHEDULE, iters, cfg.SOLVER.IMS_PER_BATCH)
     return {"task": "detection", "detection_task": task, "dataset": ",".join(cfg.DATASETS.TEST),
             "train_datasets": list(cfg.DATASETS.TRAIN), "data_note": data_note(list(cfg.DATASETS.TEST)),
-            "backbone": {"arch": b.ARCH, "norm": b.NORM, "eps": b.EPS, "source": b.SOURCE or cfg.MODEL.WEIGHTS},
+            "backbone": dict({k: b[k.upper()] for k in BACKBONE_KEYS}, source=b.SOURCE or cfg.MODEL.WEIGHTS),
             "weights": cfg.MODEL.WEIGHTS, "eval_only": eval_only,
             "meta_architecture": f"{cfg.MODEL.META_ARCHITECTURE}/{cfg.MODEL.ROI_HEADS.NAME}",
             "box_AP": _ap(results, "bbox", "AP"), "box_AP50": _ap(results, "bbox", "AP50"),
