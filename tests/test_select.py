@@ -283,3 +283,26 @@ def test_paper_curve_only_for_the_papers_datasets():
     assert paper_curve({"dataset": "cifar10", "classes": [], "downscale": 32}, "resnet18")[0] == (0.0, 76.02)  # Table 10
     assert paper_curve({"dataset": "cifar10", "classes": [3, 5]}, "resnet50") is None  # a class subset is not CIFAR-10
     assert paper_curve({"dataset": "digits", "classes": []}, "resnet18") is None
+
+
+def test_an_unreadable_feature_cache_entry_is_extracted_again(tmp_path, caplog):
+    """A truncated or garbage cache file is a warning and a fresh extraction, not a traceback."""
+    import logging
+
+    from rdet.select.cache import key_digest, load_or_extract
+
+    key = {"dtype": "float32", "model": "m"}
+    path = tmp_path / f"m-{key_digest(key)[:20]}.pt"
+    path.write_bytes(b"PK\x03\x04 truncated zip")
+    calls = []
+
+    def extract():
+        calls.append(1)
+        return {"test": torch.ones(2, 3), "test_labels": torch.tensor([0, 1])}
+
+    with caplog.at_level(logging.WARNING):
+        out = load_or_extract(tmp_path, "m", key, extract)
+    assert calls == [1] and not out["hit"] and torch.equal(out["test"], torch.ones(2, 3))
+    assert f"feature cache {path} is unreadable" in caplog.text
+    again = load_or_extract(tmp_path, "m", key, extract)  # the rewritten entry now loads
+    assert calls == [1] and again["hit"]

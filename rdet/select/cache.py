@@ -12,6 +12,11 @@ entry and never reuses a stale one:
   and their seeds, the precision (AMP) and the stored dtype;
 * :data:`CACHE_VERSION`, bumped whenever extraction itself changes.
 
+Not in the key, because the features do not depend on them: the extraction batch size
+(``SELECT.EXTRACT_BATCH``) and the number of loader workers -- each image of view ``v`` is
+augmented under its own seed ``(seed, "view", v, index)`` (``rdet.engine.streams``; version 2;
+version 1's views depended on both and are never reused).
+
 Entries are written atomically (``rdet.core.atomic``) and read with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
@@ -22,18 +27,19 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 import torch
 
 from rdet.core.atomic import torch_save
+from rdet.core.errors import first_line
 from rdet.data.classification import image_files_of, targets_of
 from rdet.data.validation import base_items
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: per-sample view seeds (independent of batch size and workers)
 
 
 def file_identity(path: str | os.PathLike) -> Dict[str, Any]:
@@ -82,7 +88,8 @@ def cache_key(model: Dict[str, Any], arch: str, cfg, data: Dict[str, Any]) -> Di
     return {"version": CACHE_VERSION, "model": model, "arch": arch, "data": data,
             "transforms": {k: d.get(k) for k in ("TRAIN_SIZE", "TEST_RESIZE", "CROP_SCALE_MIN", "DOWNSCALE",
                                                  "AUGMENT", "AUGMENT_POLICY")},
-            "views": int(cfg.SELECT.VIEWS), "view_seed": int(cfg.SEED), "amp": cfg.RUNTIME.AMP,
+            "views": int(cfg.SELECT.VIEWS), "view_seed": int(cfg.SEED), "view_streams": "per-sample",
+            "amp": cfg.RUNTIME.AMP,
             "dtype": cfg.SELECT.CACHE_DTYPE}
 
 
@@ -100,11 +107,11 @@ def load_or_extract(cache_dir: Path, label: str, key: Dict[str, Any],
     their ``*_labels``, ``extract_time_s`` (of the original extraction), ``hit`` and ``path``."""
     digest = key_digest(key)
     path = Path(cache_dir) / f"{label}-{digest[:20]}.pt"
-    if path.is_file():
-        entry = torch.load(path, map_location="cpu", weights_only=True)
-        if entry.get("key_digest") == digest:
-            logger.info("feature cache hit: %s", path)
-            return dict(_as_float(entry), hit=True, path=str(path))
+    entry = _read_entry(path) if path.is_file() else None
+    if entry is not None and entry.get("key_digest") == digest:
+        logger.info("feature cache hit: %s", path)
+        return dict(_as_float(entry), hit=True, path=str(path))
+    if entry is not None:
         logger.warning("feature cache %s holds another key; extracting again", path)
     start = time.time()
     feats = extract()
@@ -113,6 +120,18 @@ def load_or_extract(cache_dir: Path, label: str, key: Dict[str, Any],
     path.parent.mkdir(parents=True, exist_ok=True)
     torch_save(entry, path)
     return dict(_as_float(entry), hit=False, path=str(path))
+
+
+def _read_entry(path: Path) -> Optional[Dict[str, Any]]:
+    """A cache file's entry; ``None`` (said in one line) when it does not load as one -- truncated,
+    garbage, or holding objects ``weights_only`` refuses: it is a cache, so it is extracted again."""
+    try:
+        entry = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        logger.warning("feature cache %s is unreadable (%s: %s); extracting again", path, type(e).__name__,
+                       first_line(e, 160))
+        return None
+    return entry if isinstance(entry, dict) else None
 
 
 def _store(v, dtype: str):
