@@ -182,10 +182,6 @@ def compare_features(tv_sd: Dict[str, torch.Tensor], arch: str, cfg, d2_resnet, 
                      seed: int = 0) -> float:
     """Max over res2..res5 of max|d2 - tv| / max|tv| on one random [0,1] RGB batch (2 x 3 x
     ``size`` x ``size``): torchvision's layer1..layer4 outputs against detectron2's res2..res5."""
-    # torchvision's own backbone wrapper (its detection models use it): runs the ResNet's children
-    # in order and returns the named ones, without create_feature_extractor's FX tracing (~1 s).
-    from torchvision.models._utils import IntermediateLayerGetter
-
     spec = get_spec(arch)
     net = spec.builder(1000)
     head = spec.classifier + "."
@@ -193,15 +189,26 @@ def compare_features(tv_sd: Dict[str, torch.Tensor], arch: str, cfg, d2_resnet, 
     missing, unexpected = net.load_state_dict({k: v for k, v in tv_sd.items() if not k.startswith(head)},
                                               strict=False)
     assert not unexpected and all(k.startswith(head) for k in missing), (missing, unexpected)
-    layers = IntermediateLayerGetter(net.eval(), {f"layer{i}": f"res{i + 1}" for i in range(1, 5)})
+    net.eval()
     x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(seed))
     mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
     std = torch.tensor(spec.std).view(1, 3, 1, 1)
-    tv = layers((x - mean) / std)
+    tv = _resnet_stages(net, (x - mean) / std)
     pm = torch.tensor(cfg.MODEL.PIXEL_MEAN).view(1, 3, 1, 1)
     ps = torch.tensor(cfg.MODEL.PIXEL_STD).view(1, 3, 1, 1)
     d2 = d2_resnet((x * 255.0 - pm) / ps)
     return max(float((d2[k] - tv[k]).abs().max() / tv[k].abs().max().clamp_min(1e-12)) for k in tv)
+
+
+def _resnet_stages(net, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """``{"res2": layer1(...), ..., "res5": layer4(...)}`` of a torchvision ResNet, through its
+    public stem and stage modules (no FX tracing, no torchvision private helper)."""
+    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+    out = {}
+    for i in range(1, 5):
+        x = getattr(net, f"layer{i}")(x)
+        out[f"res{i + 1}"] = x
+    return out
 
 
 def verify_conversion(tv_sd: Dict[str, torch.Tensor], arch: str, weights: Path, config: Path) -> float:
