@@ -42,6 +42,11 @@ def build_cfg(config_file: str, opts: Sequence[str] = ()):
     # Written by rdet from MODEL.WEIGHTS (config.yaml keeps them, so --eval-only on this run's
     # model_final.pth can name the backbone); values given in a config are replaced.
     cfg.RDET.BACKBONE = CfgNode({k.upper(): None for k in BACKBONE_KEYS})
+    from rdet.detection.timm_backbones import add_timm_config
+    from rdet.detection.trainer import add_optimizer_config
+
+    add_timm_config(cfg)  # MODEL.TIMM: ConvNeXt / Swin / ViT backbones
+    add_optimizer_config(cfg)  # SOLVER.OPTIMIZER, BETAS, LAYER_DECAY (AdamW, layer-wise decay)
     try:
         cfg.merge_from_file(config_file)
         if opts:
@@ -100,6 +105,11 @@ def setup(config_file: str, opts: Sequence[str] = (), eval_only: bool = False, a
     cfg = build_cfg(config_file, opts)
     _check_output_dir(cfg.OUTPUT_DIR)
     info = check_weights(cfg, eval_only, allow_pickle)
+    from rdet.detection.timm_backbones import check_timm_config
+    from rdet.detection.trainer import check_optimizer_config
+
+    check_timm_config(cfg, info.backbone.get("arch") if info and info.kind == "backbone" else None)
+    check_optimizer_config(cfg)
     if resume:
         _check_resume_checkpoint(cfg.OUTPUT_DIR, allow_pickle)
     check_datasets(list(cfg.DATASETS.TEST) + ([] if eval_only else list(cfg.DATASETS.TRAIN)))

@@ -1,4 +1,5 @@
-"""detectron2's ``DefaultTrainer`` with the evaluator chosen by the dataset's ``evaluator_type``.
+"""detectron2's ``DefaultTrainer`` with the evaluator chosen by the dataset's ``evaluator_type``
+and the optimizer chosen by ``SOLVER.OPTIMIZER``.
 
 Nothing in the training step is changed (so s/iter matches plain detectron2); rdet picks the
 evaluator: COCO (boxes, and masks when MODEL.MASK_ON) with pycocotools' reference COCOeval, since
@@ -6,6 +7,14 @@ the fast C++ COCOeval needs detectron2's compiled extension, or Pascal VOC's 11-
 The final evaluation is left to the caller (``Trainer.test(cfg, trainer.model)`` after
 ``train()``), so its results come back through the public API; ``TEST.EVAL_PERIOD`` still
 evaluates during training.
+
+detectron2's yacs solver builds SGD only; ConvNeXt, Swin and ViT are fine-tuned with AdamW
+(ViTDet, Swin and ConvNeXt detection recipes), ViT with layer-wise lr decay. ``SOLVER.OPTIMIZER
+"AdamW"`` builds it from the same ``SOLVER`` keys (BASE_LR, WEIGHT_DECAY, WEIGHT_DECAY_NORM,
+BIAS_LR_FACTOR, WEIGHT_DECAY_BIAS, CLIP_GRADIENTS) plus rdet's ``SOLVER.BETAS`` and
+``SOLVER.LAYER_DECAY`` (block ``i`` of ``L`` gets ``LAYER_DECAY ** (L - i)`` of the lr; patch and
+position embedding ``LAYER_DECAY ** (L + 1)``; detectron2's ``get_vit_lr_decay_rate``). Position
+embeddings and the class token get no weight decay (ViTDet).
 """
 from __future__ import annotations
 
@@ -20,10 +29,42 @@ from detectron2.engine import DefaultTrainer, hooks
 from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
 from detectron2.utils import comm
 
-from rdet.core.errors import DatasetError
+import rdet.detection.timm_backbones  # noqa: F401 - registers the timm backbones with detectron2
+from rdet.core.errors import ConfigError, DatasetError
+
+OPTIMIZERS = ("SGD", "AdamW")
+
+
+def add_optimizer_config(cfg) -> None:
+    """rdet's ``SOLVER`` keys beside detectron2's (added by rdet's ``build_cfg``)."""
+    cfg.SOLVER.OPTIMIZER = "SGD"  # or "AdamW"
+    cfg.SOLVER.BETAS = (0.9, 0.999)  # AdamW
+    cfg.SOLVER.LAYER_DECAY = 1.0  # < 1: layer-wise lr decay (ViT backbones only; ViTDet-B 0.7)
+
+
+def check_optimizer_config(cfg) -> None:
+    """One-line :class:`ConfigError` for solver keys rdet cannot build, before any work starts."""
+    s = cfg.SOLVER
+    if s.OPTIMIZER not in OPTIMIZERS:
+        raise ConfigError(f"SOLVER.OPTIMIZER {s.OPTIMIZER!r}: choose from {', '.join(OPTIMIZERS)}")
+    if not 0.0 < s.LAYER_DECAY <= 1.0:
+        raise ConfigError(f"SOLVER.LAYER_DECAY {s.LAYER_DECAY}: must be in (0, 1]")
+    if s.LAYER_DECAY != 1.0 and cfg.MODEL.BACKBONE.NAME != rdet.detection.timm_backbones.SFP_BACKBONE:
+        raise ConfigError(f"SOLVER.LAYER_DECAY {s.LAYER_DECAY}: layer-wise decay is for ViT backbones "
+                          f"({rdet.detection.timm_backbones.SFP_BACKBONE}); set 1.0")
+    if s.OPTIMIZER == "SGD" and tuple(s.BETAS) != (0.9, 0.999):
+        raise ConfigError("SOLVER.BETAS is for SOLVER.OPTIMIZER AdamW; SGD uses SOLVER.MOMENTUM")
+    if len(s.BETAS) != 2 or not all(0.0 <= b < 1.0 for b in s.BETAS):
+        raise ConfigError(f"SOLVER.BETAS {tuple(s.BETAS)}: two numbers in [0, 1)")
 
 
 class Trainer(DefaultTrainer):
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        if cfg.SOLVER.OPTIMIZER == "SGD":
+            return super().build_optimizer(cfg, model)
+        return build_adamw(cfg, model)
+
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         kind = getattr(MetadataCatalog.get(dataset_name), "evaluator_type", None)
@@ -61,3 +102,29 @@ def ddp_on_cpu() -> Iterator[None]:
         yield
     finally:
         defaults.create_ddp_model = original
+
+
+def build_adamw(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """AdamW over detectron2's parameter groups (norm / bias weight decay and lr factors from
+    ``SOLVER``), with layer-wise lr decay for a ViT backbone and detectron2's gradient clipping."""
+    from detectron2.modeling.backbone.vit import get_vit_lr_decay_rate
+    from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
+
+    from rdet.detection.timm_backbones import vit_num_layers
+
+    s = cfg.SOLVER
+    net = model.module if hasattr(model, "module") else model  # DistributedDataParallel
+    depth = vit_num_layers(net.backbone)
+    lr_factor = None
+    if depth is not None and s.LAYER_DECAY != 1.0:
+        # The class token is an embedding like the position embedding: the shallowest layer's rate.
+        lr_factor = functools.partial(_vit_rate, decay=s.LAYER_DECAY, depth=depth, rate=get_vit_lr_decay_rate)
+    params = get_default_optimizer_params(
+        model, base_lr=s.BASE_LR, weight_decay=s.WEIGHT_DECAY, weight_decay_norm=s.WEIGHT_DECAY_NORM,
+        bias_lr_factor=s.BIAS_LR_FACTOR, weight_decay_bias=s.WEIGHT_DECAY_BIAS, lr_factor_func=lr_factor,
+        overrides={"pos_embed": {"weight_decay": 0.0}, "cls_token": {"weight_decay": 0.0}})
+    return maybe_add_gradient_clipping(cfg, torch.optim.AdamW)(params, lr=s.BASE_LR, betas=tuple(s.BETAS))
+
+
+def _vit_rate(name: str, decay: float, depth: int, rate) -> float:
+    return rate(name.replace(".cls_token", ".pos_embed"), lr_decay_rate=decay, num_layers=depth)
