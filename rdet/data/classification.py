@@ -30,6 +30,7 @@ from torchvision.datasets.folder import default_loader
 from torchvision.datasets.utils import check_integrity
 
 from rdet.core.errors import DatasetError, first_line
+from rdet.data.torchvision_private import flowers102_files, private_files, private_targets
 
 logger = logging.getLogger(__name__)
 
@@ -131,12 +132,13 @@ class _Relabel(Dataset):
 
 def targets_of(ds) -> List[int]:
     """Labels without decoding images, for the dataset classes rdet uses."""
-    for attr in ("targets", "_labels", "y", "_samples"):
-        if hasattr(ds, attr):
-            t = getattr(ds, attr)
-            if attr == "_samples":
-                return [s[1] for s in t]
-            return [int(v) for v in t]
+    if hasattr(ds, "targets"):
+        return [int(v) for v in ds.targets]
+    private = private_targets(ds)
+    if private is not None:
+        return private
+    if hasattr(ds, "y"):  # Caltech101/256
+        return [int(v) for v in ds.y]
     if isinstance(ds, Subset):
         base = targets_of(ds.dataset)
         return [base[i] for i in ds.indices]
@@ -197,8 +199,8 @@ def _caltech_files(ds) -> List[str]:
             for y, i in zip(ds.y, ds.index)]
 
 
-# attributes of torchvision's classes (and ImageList) listing each index's file: (name, holds pairs)
-_FILE_ATTRS = (("samples", True), ("_samples", True), ("files", False), ("_image_files", False), ("_images", False))
+# public attributes listing each index's file: (name, holds pairs); private ones: torchvision_private
+_FILE_ATTRS = (("samples", True), ("files", False))
 
 
 def image_files_of(ds) -> Optional[List[str]]:
@@ -214,7 +216,7 @@ def image_files_of(ds) -> Optional[List[str]]:
     for attr, pairs in _FILE_ATTRS:
         if hasattr(ds, attr):
             return [str(v[0] if pairs else v) for v in getattr(ds, attr)]
-    return None
+    return private_files(ds)
 
 
 def missing_images_of(ds) -> int:
@@ -356,7 +358,7 @@ def _dtd(root, train, tf):
 @register_dataset("flowers", 102, "mean_per_class", "flowers-102/{jpg,imagelabels.mat,setid.mat} (torchvision Flowers102)",
                   "Flowers")
 def _flowers(root, train, tf):
-    files = tvd.Flowers102._file_dict
+    files = flowers102_files()
     _require_md5("flowers", root / "flowers-102", [files["label"], files["setid"]])
     if train:  # train + val = 2040 images, test 6149 (Table 5)
         return _concat("flowers", [tvd.Flowers102(root, split=s, transform=tf, loader=read_image)
@@ -433,8 +435,9 @@ def num_classes_of(name: str, ds: Dataset, classes: Sequence[int] = ()) -> int:
     if classes:
         return len(classes)
     n = get_dataset_entry(name).num_classes
-    folders = len(getattr(ds, "classes", None) or [])
-    if n and folders and folders != n:
+    # an ImageFolder's classes are its folders; list-defined sets (Birdsnap, SUN397...) name all theirs
+    folders = len(ds.classes) if isinstance(ds, tvd.ImageFolder) else len(getattr(ds, "classes", None) or [])
+    if n and isinstance(ds, tvd.ImageFolder) and folders != n:
         logger.warning("%s: the folder has %d class folders, not the %d of the full dataset: the head has %d "
                        "outputs, one per folder (sorted by name)", name, folders, n, folders)
         return folders
