@@ -19,6 +19,7 @@ import torch
 
 from rdet.detection.datasets import check_datasets, data_note, register_demo_dataset
 from rdet.detection.recipe import schedule_name
+from rdet.tasks.checks import check_output_dir
 from rdet.detection.weights import BACKBONE_KEYS, WeightsInfo, inspect_weights
 from rdet.core.errors import CheckpointError, ConfigError
 from rdet.core.records import read_record, write_record
@@ -58,14 +59,6 @@ def build_cfg(config_file: str, opts: Sequence[str] = ()):
     return cfg
 
 
-def _check_output_dir(output_dir: str) -> None:
-    p = Path(output_dir).absolute()
-    while not p.exists():
-        p = p.parent
-    if not p.is_dir() or not os.access(p, os.W_OK | os.X_OK):
-        raise ConfigError(f"OUTPUT_DIR {output_dir}: {p} is not a writable folder")
-
-
 def check_weights(cfg, eval_only: bool = False, allow_pickle: bool = False) -> Optional[WeightsInfo]:
     """What ``MODEL.WEIGHTS`` holds (``None`` for none: training from scratch); refuses a file
     detectron2 would load nothing from, an unsafe ``.pkl``, and a backbone-only file for
@@ -103,12 +96,12 @@ def setup(config_file: str, opts: Sequence[str] = (), eval_only: bool = False, a
           resume: bool = False) -> Tuple[Any, Optional[WeightsInfo]]:
     """The run's frozen config and what its weights hold, every input checked."""
     cfg = build_cfg(config_file, opts)
-    _check_output_dir(cfg.OUTPUT_DIR)
+    check_output_dir(cfg.OUTPUT_DIR)
     info = check_weights(cfg, eval_only, allow_pickle)
     from rdet.detection.timm_backbones import check_timm_config
     from rdet.detection.trainer import check_optimizer_config
 
-    check_timm_config(cfg, info.backbone.get("arch") if info and info.kind == "backbone" else None)
+    check_timm_config(cfg, info.meta if info and info.kind == "backbone" else None)
     check_optimizer_config(cfg)
     if resume:
         _check_resume_checkpoint(cfg.OUTPUT_DIR, allow_pickle)
