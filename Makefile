@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test test-fast bench
 
 setup:
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
@@ -16,6 +16,9 @@ demo: setup
 
 test: setup
 	$(PYTHON) -m pytest -q --durations=15
+
+test-fast:  # the quick loop: everything but the integration tests (torchrun, detectron2 training, Slurm, packaging)
+	$(PYTHON) -m pytest -q -m "not slow"
 
 bench:
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PYTHON) $$b || exit 1; done
