@@ -2,11 +2,13 @@
 and conversion to Detectron2.
 
 A registered object is a *builder*: a function ``builder(num_classes: int) -> nn.Module`` that
-returns a randomly initialised torchvision classifier taking normalised RGB ``(N, 3, H, W)``
-input. The decorator :func:`register_backbone` attaches a :class:`BackboneSpec` to the builder
-(``builder.spec``), so the metadata every consumer needs lives beside the model (timm-style):
-feature dimension, where the classifier head is, input normalisation and, for ResNets, the
-Detectron2 geometry the converter must emit.
+returns a randomly initialised classifier (torchvision's CNNs, ``models.py``; timm's ConvNeXt, Swin
+and ViT, ``timm_models.py``) taking normalised RGB ``(N, 3, H, W)`` input. The decorator
+:func:`register_backbone` attaches a :class:`BackboneSpec` to the builder (``builder.spec``), so
+the metadata every consumer needs lives beside the model (timm-style): family, feature dimension,
+where the classifier head is, input normalisation, test-time preprocessing, whether it has
+BatchNorm, the fine-tuning recipe it should train with, each stage's stride and width (what a
+detection backbone taps) and, for ResNets, the Detectron2 ResNet geometry the converter emits.
 """
 from __future__ import annotations
 
@@ -41,6 +43,18 @@ class D2Geometry:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One feature map a detection backbone can tap: the module whose output it is, its stride in
+    input pixels, its channels and its layout."""
+
+    module: str  # dotted path inside the network, e.g. "layer1", "stages.0", "layers.3", "blocks.11"
+    stride: int
+    channels: int
+    # NCHW (CNNs, ConvNeXt) | NHWC (timm's Swin stages) | NLC (ViT tokens, class token first)
+    fmt: str = "NCHW"
+
+
+@dataclass(frozen=True)
 class BackboneSpec:
     name: str
     paper_name: str  # as printed in the paper's tables, e.g. "ResNet-50", "WRN-50-2"
@@ -51,6 +65,21 @@ class BackboneSpec:
     d2: Optional[D2Geometry] = None  # None: not convertible to a Detectron2 ResNet
     # Extra prefix the robustness library nests this arch's weights under (non-ResNets: "model.").
     robustness_prefix: str = ""
+    family: str = "resnet"  # resnet | densenet | vgg | mobilenet | shufflenet | mnasnet | convnext | swin | vit
+    # BatchNorm layers present: MODEL.BN policies apply. LayerNorm models (ConvNeXt, Swin, ViT) have
+    # none, and a MODEL.BN other than "train" is refused for them (rdet.engine.batchnorm).
+    batchnorm: bool = True
+    # Test-time preprocessing the weights were evaluated with: Resize(size / crop_pct) with this
+    # interpolation, then CenterCrop(size) (torchvision's ResNets: bilinear, 0.875; timm: bicubic).
+    interpolation: str = "bilinear"
+    crop_pct: float = 0.875
+    input_size: int = 224  # the resolution the family is built for (position embeddings, windows)
+    # Feature maps for detection, shallow to deep (ResNets: res2..res5; ViT: its last block, stride 16).
+    stages: Tuple[Stage, ...] = ()
+    # The fine-tuning recipe this family should train with: rdet/configs/recipe_<name>.yaml
+    # ("paper_sgd" = the paper's SGD + step schedule, the defaults; see rdet.engine.optim).
+    recipe: str = "paper_sgd"
+    timm_name: Optional[str] = None  # timm.create_model name, for the timm families
     builder: Callable[[int], nn.Module] = field(default=None, repr=False, compare=False)
 
 
@@ -65,8 +94,13 @@ def register_backbone(**spec_kwargs) -> Callable:
     return wrap
 
 
-def list_backbones() -> list[str]:
-    return sorted(name for name, _ in BACKBONE_REGISTRY)
+def list_backbones(family: Optional[str] = None) -> list[str]:
+    """Registered names, sorted; only those of ``family`` (e.g. "vit") when given."""
+    return sorted(name for name, b in BACKBONE_REGISTRY if family is None or b.spec.family == family)
+
+
+def list_families() -> list[str]:
+    return sorted({b.spec.family for _, b in BACKBONE_REGISTRY})
 
 
 def get_spec(name: str) -> BackboneSpec:

@@ -14,11 +14,16 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("what", nargs="?", choices=("list", "catalog"), default="list")
     args = p.parse_args(argv)
     if args.what == "list":
-        print(f"{'arch':<20} {'paper name':<14} {'features':>8}  classifier      detectron2")
+        print(f"{'arch':<24} {'family':<10} {'paper name':<22} {'features':>8}  {'classifier':<13} {'norm':<9} "
+              f"{'test crop':<15} {'recipe':<16} detection stages (stride:channels)")
         for name in list_backbones():
             s = get_spec(name)
-            d2 = f"R{s.d2.depth} w{s.d2.width_per_group} g{s.d2.num_groups}" if s.d2 else "-"
-            print(f"{name:<20} {s.paper_name:<14} {s.feature_dim:>8}  {s.classifier:<15} {d2}")
+            test = f"{s.interpolation} {s.crop_pct:.3f}"
+            geo = " ".join(f"{st.stride}:{st.channels}" for st in s.stages) or "-"
+            if s.d2:
+                geo += f" (R{s.d2.depth} w{s.d2.width_per_group} g{s.d2.num_groups})"
+            print(f"{name:<24} {s.family:<10} {s.paper_name:<22} {s.feature_dim:>8}  {s.classifier:<13} "
+                  f"{'batchnorm' if s.batchnorm else 'layernorm':<9} {test:<15} {s.recipe:<16} {geo}")
     else:
         print(f"{'name':<32} {'arch':<20} {'norm':<5} {'eps':>8}  url")
         for e in CATALOG.values():
