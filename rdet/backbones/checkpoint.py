@@ -15,7 +15,6 @@ normaliser's mean/std go into the metadata).
 from __future__ import annotations
 
 import functools
-import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch
 
 from rdet.backbones.registry import get_spec, list_backbones
 from rdet.core.errors import CheckpointError
-from rdet.core.safe_pickle import ALLOW_PICKLE_FLAG
+from rdet.core.safe_pickle import ALLOW_PICKLE_FLAG, load_torch  # noqa: F401 (ALLOW_PICKLE_FLAG: re-exported)
 
 _RELEASE_NAME = re.compile(r"^(?P<arch>.+)_(?P<norm>l2|linf)_eps(?P<eps>[0-9.]+)$")
 
@@ -37,27 +36,7 @@ class LoadedCheckpoint:
     meta: Dict[str, Any] = field(default_factory=dict)  # arch, norm, eps, format, source, ...
 
 
-def read_file(path: str | Path, allow_pickle: bool = False) -> Any:
-    """``torch.load`` on CPU with ``weights_only=True`` unless ``allow_pickle``; user-level errors
-    for a missing, unreadable or pickle-requiring file."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: not a file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=not allow_pickle)
-    except pickle.UnpicklingError as e:
-        if not allow_pickle and "Unsupported global" in str(e):
-            culprit = re.search(r"GLOBAL ([\w.]+)", str(e))
-            what = f" ({culprit.group(1)})" if culprit else ""
-            raise CheckpointError(
-                f"{path}: holds Python objects{what} that only arbitrary unpickling can load, which "
-                f"can execute code; pass {ALLOW_PICKLE_FLAG} if you trust this file") from None
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint (unreadable pickle)") from None
-    except (RuntimeError, EOFError, KeyError, ValueError, OSError, UnicodeDecodeError, IndexError) as e:
-        reason = "truncated or corrupt" if "zip archive" in str(e) or isinstance(e, EOFError) else "unreadable"
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({reason})") from None
+read_file = load_torch  # rdet.core.safe_pickle: the one torch.load of a file rdet did not write
 
 
 def _is_state_dict(obj: Any) -> bool:

@@ -10,6 +10,7 @@ globals and refuses anything else before calling it.
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
@@ -72,3 +73,29 @@ def load_pickle(path: str | Path, allow_pickle: bool = False) -> Any:
     except Exception as e:  # noqa: BLE001 - a corrupt stream raises almost anything (ValueError, IndexError, ...)
         reason = (str(e).splitlines() or [""])[0][:100] or type(e).__name__
         raise CheckpointError(f"{path}: not a readable pickle file ({reason})") from None
+
+
+def load_torch(path: str | Path, allow_pickle: bool = False) -> Any:
+    """``torch.load`` on CPU with ``weights_only=True`` (tensors, numbers, strings, containers: no
+    code runs) unless ``allow_pickle``; one-line :class:`CheckpointError` for a missing, truncated,
+    garbage or pickle-requiring file."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not a file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+    except pickle.UnpicklingError as e:
+        if not allow_pickle and "Unsupported global" in str(e):
+            culprit = re.search(r"GLOBAL ([\w.]+)", str(e))
+            what = f" ({culprit.group(1)})" if culprit else ""
+            raise CheckpointError(
+                f"{path}: holds Python objects{what} that only arbitrary unpickling can load, which "
+                f"can execute code; pass {ALLOW_PICKLE_FLAG} if you trust this file") from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (unreadable pickle)") from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError, UnicodeDecodeError, IndexError) as e:
+        reason = "truncated or corrupt" if "zip archive" in str(e) or isinstance(e, EOFError) else "unreadable"
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({reason})") from None

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from rdet.core.atomic import torch_save
-from rdet.core.errors import first_line
+from rdet.core.errors import CheckpointError, first_line
+from rdet.core.safe_pickle import load_torch
 from rdet.data.classification import image_files_of, targets_of
 from rdet.data.validation import base_items
 
@@ -126,10 +127,9 @@ def _read_entry(path: Path) -> Optional[Dict[str, Any]]:
     """A cache file's entry; ``None`` (said in one line) when it does not load as one -- truncated,
     garbage, or holding objects ``weights_only`` refuses: it is a cache, so it is extracted again."""
     try:
-        entry = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        logger.warning("feature cache %s is unreadable (%s: %s); extracting again", path, type(e).__name__,
-                       first_line(e, 160))
+        entry = load_torch(path)
+    except CheckpointError as e:
+        logger.warning("feature cache %s is unreadable (%s); extracting again", path, first_line(e, 200))
         return None
     return entry if isinstance(entry, dict) else None
 
