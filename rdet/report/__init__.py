@@ -12,11 +12,21 @@ from typing import Dict, List, Optional, Tuple
 from rdet.core.atomic import atomic_path
 from rdet.core.errors import RecordError
 from rdet.core.records import iter_records
-from rdet.report.markdown import (classification_markdown, dataset_markdown, detection_markdown, pretrain_markdown,
-                                  table1_markdown, to_csv, unknown_eps_markdown)
+from rdet.report.markdown import (catalog_markdown, classification_markdown, dataset_markdown, detection_markdown,
+                                  pretrain_markdown, robustness_markdown, table1_markdown, to_csv,
+                                  unknown_eps_markdown)
 from rdet.report.plots import plot_detection, plot_eps_curves
-from rdet.report.tables import (classification_rows, dataset_rows, detection_rows, eps_curves, paper_curves,
-                                pretrain_rows, table1_rows, unknown_eps_rows)
+from rdet.report.robustness import robustness_rows
+from rdet.report.tables import (NOISE_FLOOR_AP, catalog_rows, classification_rows, dataset_rows, detection_rows,
+                                eps_curves, paper_curves, pretrain_rows, table1_rows, unknown_eps_rows)
+
+_HOW = ("Rows never pool different experiments: each names its architecture family, protocol (per-epoch or "
+        "feature-cache with its K views), epochs, evaluation split, input size, MODEL.BN (full-network), the "
+        "backbone's training method and source model; a field an older record lacks reads `unknown`. Seeds of one "
+        "configuration are averaged and shown as mean [min, max] (n=seeds). Values are each run's final epoch "
+        "(the record's `value`; its `best_value` is not used). A paper number beside a row of another protocol "
+        "names the difference and gets no Δ. A difference is bold only when the two seed ranges do not overlap; "
+        "one inside the spread says so, one from single seeds says `1 seed: no spread`.\n")
 
 __all__ = ["build_report"]
 
@@ -45,15 +55,21 @@ def build_report(runs_dir: str | Path, out_dir: Optional[str | Path] = None) -> 
     runs_dir = Path(runs_dir)
     out = Path(out_dir) if out_dir else runs_dir / "report"
     records, bad = read_records(runs_dir, out)
-    out.mkdir(parents=True, exist_ok=True)
     cls_rows, det_rows, pre_rows = classification_rows(records), detection_rows(records), pretrain_rows(records)
+    rob_rows, cat_rows = robustness_rows(records), catalog_rows(records)
     unknown, curves = unknown_eps_rows(records), eps_curves(records)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"markdown": out / "report.md"}
     notes = sorted({r.get("data_note") for r in records if r.get("data_note")})
-    md = [f"# rdet report: {runs_dir}\n", f"{len(records)} result records.\n"]
+    md = [f"# rdet report: {runs_dir}\n", f"{len(records)} result records.\n\n", _HOW]
     if bad:
         md.append(f"\nSkipped {len(bad)} unreadable record(s):\n" + "".join(f"- {m}\n" for _, m in bad))
     if notes:
-        md.append("Data:\n" + "".join(f"- {n}\n" for n in notes))
+        md.append("\nData:\n" + "".join(f"- {n}\n" for n in notes))
+    if cat_rows:
+        md += ["\n## Catalog models and their published numbers\n",
+               "The paper's clean ImageNet top-1 (Tables 3, 3b, 4) and, for models RobustBench lists, its clean and "
+               "AutoAttack accuracy (Linf 4/255, its 5,000-image ImageNet subset).\n\n", catalog_markdown(cat_rows)]
     if pre_rows:
         md += ["\n## Source models (pretraining)\n",
                "Paper column: its Tables 3, 3b and 4 (clean ImageNet accuracy), for ImageNet runs.\n\n",
@@ -68,17 +84,25 @@ def build_report(runs_dir: str | Path, out_dir: Optional[str | Path] = None) -> 
                classification_markdown(cls_rows),
                "\n### Datasets\n", "The paper's Table 5 beside what each run's data really was.\n\n",
                dataset_markdown(dataset_rows(records))]
+    if rob_rows:
+        md += ["\n## Robust accuracy (rdet.evaluate): PGD and AutoAttack, never pooled\n",
+               "One row per attack and its settings; AutoAttack − PGD against the strongest PGD of the same model, "
+               "data and eps. RobustBench's numbers beside its models; Δ only for rows measured as RobustBench "
+               "does.\n\n", robustness_markdown(rob_rows)]
+        paths["robustness_csv"] = out / "robustness.csv"
     if det_rows:
         md += ["\n## Detection and instance segmentation (Figure 4 style)\n",
-               "Paper columns: its Figure 4 (VOC R50-C4; COCO R50-FPN 3x); — for other datasets.\n\n",
+               "Paper columns: its Figure 4 (VOC R50-C4; COCO R50-FPN 3x); — for other datasets. A row with an AP "
+               f"below {NOISE_FLOOR_AP:g} is a wiring check (the pipeline ran), not a comparison.\n\n",
                detection_markdown(det_rows)]
     if unknown:
         md += ["\n## Results from source models of unknown eps\n",
                "Their backbone's robustness is not recorded, so they count as neither standard nor robust above.\n\n",
                unknown_eps_markdown(unknown)]
-    paths = {"markdown": out / "report.md"}
     if cls_rows:
         paths["classification_csv"] = _write(out / "classification.csv", to_csv(cls_rows))
+    if rob_rows:
+        _write(paths["robustness_csv"], to_csv(rob_rows))
     if det_rows:
         paths["detection_csv"] = _write(out / "detection.csv", to_csv(det_rows))
     plots = plot_eps_curves(curves, paper_curves(curves), out) + plot_detection(det_rows, out)

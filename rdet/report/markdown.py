@@ -1,26 +1,24 @@
-"""Markdown and CSV rendering of the report tables."""
+"""Markdown and CSV rendering of the report tables.
+
+A paper (or RobustBench) number is printed with the row's differences from the paper's protocol
+beside it (``79.61 (other protocol: feature-cache (4 views), 3 epochs)``); the "rdet - paper"
+difference is printed only for rows of the paper's protocol. Differences carry their seed counts
+and spreads (:func:`rdet.report.stats.diff_text`); only one outside the seed spread is bold.
+"""
 from __future__ import annotations
 
 import csv
 import io
 from typing import Dict, List, Optional, Sequence
 
-from rdet.report.tables import eps_text
+from rdet.report.stats import Diff, diff_text, difference, result_text
+from rdet.report.tables import _short, eps_text
+
+_result = result_text
 
 
 def _f(v: Optional[float], nd: int = 2) -> str:
     return "—" if v is None else f"{v:.{nd}f}"
-
-
-def _diff(ours: Optional[float], paper: Optional[float]) -> str:
-    return "—" if ours is None or paper is None else f"{ours - paper:+.2f}"
-
-
-def _result(c) -> str:
-    if c is None:
-        return "—"
-    spread = f" [{c.lo:.2f}, {c.hi:.2f}]" if c.n > 1 else ""
-    return f"{c.mean:.2f}{spread} (n={c.n})"
 
 
 def _table(head: Sequence[str], lines: List[Sequence[object]]) -> str:
@@ -29,54 +27,122 @@ def _table(head: Sequence[str], lines: List[Sequence[object]]) -> str:
     return "\n".join(out) + "\n"
 
 
+def paper_text(value: Optional[float], label: str, extra: str = "") -> str:
+    """A published number with the row's other protocol beside it, if any."""
+    if value is None:
+        return "—"
+    other = f" (other protocol: {label})" if label else ""
+    return f"{value:.2f}{extra}{other}"
+
+
+def _paper_delta(d: Optional[Diff], value: Optional[float], label: str) -> str:
+    if value is None:
+        return "—"
+    return "— (other protocol)" if label else diff_text(d)
+
+
 def mode_text(r: Dict) -> str:
     return f"{r['mode']} @{r['downscale']}px" if r.get("downscale") else r["mode"]
 
 
+def _source(c) -> str:
+    return _short(c.source) if c is not None and c.source else "—"
+
+
 def classification_markdown(rows: List[Dict]) -> str:
-    head = ("dataset", "mode", "arch", "standard (eps 0)", "robust best", "best eps", "lr", "paper standard",
-            "paper robust (eps)", "paper table", "Δ standard", "Δ robust")
+    head = ("family", "dataset", "mode", "arch", "experiment", "standard (eps 0)", "robust best", "best eps (norm, method)",
+            "lr", "robust − standard", "models (standard; robust)", "paper standard", "paper robust (eps)",
+            "paper table", "Δ standard vs paper", "Δ robust vs paper")
     lines = []
     for r in rows:
         s, b = r["standard"], r["robust"]
         paper_eps = f" ({r['paper_eps']})" if r["paper_eps"] else ""
-        lines.append((r["dataset"], mode_text(r), r["arch"], _result(s), _result(b),
-                      f"{eps_text(r['norm'], b.eps)} ({r['norm']})" if b else "—",
-                      b.lr if b else (s.lr if s else "—"), _f(r["paper_standard"]),
-                      f"{_f(r['paper_robust'])}{paper_eps}", r["paper_table"] or "—",
-                      _diff(s.mean if s else None, r["paper_standard"]),
-                      _diff(b.mean if b else None, r["paper_robust"])))
+        lines.append((r["family"], r["dataset"], mode_text(r), r["arch"], r["experiment"], _result(s), _result(b),
+                      f"{eps_text(r['norm'], b.eps)} ({r['norm']}, {b.method})" if b else "—",
+                      b.lr if b else (s.lr if s else "—"), diff_text(r["robust_vs_standard"]),
+                      f"{_source(s)}; {_source(b)}",
+                      paper_text(r["paper_standard"], r["paper_label"]),
+                      paper_text(r["paper_robust"], r["paper_label"], paper_eps), r["paper_table"] or "—",
+                      _paper_delta(r["delta_standard"], r["paper_standard"], r["paper_label"]),
+                      _paper_delta(r["delta_robust"], r["paper_robust"], r["paper_label"])))
     return _table(head, lines)
 
 
 def detection_markdown(rows: List[Dict]) -> str:
-    head = ("dataset", "task", "schedule", "metric", "standard", "best robust (arch, eps)", "paper standard",
-            "paper robust", "Δ standard", "Δ robust")
+    head = ("dataset", "task", "schedule", "model", "family", "arch", "metric", "standard", "best robust (eps, method)",
+            "robust − standard", "paper standard", "paper robust", "Δ standard vs paper", "Δ robust vs paper")
     lines = []
     for r in rows:
-        which = (f" ({r['robust_arch']}, {eps_text(r['robust_norm'], r['robust_eps'])})"
-                 if r["robust"] is not None else "")
-        lines.append((r["dataset"], r["task"], r["schedule"], r["metric"], _f(r["standard"]),
-                      f"{_f(r['robust'])}{which}",
-                      _f(r["paper_standard"]), _f(r["paper_robust"]), _diff(r["standard"], r["paper_standard"]),
-                      _diff(r["robust"], r["paper_robust"])))
+        s, b = r["standard"], r["robust"]
+        which = f" ({eps_text(r['robust_norm'], r['robust_eps'])}, {r['method']})" if b is not None else ""
+        if r["wiring_check"]:
+            versus = "wiring check (AP < 1: not a comparison)"
+        else:
+            versus = diff_text(r["robust_vs_standard"])
+        label = r["paper_label"]
+        same = r["paper_protocol"] and not r["wiring_check"]
+        d_std = difference(s, r["paper_standard"]) if same else None
+        d_rob = difference(b, r["paper_robust"]) if same else None
+        lines.append((r["dataset"], r["task"], r["schedule"], r["model"] or "—", r["family"], r["arch"], r["metric"],
+                      _result(s), f"{_result(b)}{which}", versus,
+                      paper_text(r["paper_standard"], label), paper_text(r["paper_robust"], label),
+                      _det_paper_delta(d_std, r, label), _det_paper_delta(d_rob, r, label)))
     return _table(head, lines)
 
 
+def _det_paper_delta(d, r: Dict, label: str) -> str:
+    if r["paper_standard"] is None:
+        return "—"
+    if r["wiring_check"]:
+        return "— (wiring check)"
+    return "— (other protocol)" if label else diff_text(d)
+
+
 def pretrain_markdown(rows: List[Dict]) -> str:
-    head = ("arch", "norm", "eps", "data", "clean top-1", "PGD top-1 (attack)", "paper clean ImageNet top-1")
+    head = ("family", "arch", "norm", "eps", "data", "experiment", "clean top-1", "PGD top-1 (attack)",
+            "paper clean ImageNet top-1", "Δ clean vs paper")
     lines = []
     for r in rows:
         attack = f" ({r['attack']})" if r["attack"] else ""
-        lines.append((r["arch"], r["norm"], r["eps_text"], r["dataset"], _f(r["clean"]), f"{_f(r['robust'])}{attack}",
-                      _f(r["paper_clean"])))
+        lines.append((r["family"], r["arch"], r["norm"], r["eps_text"], r["dataset"], r["experiment"],
+                      _result(r["clean"]), f"{_result(r['robust'])}{attack}",
+                      paper_text(r["paper_clean"], r["paper_label"]),
+                      _paper_delta(r["delta_clean"], r["paper_clean"], r["paper_label"])))
+    return _table(head, lines)
+
+
+def catalog_markdown(rows: List[Dict]) -> str:
+    head = ("family", "catalog model", "arch", "norm", "eps", "paper clean ImageNet top-1 (table)",
+            "RobustBench id", "RobustBench clean", "RobustBench AutoAttack", "used by")
+    return _table(head, [(r["family"], r["catalog"], r["arch"], r["norm"], eps_text(r["norm"], r["eps"]),
+                          f"{_f(r.get('paper_clean'))} ({r['paper_table']})" if r.get("paper_clean") is not None
+                          else _f(r.get("published_clean")),
+                          r.get("robustbench_id") or "—", _f(r.get("robustbench_clean")),
+                          _f(r.get("robustbench_autoattack", r.get("published_autoattack"))), r["tasks"])
+                         for r in rows])
+
+
+def robustness_markdown(rows: List[Dict]) -> str:
+    head = ("family", "model", "data", "head", "norm", "eps", "attack", "images", "clean top-1", "robust top-1",
+            "AutoAttack − PGD", "RobustBench clean / AutoAttack", "Δ robust vs RobustBench")
+    lines = []
+    for r in rows:
+        rb = "—"
+        if r["robustbench_id"]:
+            other = f" (other protocol: {r['robustbench_label']})" if r["robustbench_label"] else ""
+            rb = f"{r['robustbench_clean']:.2f} / {r['robustbench_autoattack']:.2f} ({r['robustbench_id']}){other}"
+        delta = "—" if not r["robustbench_id"] else (
+            "— (other protocol)" if r["robustbench_label"] else diff_text(r["delta_robustbench"]))
+        lines.append((r["family"], r["model"], r["data"], r["head"], r["norm"], r["eps_text"], r["attack"],
+                      r["n_images"], _result(r["clean"]), _result(r["robust"]),
+                      diff_text(r["vs_pgd"]) if r["kind"] == "autoattack" else "—", rb, delta))
     return _table(head, lines)
 
 
 def unknown_eps_markdown(rows: List[Dict]) -> str:
-    head = ("task", "dataset", "mode / schedule", "arch", "source model", "metric", "value", "record")
+    head = ("task", "dataset", "mode / schedule", "arch", "source model", "metric", "value", "experiment", "record")
     return _table(head, [(r["task"], r["dataset"], r["setting"], r["arch"], r["source"] or "—", r["metric"],
-                          _f(r["value"]), r["record"] or "—") for r in rows])
+                          _f(r["value"]), r["experiment"] or "—", r["record"] or "—") for r in rows])
 
 
 def dataset_markdown(rows: List[Dict]) -> str:
@@ -87,21 +153,30 @@ def dataset_markdown(rows: List[Dict]) -> str:
 
 
 def table1_markdown(rows: List[Dict]) -> str:
-    head = ("dataset", "mode", "standard", "robust", "paper standard", "paper robust", "Δ standard", "Δ robust")
-    return _table(head, [(r["dataset"], r["mode"], _f(r["standard"]), _f(r["robust"]), _f(r["paper_standard"]),
-                          _f(r["paper_robust"]), _diff(r["standard"], r["paper_standard"]),
-                          _diff(r["robust"], r["paper_robust"])) for r in rows])
+    head = ("dataset", "mode", "experiment", "standard", "robust (method)", "robust − standard", "paper standard",
+            "paper robust", "Δ standard vs paper", "Δ robust vs paper")
+    return _table(head, [(r["dataset"], r["mode"], r["experiment"], _result(r["standard"]),
+                          f"{_result(r['robust'])} ({r['method']})" if r["robust"] else "—",
+                          diff_text(r["robust_vs_standard"]), paper_text(r["paper_standard"], r["paper_label"]),
+                          paper_text(r["paper_robust"], r["paper_label"]),
+                          _paper_delta(r["delta_standard"], r["paper_standard"], r["paper_label"]),
+                          _paper_delta(r["delta_robust"], r["paper_robust"], r["paper_label"])) for r in rows])
 
 
 def to_csv(rows: List[Dict]) -> str:
-    """Flat CSV: ConfigResult objects become mean/min/max/eps/lr columns."""
+    """Flat CSV: results become mean/min/max/seeds/eps/lr/method/source columns, differences their
+    value and verdict (outside / inside the seed spread, one seed)."""
     flat = []
     for r in rows:
         out = {}
         for k, v in r.items():
-            if hasattr(v, "mean"):
-                out.update({f"{k}_mean": v.mean, f"{k}_min": v.lo, f"{k}_max": v.hi, f"{k}_eps": v.eps,
-                            f"{k}_lr": v.lr, f"{k}_seeds": v.n})
+            if k.startswith("_"):
+                continue
+            if isinstance(v, Diff):
+                out.update({k: v.value, f"{k}_verdict": v.verdict})
+            elif hasattr(v, "mean"):
+                out.update({f"{k}_mean": v.mean, f"{k}_min": v.lo, f"{k}_max": v.hi, f"{k}_seeds": v.n,
+                            f"{k}_eps": v.eps, f"{k}_lr": v.lr, f"{k}_method": v.method, f"{k}_source": v.source})
             else:
                 out[k] = v
         flat.append(out)
