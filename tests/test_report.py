@@ -261,7 +261,7 @@ def test_rows_grouped_by_architecture_family_without_torch():
     code = ("import sys; from rdet.report.experiment import arch_family, family_of; "
             "assert [arch_family(a) for a in ('resnet18', 'wide_resnet50_2', 'resnext50_32x4d', "
             "'convnext_tiny', 'swin_tiny_patch4_window7_224', 'vit_base_patch16_224', 'mystery9')] == "
-            "['resnet', 'resnet', 'resnext', 'convnext', 'swin', 'vit', 'mystery']; "
+            "['resnet', 'resnet', 'resnet', 'convnext', 'swin', 'vit', 'mystery']; "
             "assert family_of({'backbone': {'arch': 'vit_s_convstem', 'family': 'vit-convstem'}}) == 'vit-convstem'; "
             "assert 'torch' not in sys.modules")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -373,3 +373,19 @@ def test_every_shipped_table_is_read():
     assert shipped == set(FILES.values()) and len(shipped) == 13
     assert all(read_table(key) for key in FILES)
     assert len(read_table("robustbench_linf")) == 30
+
+
+def test_bn_sync_is_another_experiment_and_the_doc_says_so():
+    """docs/protocol.md no longer lists MODEL.BN among options that leave the protocol alone; a
+    full-network run with SyncBatchNorm is its own row, labelled beside the paper's number."""
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "protocol.md").read_text()
+    unchanged = doc.split("## Runtime options that do not change the protocol")[1].split("\n\n")[1]
+    assert "MODEL.BN" not in unchanged and "`MODEL.BN` is **not** among them" in doc
+    assert "the report shows the final epoch (`value`) and says so" in doc
+    recs = [_cls("cifar10", "full", 0, 0.01, 0, 97.0), _cls("cifar10", "full", 0, 0.01, 1, 97.5, bn="sync")]
+    rows = classification_rows(recs)
+    assert len(rows) == 2 and {r["experiment"].split(", ")[-1] for r in rows} == {"BN train", "BN sync"}
+    sync = next(r for r in rows if r["experiment"].endswith("BN sync"))
+    assert sync["paper_label"] == "BN sync" and sync["delta_standard"] is None and sync["paper_standard"] == 97.2  # Table 9, CIFAR-10 ResNet-50 full

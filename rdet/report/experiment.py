@@ -23,16 +23,18 @@ from typing import Dict, List, Optional, Tuple
 
 UNKNOWN = "unknown"
 
-# Architecture families by name prefix (longest first where one prefix holds another), so a
-# record's arch needs no registry (and no torch) to be grouped; ``backbone.family`` wins.
-_FAMILIES = (("wide_resnet", "resnet"), ("resnext", "resnext"), ("resnet", "resnet"), ("densenet", "densenet"),
+# Architecture families by name prefix (longest first where one prefix holds another), the
+# registry's ``BackboneSpec.family`` names, so a record's arch needs no registry (and no torch)
+# to be grouped; the record's ``backbone.family`` wins.
+_FAMILIES = (("wide_resnet", "resnet"), ("resnext", "resnet"), ("resnet", "resnet"), ("densenet", "densenet"),
              ("vgg", "vgg"), ("mobilenet", "mobilenet"), ("shufflenet", "shufflenet"), ("mnasnet", "mnasnet"),
              ("convnext", "convnext"), ("swin", "swin"), ("vit", "vit"), ("deit", "vit"), ("xcit", "xcit"),
              ("efficientnet", "efficientnet"), ("regnet", "regnet"))
 
 # The paper's protocol (appendix A.2, A.1, C): what a row must be to sit beside its numbers
 # without a label.
-PAPER_TRANSFER = {"protocol": "per-epoch", "epochs": 150, "split": "test", "train size": 224, "BN": "train"}
+PAPER_TRANSFER = {"protocol": "per-epoch", "epochs": 150, "split": "test", "train size": 224, "BN": "train",
+                  "reported": "final epoch"}
 PAPER_PRETRAIN = {"epochs": 90}
 PAPER_METHODS = ("standard", "pgd")  # the release: PGD-3 adversarial training, or standard at eps 0
 PAPER_DETECTION = {"arch": "resnet50", "schedule": {"voc": "voc-18k", "coco": "3x"}}
@@ -108,6 +110,8 @@ def transfer_experiment(rec: Dict) -> Tuple[Tuple[str, object], ...]:
                                         ("split", _get(rec, "eval_split")), ("train size", _get(rec, "train_size"))]
     if rec.get("mode") == "full":
         fields.append(("BN", _get(rec, "bn")))
+    if rec.get("reported") not in (None, "final epoch"):  # rdet reports the final epoch; another choice is apart
+        fields.append(("reported", rec["reported"]))
     return tuple(fields)
 
 

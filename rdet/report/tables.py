@@ -108,6 +108,12 @@ def arch_paper_name(arch: str) -> Optional[str]:
     return BACKBONE_REGISTRY.get(arch).spec.paper_name if arch in BACKBONE_REGISTRY else None
 
 
+def is_paper_arch(arch: str) -> bool:
+    """Whether the paper studied this architecture (its Tables 3 and 3b name it)."""
+    pa = arch_paper_name(arch)
+    return bool(pa) and (pa in {r["arch"] for r in read_table("table3")} or pa in read_table("table3b")[0])
+
+
 def paper_metric(paper_dataset: str) -> Optional[str]:
     """The metric the paper reports for a dataset (its Table 5)."""
     return next((r["metric"] for r in read_table("table5") if r["dataset"] == paper_dataset), None)
@@ -422,7 +428,7 @@ def table1_rows(cls_rows: List[Dict]) -> List[Dict]:
     t1 = {(r["mode"], r["model"]): r for r in read_table("table1")}
     groups = defaultdict(list)
     for r in cls_rows:
-        if r["norm"] == "l2" and not r["downscale"] and arch_paper_name(r["arch"]):
+        if r["norm"] == "l2" and not r["downscale"] and is_paper_arch(r["arch"]):
             groups[(r["dataset"], r["mode"], r["_experiment"])].append(r)
     out = []
     for (ds, mode, fields), rows in sorted(groups.items(), key=lambda kv: str(kv[0])):
