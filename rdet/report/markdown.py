@@ -12,7 +12,7 @@ import io
 from typing import Dict, List, Optional, Sequence
 
 from rdet.report.stats import Diff, diff_text, difference, result_text
-from rdet.report.tables import _short, eps_text
+from rdet.report.tables import short_source, eps_text
 
 _result = result_text
 
@@ -46,12 +46,12 @@ def mode_text(r: Dict) -> str:
 
 
 def _source(c) -> str:
-    return _short(c.source) if c is not None and c.source else "—"
+    return short_source(c.source) if c is not None and c.source else "—"
 
 
 def classification_markdown(rows: List[Dict]) -> str:
-    head = ("family", "dataset", "mode", "arch", "experiment", "standard (eps 0)", "robust best", "best eps (norm, method)",
-            "lr", "robust − standard", "models (standard; robust)", "paper standard", "paper robust (eps)",
+    head = ("family", "dataset", "mode", "arch", "experiment", "standard (eps 0)", "robust best",
+            "best eps (norm, method)", "lr", "robust − standard", "models (standard; robust)", "paper standard", "paper robust (eps)",
             "paper table", "Δ standard vs paper", "Δ robust vs paper")
     lines = []
     for r in rows:

@@ -97,7 +97,7 @@ def detection_figure(rows: List[Dict]) -> Optional[object]:
     for r in rows:
         method = f", robust: {r['method']}" if r.get("method") else ""
         note = "\nWIRING CHECK (AP < 1)" if r["wiring_check"] else (
-            f"\npaper: other protocol" if r["paper_standard"] is not None and r["paper_label"] else "")
+            "\npaper: other protocol" if r["paper_standard"] is not None and r["paper_label"] else "")
         labels.append(f"{r['dataset']} {r['arch']}\n{r['metric']} ({r['schedule']}{method}){note}")
     w = 0.8 / max(len(series), 1)
     for i, (name, key) in enumerate(series):

@@ -11,12 +11,12 @@ eps, another attack or a reduced budget) names those differences and gets no dif
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 from rdet.paper import same_eps
 from rdet.report.experiment import arch_of, catalog_name, family_of
 from rdet.report.stats import ConfigResult, difference
-from rdet.report.tables import _short, eps_text, published
+from rdet.report.tables import short_source, eps_text, published
 
 ROBUSTBENCH = {"dataset": "imagenet", "subset": "robustbench", "n_images": 5000, "norm": "linf", "eps": 4 / 255}
 
@@ -71,7 +71,7 @@ def robustness_rows(records: List[Dict]) -> List[Dict]:
     for r in records:
         if r.get("task") != "robustness":
             continue
-        model = catalog_name(r) or _short((r.get("backbone") or {}).get("source") or r.get("weights"))
+        model = catalog_name(r) or short_source((r.get("backbone") or {}).get("source") or r.get("weights"))
         head = (r.get("head") or {}).get("source", "checkpoint")
         for e in attack_entries(r):
             n = int(e.get("n_images") or r.get("n_images") or 0)
@@ -111,13 +111,11 @@ def _add_comparisons(rows: List[Dict]) -> None:
         r["vs_pgd"] = difference(r["robust"], pgd.get(k)) if r["kind"] == "autoattack" else None
         p = published(r["catalog"])
         r["robustbench_id"] = p.get("robustbench_id")
-        r["robustbench_clean"], r["robustbench_autoattack"] = p.get("robustbench_clean"), p.get("robustbench_autoattack")
+        r["robustbench_clean"] = p.get("robustbench_clean")
+        r["robustbench_autoattack"] = p.get("robustbench_autoattack")
         dev = _rb_deviations(r["_rec"], r["_entry"], r["n_images"]) if r["robustbench_id"] else []
         r["robustbench_label"] = "; ".join(dev)
         same = bool(r["robustbench_id"]) and not dev
         r["delta_robustbench"] = difference(r["robust"], r["robustbench_autoattack"]) if same else None
         r["delta_robustbench_clean"] = difference(r["clean"], r["robustbench_clean"]) if same and r["clean"] else None
 
-
-def robustbench_ids(rows: List[Dict]) -> List[Optional[str]]:
-    return sorted({r["robustbench_id"] for r in rows if r["robustbench_id"]})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from statistics import mean
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 OUTSIDE, INSIDE, ONE_SEED = "outside", "inside", "one seed"
 
@@ -94,7 +94,3 @@ def result_text(c: Optional[ConfigResult]) -> str:
     spread = f" [{c.lo:.2f}, {c.hi:.2f}]" if c.n > 1 else ""
     return f"{c.mean:.2f}{spread} (n={c.n})"
 
-
-def group_results(groups: Dict[tuple, List[float]], names: Sequence[str]) -> List[ConfigResult]:
-    """``ConfigResult`` per group key, its fields named by ``names`` (e.g. eps, lr, norm, ...)."""
-    return [ConfigResult.of(vals, **dict(zip(names, key))) for key, vals in groups.items()]

@@ -33,7 +33,7 @@ from rdet.report.stats import ConfigResult, difference
 
 NOISE_FLOOR_AP = 1.0  # a detector below 1 AP has learned nothing: its run checks the wiring only
 
-_eps, _arch, _norm = eps_of, arch_of, norm_of  # the names other modules import
+_eps, _arch, _norm = eps_of, arch_of, norm_of
 
 
 def eps_text(norm: Optional[str], eps: Optional[float]) -> str:
@@ -57,7 +57,7 @@ def dataset_label(rec) -> str:
 Key = Tuple[str, str, str, str, int, str, tuple]
 
 
-def _short(source: Optional[str]) -> Optional[str]:
+def short_source(source: Optional[str]) -> Optional[str]:
     """A source model's name: a catalog name as is, a file as its last two path parts."""
     if not source:
         return source
@@ -359,7 +359,8 @@ def catalog_rows(records: List[Dict]) -> List[Dict]:
     for name in sorted(used):
         p = published(name)
         if p:
-            rows.append(dict(p, family=family_of({"backbone": {"arch": p["arch"]}}), tasks=", ".join(sorted(used[name]))))
+            rows.append(dict(p, family=family_of({"backbone": {"arch": p["arch"]}}),
+                             tasks=", ".join(sorted(used[name]))))
     return sorted(rows, key=lambda x: (x["family"], x["catalog"]))
 
 
@@ -447,7 +448,8 @@ def table1_rows(cls_rows: List[Dict]) -> List[Dict]:
             b = top("robust", [r for r in rows if r["method"] == method])
             label = "; ".join(paper_deviations(fields) + method_deviation(method))
             same = not label
-            out.append({"dataset": ds, "mode": mode, "experiment": experiment_text(fields), "method": method, "standard": s, "robust": b,
+            out.append({"dataset": ds, "mode": mode, "experiment": experiment_text(fields), "method": method,
+                        "standard": s, "robust": b,
                         "robust_vs_standard": difference(b, s), "paper_standard": paper("standard"),
                         "paper_robust": paper("robust"), "paper_label": label,
                         "delta_standard": difference(s, paper("standard")) if same else None,
