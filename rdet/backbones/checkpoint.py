@@ -7,10 +7,26 @@ Accepted layouts (all read with ``torch.load(weights_only=True)``):
   ``module.attacker.normalize.*``; non-ResNet archs nest one more ``model.``;
 * ``{'state_dict': sd}`` (older scripts), optionally DataParallel-prefixed (``module.``);
 * a plain torchvision state_dict;
-* rdet's own checkpoints ``{'model': torchvision sd, 'rdet': {arch, norm, eps, ...}, ...}``.
+* rdet's own checkpoints ``{'model': torchvision sd, 'rdet': {arch, norm, eps, ...}, ...}``;
+
+and for the timm families (ConvNeXt, Swin, ViT), with timm's tensor names inside:
+
+* RobustBench's model objects, ``nn.Sequential(normalize=ImageNormalizer(mean, std), model=<timm
+  model>)``: ``normalize.mean``/``normalize.std`` (``(1, 3, 1, 1)``) and ``model.*``; the files
+  RobustBench downloads hold the bare timm state dict (optionally ``module.``-prefixed or under
+  ``'state_dict'``) and RobustBench adds the normaliser when it builds the model;
+* Singh et al.'s (github nmndeep/revisiting-at): ``model.state_dict()`` of DDP over their
+  attack wrapper over ``normalize_model(timm model)``, i.e. ``module.base_model.normalize.*`` and
+  ``module.base_model.model.*`` (or ``module.base_model.*`` without normaliser); their resumable
+  files put it under ``'model_state_dict'``;
+* Liu et al.'s ARES (github thu-ml/ares): a bare timm state dict (ARES adds the normaliser);
+* plain timm state dicts, including timm < 0.9 Swin files (downsampling at the end of each
+  stage, ``head.weight``, persistent ``relative_position_index``/``attn_mask`` buffers), which
+  are renamed to today's layout.
 
 Only the classifier's own tensors come out; normaliser and attacker copies are dropped (the
-normaliser's mean/std go into the metadata).
+normaliser's mean/std go into the metadata, and :func:`load_weights` puts them into the model's
+input normalisation).
 """
 from __future__ import annotations
 
@@ -60,6 +76,8 @@ def to_torchvision(obj: Any) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
             meta["epoch"] = obj["epoch"]
     elif isinstance(obj, Mapping) and _is_state_dict(obj.get("state_dict")):
         sd, meta["format"] = dict(obj["state_dict"]), "state_dict"
+    elif isinstance(obj, Mapping) and _is_state_dict(obj.get("model_state_dict")):  # Singh et al.'s full_model_*.pth
+        sd, meta["format"] = dict(obj["model_state_dict"]), "singh2023"
     elif _is_state_dict(obj):
         sd, meta["format"] = dict(obj), "torchvision"
     else:
@@ -67,6 +85,17 @@ def to_torchvision(obj: Any) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
                               "'state_dict' entry holding one")
     while sd and all(k.startswith("module.") for k in sd):  # DataParallel / DDP
         sd = _strip(sd, "module.")
+    if sd and all(k.startswith("base_model.") for k in sd):  # Singh et al.'s attack wrapper
+        sd, meta["format"] = _strip(sd, "base_model."), "singh2023"
+    if "normalize.mean" in sd and "normalize.std" in sd:  # RobustBench's / Singh's ImageNormalizer
+        meta["mean"] = [float(x) for x in sd["normalize.mean"].flatten()]
+        meta["std"] = [float(x) for x in sd["normalize.std"].flatten()]
+        if meta["format"] != "singh2023":
+            meta["format"] = "robustbench"
+        sd = _strip(sd, "model.")
+        if not sd:
+            raise CheckpointError("normalize.* without 'model.*' weights")
+        return _timm_today(sd), meta
     if any(k.startswith(("model.", "normalizer.", "attacker.")) for k in sd):
         # robustness AttackerModel: keep the classifier, note the normaliser, drop the attacker.
         if "normalizer.new_mean" in sd:
@@ -77,7 +106,38 @@ def to_torchvision(obj: Any) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
             sd = _strip(sd, "model.")
         if not sd:
             raise CheckpointError("robustness-layout checkpoint without 'model.*' weights")
-    return sd, meta
+    return _timm_today(sd), meta
+
+
+_OLD_SWIN_DOWNSAMPLE = re.compile(r"^layers\.(\d+)\.downsample\.")
+
+
+def _timm_today(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """timm < 0.9 Swin names -> today's: the patch merging that ended stage i starts stage i + 1, the
+    classifier moved into ``head.fc``, and the index/mask buffers (rebuilt by the model, no longer
+    saved) are dropped. Anything else passes unchanged."""
+    if not any(k.startswith("layers.0.blocks.") for k in sd):
+        return sd
+    out = {k: v for k, v in sd.items() if not k.endswith(("relative_position_index", "attn_mask"))}
+    if "layers.0.downsample.reduction.weight" in out:
+        def rename(k: str) -> str:
+            k = _OLD_SWIN_DOWNSAMPLE.sub(lambda m: f"layers.{int(m.group(1)) + 1}.downsample.", k)
+            return "head.fc." + k[len("head."):] if k.startswith("head.") and not k.startswith("head.fc.") else k
+
+        out = {rename(k): v for k, v in out.items()}
+    return out
+
+
+def sniff_family(sd: Mapping[str, torch.Tensor]) -> Optional[str]:
+    """The timm family whose tensor names ``sd`` has (convnext, swin, vit), else ``None``
+    (torchvision's CNNs are told apart by the full comparison)."""
+    if any(k.startswith("stages.0.blocks.0.conv_dw.") for k in sd):
+        return "convnext"
+    if any(k.startswith("layers.0.blocks.0.attn.") for k in sd):
+        return "swin"
+    if "cls_token" in sd and any(k.startswith("blocks.0.attn.qkv.") for k in sd):
+        return "vit"
+    return None
 
 
 @functools.lru_cache(maxsize=None)
@@ -103,8 +163,12 @@ def matches(sd: Mapping[str, torch.Tensor], arch: str) -> bool:
 
 
 def sniff_arch(sd: Mapping[str, torch.Tensor]) -> Optional[str]:
-    """The registry arch whose every non-head tensor name and shape matches ``sd``, if any."""
-    found = [a for a in list_backbones() if matches(sd, a)]
+    """The registry arch whose every non-head tensor name and shape matches ``sd``, if any. Only
+    the archs of the family the tensor names point to are compared (building every signature
+    once costs seconds)."""
+    family = sniff_family(sd)
+    candidates = list_backbones(family) if family else [a for a in list_backbones() if get_spec(a).timm_name is None]
+    found = [a for a in candidates if matches(sd, a)]
     return found[0] if len(found) == 1 else None
 
 
@@ -125,7 +189,10 @@ def load_checkpoint(path: str | Path, arch: Optional[str] = None, allow_pickle: 
     if arch is not None:
         get_spec(arch)  # unknown names fail here, with the list of choices
         if not matches(sd, arch):
-            what = f"a {sniffed} checkpoint" if sniffed else "not a checkpoint of any registered architecture"
+            family = sniff_family(sd)
+            what = (f"a {sniffed} checkpoint" if sniffed else
+                    f"a {family}-family checkpoint of no registered size" if family else
+                    "not a checkpoint of any registered architecture")
             raise CheckpointError(f"{path}: is {what}, not {arch} (check --arch)")
     elif sniffed is None:
         raise CheckpointError(f"{path}: weights match no registered architecture "
@@ -139,6 +206,9 @@ def load_checkpoint(path: str | Path, arch: Optional[str] = None, allow_pickle: 
     if entry is not None:
         meta.setdefault("norm", entry.norm)
         meta.setdefault("eps", entry.eps)
+        if entry.mean is not None:  # the release's input normalisation, when its file does not hold it
+            meta.setdefault("mean", list(entry.mean))
+            meta.setdefault("std", list(entry.std))
     elif release:
         meta.setdefault("norm", release["norm"])
         scale = 255.0 if release["norm"] == "linf" else 1.0
@@ -169,7 +239,9 @@ def load_weights(model, weights: str | Path, allow_pickle: bool = False) -> Load
     """Load ``weights`` (file or catalog name) into an :class:`rdet.backbones.Classifier`.
 
     The body is loaded strictly. The head is loaded too when its shape fits ``model``; otherwise
-    the model keeps its fresh head (transfer to a new label set).
+    the model keeps its fresh head (transfer to a new label set). The input normalisation the
+    weights were trained with (from the file's normaliser, rdet's metadata or the catalog entry)
+    replaces the spec's default, so the model computes what the release computes on [0, 1] input.
     """
     loaded = load_checkpoint(resolve(str(weights)), arch=model.spec.name, allow_pickle=allow_pickle)
     head_prefix = model.spec.classifier + "."
@@ -178,13 +250,18 @@ def load_weights(model, weights: str | Path, allow_pickle: bool = False) -> Load
     with_head = set(ckpt_head) == set(own_head) and all(
         ckpt_head[k].shape == own_head[k].shape for k in own_head)
     model.load_torchvision_state_dict(loaded.state_dict, with_head=with_head)
+    if loaded.meta.get("mean") is not None and loaded.meta.get("std") is not None:
+        model.normalize.set_stats(loaded.meta["mean"], loaded.meta["std"])
     loaded.meta["head_loaded"] = with_head
     return loaded
 
 
 def classifier_checkpoint(model, meta: Dict[str, Any]) -> Dict[str, Any]:
     """rdet's checkpoint of a ``Classifier`` (unwrapped from DDP): torchvision-named weights plus
-    ``meta`` (arch, norm, eps, method, dataset, ...), the layout :func:`to_torchvision` reads."""
+    ``meta`` (arch, norm, eps, method, dataset, ...), the layout :func:`to_torchvision` reads. The
+    model's own input normalisation is recorded (``mean``/``std``, RGB, for [0, 1] pixels), so a
+    release's non-default one travels on with fine-tuned copies."""
     inner = getattr(model, "module", model)
     sd = {k: v.detach().cpu() for k, v in inner.torchvision_state_dict().items()}
-    return {"model": sd, "rdet": dict(meta, num_classes=inner.num_classes)}
+    mean, std = inner.normalize.stats()
+    return {"model": sd, "rdet": dict(meta, num_classes=inner.num_classes, mean=mean, std=std)}

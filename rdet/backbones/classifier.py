@@ -26,6 +26,20 @@ class InputNormalize(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
+    def set_stats(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Use a checkpoint's statistics (e.g. (0, 0, 0) / (1, 1, 1): a release trained on raw [0, 1] input)."""
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            from rdet.core.errors import CheckpointError
+
+            raise CheckpointError(f"input normalisation mean {list(mean)} / std {list(std)}: need 3 values each, std > 0")
+        with torch.no_grad():
+            self.mean.copy_(torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+            self.std.copy_(torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def stats(self):
+        """``(mean, std)`` as lists of 3 floats."""
+        return [float(v) for v in self.mean.flatten()], [float(v) for v in self.std.flatten()]
+
 
 def _split_path(path: str):
     parent, _, leaf = path.rpartition(".")

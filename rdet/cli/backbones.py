@@ -25,9 +25,11 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"{name:<24} {s.family:<10} {s.paper_name:<22} {s.feature_dim:>8}  {s.classifier:<13} "
                   f"{'batchnorm' if s.batchnorm else 'layernorm':<9} {test:<15} {s.recipe:<16} {geo}")
     else:
-        print(f"{'name':<32} {'arch':<20} {'norm':<5} {'eps':>8}  url")
+        print(f"{'name':<42} {'arch':<24} {'norm':<5} {'eps':>8}  {'clean':>6} {'AA':>6}  url")
         for e in CATALOG.values():
-            print(f"{e.name:<32} {e.arch:<20} {e.norm:<5} {e.eps_label:>8}  {weights_url(e)}")
+            pub = (f"{e.published_clean:>6.2f} {e.published_autoattack:>6.2f}" if e.published_clean is not None
+                   else f"{'-':>6} {'-':>6}")
+            print(f"{e.name:<42} {e.arch:<24} {e.norm:<5} {e.eps_label:>8}  {pub}  {weights_url(e)}")
     return 0
 
 
