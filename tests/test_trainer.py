@@ -52,12 +52,18 @@ def test_overfit_guard_quiet_without_a_collapse():
 
 
 def test_periodic_eval_keeps_final_and_best():
-    scores = iter([{"top1": 50.0}, {"top1": 70.0}, {"top1": 65.0}])
+    """The robustness library's epochs: 0-based ``epoch % every == 0`` or the last, i.e. after
+    epochs 1, 3, 5 and 6 of 6 with every 2 (1, 6, ..., 146, 150 of 150 with every 5)."""
+    scores = iter([{"top1": 50.0}, {"top1": 70.0}, {"top1": 65.0}, {"top1": 60.0}])
     tr = _toy_trainer(6, [PeriodicEval(lambda: next(scores), every=2)])
     tr.train()
-    assert [e for e, _ in tr.history["evals"]] == [2, 4, 6]
+    assert [e for e, _ in tr.history["evals"]] == [1, 3, 5, 6]
     r = final_and_best(tr.history, "top1")
-    assert r["final"]["top1"] == 65.0 and r["best_value"] == 70.0 and r["best_epoch"] == 4
+    assert r["final"]["top1"] == 60.0 and r["best_value"] == 70.0 and r["best_epoch"] == 3
+    tr = _toy_trainer(150, [PeriodicEval(lambda: {"top1": 1.0}, every=5)])
+    tr.train()
+    done = [e for e, _ in tr.history["evals"]]
+    assert done[:3] == [1, 6, 11] and done[-2:] == [146, 150] and len(done) == 31
 
 
 def test_free_training_epoch_accounting(tmp_path):

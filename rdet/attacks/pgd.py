@@ -33,15 +33,17 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torc
     return (x + delta).clamp(0.0, 1.0)
 
 
-def random_start(x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
-    """A point drawn uniformly from the eps-ball (L2: uniform direction, radius eps * U^(1/d))."""
+def random_start(x: torch.Tensor, eps: float, norm: str, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """A point drawn uniformly from the eps-ball (L2: uniform direction, radius eps * U^(1/d)),
+    from ``generator`` (on ``x``'s device) or else torch's global generator."""
     if norm == "linf":
-        delta = torch.empty_like(x).uniform_(-eps, eps)
+        delta = torch.empty_like(x).uniform_(-eps, eps, generator=generator)
     else:
         d = x[0].numel()
-        direction = torch.randn_like(x)
+        direction = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         direction = direction / _per_sample_norm(direction).clamp_min(1e-12)
-        radius = eps * torch.rand(x.shape[0], *([1] * (x.dim() - 1)), device=x.device) ** (1.0 / d)
+        radius = eps * torch.rand(x.shape[0], *([1] * (x.dim() - 1)), generator=generator, device=x.device,
+                                  dtype=x.dtype) ** (1.0 / d)
         delta = direction * radius
     return (x + delta).clamp(0.0, 1.0)
 
@@ -63,14 +65,15 @@ def _losses(model, x, y, autocast) -> torch.Tensor:
 
 def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: str = "l2", steps: int = 3,
         step_size: Optional[float] = None, rand_init: bool = False, targeted: bool = False, keep_best: bool = False,
-        restarts: int = 1, autocast: Callable = None) -> torch.Tensor:
+        restarts: int = 1, autocast: Callable = None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Adversarial examples for ``(x, y)``; ``x``: ``(N, C, H, W)`` in [0, 1].
 
     ``step_size`` defaults to ``2.5 * eps / steps`` (enough to reach the boundary from any start).
     ``targeted``: ``y`` are target labels and the loss is minimised. ``keep_best``: return, per
     sample, the iterate with the highest (targeted: lowest) loss rather than the last one.
     ``restarts`` > 1 repeats the attack from random starts and keeps, per sample, the most
-    successful run (the first one starts at ``x`` unless ``rand_init``).
+    successful run (the first one starts at ``x`` unless ``rand_init``). Random starts draw from
+    ``generator`` when given (the overfitting guard's own), else from torch's global generator.
     """
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}")
@@ -83,7 +86,7 @@ def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, no
     x = x.detach()
     best, best_score = x, None
     for r in range(max(1, restarts)):
-        x_adv = random_start(x, eps, norm) if (rand_init or r > 0) else x.clone()
+        x_adv = random_start(x, eps, norm, generator) if (rand_init or r > 0) else x.clone()
         run_best, run_score = x_adv, None
         for _ in range(steps):
             losses, grad = _input_grad(net, x_adv, y, autocast)
@@ -117,9 +120,10 @@ def _keep(best, best_score, cand, cand_score):
 
 
 def make_perturb(eps: float, norm: str = "l2", steps: int = 3, step_size: Optional[float] = None,
-                 rand_init: bool = False, restarts: int = 1, keep_best: bool = False, autocast: Callable = None):
+                 rand_init: bool = False, restarts: int = 1, keep_best: bool = False, autocast: Callable = None,
+                 generator: Optional[torch.Generator] = None):
     """A ``perturb(model, x, y) -> x_adv`` closure for ``rdet.engine`` (training or evaluation)."""
     def perturb(model, x, y):
         return pgd(model, x, y, eps, norm, steps, step_size, rand_init, keep_best=keep_best, restarts=restarts,
-                   autocast=autocast)
+                   autocast=autocast, generator=generator)
     return perturb

@@ -56,6 +56,12 @@ def _base() -> CN:
     # What --resume does when the checkpoint was made by a run with other settings (rdet/engine/
     # signature.py): "error" refuses naming the keys; "restart" discards it and starts afresh.
     _C.RUNTIME.RESUME_MISMATCH = "error"
+    # Mid-epoch checkpoints (rdet/engine/trainer.py): also save last_checkpoint.pth inside an epoch
+    # every this many minutes of wall time, so a kill loses at most that much work; --resume then
+    # continues the epoch with the same batches. 0 = only at the end of each epoch.
+    _C.RUNTIME.CHECKPOINT_MINUTES = 0.0
+    # The same every this many iterations (0 = off): deterministic, for tests and debugging.
+    _C.RUNTIME.CHECKPOINT_EVERY_ITERS = 0
     return _C
 
 

@@ -105,6 +105,8 @@ SCHEMA: Dict[str, Rule] = {
     "RUNTIME.CHANNELS_LAST": _c(False, *BOOL),
     "RUNTIME.LOG_EVERY": _r(False, 1),
     "RUNTIME.RESUME_MISMATCH": _c(False, "error", "restart"),
+    "RUNTIME.CHECKPOINT_MINUTES": _r(False, 0),  # when to save, not what is computed
+    "RUNTIME.CHECKPOINT_EVERY_ITERS": _r(False, 0),
     # TRANSFER
     "TRANSFER.MODE": _c(True, "fixed", "full"),
     "TRANSFER.LR_GRID": _r(False, 0, lo_open=True),  # --grid expands it into runs, each with its own BASE_LR

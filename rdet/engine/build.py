@@ -6,8 +6,9 @@ from typing import Iterable
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from rdet.engine.runtime import Runtime
 from rdet.core.errors import ConfigError
+from rdet.engine.runtime import Runtime
+from rdet.engine.streams import KeyedSampler, SeededItems, worker_init
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg, lr: float = None) -> torch.optim.SGD:
@@ -39,6 +40,10 @@ def build_loader(dataset, cfg, rt: Runtime, train: bool, batch_size: int = None,
     """Per-process batch = global batch / world size. Training shuffles with
     ``DistributedSampler`` even in one process, so the order depends only on (seed, epoch): a
     resumed run sees the same batches as an uninterrupted one (the trainer calls ``set_epoch``).
+    Every loader draws each sample's augmentation from its own seed, ``(seed, "train", epoch,
+    index)`` for training and ``(seed, "eval", 0, index)`` otherwise (``rdet.engine.streams``), so
+    the images do not depend on workers, batch size, ranks or a resume; ``loader.sampler`` is a
+    :class:`~rdet.engine.streams.KeyedSampler` (``extract_views`` picks a stream per view with it).
     ``keep_last``: keep the last partial training batch, as the robustness library's loaders do.
     Only for models without train-mode BatchNorm (the fixed-feature head): a last batch of a few
     images makes BatchNorm's batch statistics degenerate and can derail training, so pretraining
@@ -49,12 +54,15 @@ def build_loader(dataset, cfg, rt: Runtime, train: bool, batch_size: int = None,
         raise ConfigError(f"SOLVER.BATCH_SIZE {batch} is not divisible by the {rt.world_size} processes")
     per_rank = batch // rt.world_size
     if train:
-        sampler = DistributedSampler(dataset, num_replicas=rt.world_size, rank=rt.rank, shuffle=True, seed=seed,
-                                     drop_last=True)
-        drop_last = not keep_last or len(sampler) % per_rank == 1
+        # the shuffle seed is the same on every rank: the ranks' shards of one permutation must not overlap
+        base = DistributedSampler(dataset, num_replicas=rt.world_size, rank=rt.rank, shuffle=True, seed=seed,
+                                  drop_last=True)
+        drop_last = not keep_last or len(base) % per_rank == 1
+        sampler = KeyedSampler(base, seed, "train")
     else:
-        sampler, drop_last = ShardSampler(len(dataset), rt.rank, rt.world_size), False
+        sampler, drop_last = KeyedSampler(ShardSampler(len(dataset), rt.rank, rt.world_size), seed, "eval"), False
     workers = cfg.DATA.NUM_WORKERS
-    return DataLoader(dataset, batch_size=per_rank, sampler=sampler, num_workers=workers, drop_last=drop_last,
-                      pin_memory=rt.device.type == "cuda", persistent_workers=workers > 0)
-
+    # persistent workers are safe: a sample's seed travels with its index, not in the worker's state
+    return DataLoader(SeededItems(dataset), batch_size=per_rank, sampler=sampler, num_workers=workers,
+                      drop_last=drop_last, pin_memory=rt.device.type == "cuda", persistent_workers=workers > 0,
+                      worker_init_fn=worker_init(seed, rt.rank) if workers > 0 else None)

@@ -17,10 +17,13 @@ logger = logging.getLogger(__name__)
 
 
 class PeriodicEval(HookBase):
-    """Evaluate every ``every`` epochs and after the last one (``every`` 0: last only); keeps
-    ``history['evals']`` = ``[[epoch, scores], ...]`` (1-based epochs). The authors' transfer code
-    evaluates every 5 epochs and keeps its best checkpoint; rdet reports the final value and
-    records the best periodic one beside it."""
+    """Evaluate after epochs 1, 1 + ``every``, 1 + 2 * ``every``, ... and after the last one
+    (``every`` 0: the last only); keeps ``history['evals']`` = ``[[epoch, scores], ...]`` (1-based
+    epochs). These are the robustness library's epochs (``train.py``: ``if epoch %
+    args.log_iters == 0 or epoch == args.epochs - 1`` with 0-based ``epoch``), which the authors'
+    transfer code runs with ``log_iters`` 5: after epochs 1, 6, ..., 146 and 150 of 150. rdet
+    reports the final value and records the best periodic one beside it (which epochs are
+    evaluated changes only ``best_value`` / ``best_epoch``)."""
 
     def __init__(self, evaluate: Callable[[], Dict[str, float]], every: int):
         self.evaluate, self.every = evaluate, every
@@ -29,9 +32,9 @@ class PeriodicEval(HookBase):
         self.trainer.history.setdefault("evals", [])
 
     def after_epoch(self) -> None:
-        t, done = self.trainer, self.trainer.epoch + 1
-        if done == t.epochs or (self.every and done % self.every == 0):
-            t.history["evals"].append([done, self.evaluate()])
+        t, epoch = self.trainer, self.trainer.epoch  # 0-based, as in the library
+        if epoch == t.epochs - 1 or (self.every and epoch % self.every == 0):
+            t.history["evals"].append([epoch + 1, self.evaluate()])
 
 
 def final_and_best(history: Dict[str, Any], metric: str) -> Dict[str, Any]:
@@ -44,19 +47,36 @@ def final_and_best(history: Dict[str, Any], metric: str) -> Dict[str, Any]:
 
 
 class OverfitGuard(HookBase):
-    """Catastrophic-overfitting guard for fast adversarial training (Wong et al. 2020, Sec. 5.3):
-    after each epoch, ``measure()`` gives PGD accuracy (%) on a fixed held-out batch; when it falls
-    more than ``margin`` points below its best, training stops and the best epoch's weights are put
-    back. ``history['guard']`` records each measurement and what happened."""
+    """Catastrophic-overfitting guard for fast adversarial training (after Wong et al. 2020,
+    "Fast is better than free", Sec. 5.3): after each epoch, ``measure()`` gives PGD accuracy (%)
+    on a fixed guard batch; when it falls more than ``margin`` points below its best so far,
+    training stops and the best epoch's weights are put back. ``history['guard']`` records each
+    measurement and the decision; it travels in the checkpoint, so a run whose guard fired and
+    that is resumed (e.g. killed during its final evaluation; study cells always resume) trains no
+    further and reports the same stop.
+
+    How it differs from Wong et al.'s rule (their ``train_fgsm.py --early-stop``): they attack the
+    epoch's *first training minibatch* (a different batch every epoch) with PGD-5, compare with
+    the *previous* epoch's accuracy, stop on a drop of more than 0.2 (20 points) and keep the
+    previous epoch's weights. rdet measures one fixed, class-stratified, seeded batch of
+    ``ADV.GUARD_SAMPLES`` training images with PGD-``ADV.GUARD_STEPS`` from a fixed random start,
+    so successive measurements differ only by the weights; it compares with the *best* epoch so
+    far (a slow slide of several small drops also fires) by ``ADV.GUARD_MARGIN`` points, and keeps
+    the best epoch's weights (which, after a single collapse, are Wong et al.'s previous epoch).
+    ``measure`` must leave every random generator as it found it (rdet.tasks.pretrain's does).
+    """
 
     def __init__(self, measure: Callable[[], float], margin: float):
         self.measure, self.margin = measure, margin
         self._best_state: Optional[Dict[str, torch.Tensor]] = None
 
     def before_train(self) -> None:
-        g = self.trainer.history.setdefault("guard", {"pgd_acc": [], "fired": False})
-        if self.trainer.start_epoch and g.get("best_state") is not None:
+        t = self.trainer
+        g = t.history.setdefault("guard", {"pgd_acc": [], "fired": False})
+        if g.get("best_state") is not None:
             self._best_state = g["best_state"]
+        if g.get("fired"):  # decided before a resume: the stop stands
+            t.stop_reason = g.get("reason") or f"the overfitting guard stopped the run after epoch {g['stopped_after']}"
 
     def after_epoch(self) -> None:
         t = self.trainer
@@ -69,9 +89,15 @@ class OverfitGuard(HookBase):
             g["best_state"] = self._best_state  # saved with the checkpoint, for a resumed run
         elif best - acc > self.margin:
             t.model.load_state_dict(self._best_state)
-            g.update(fired=True, best_epoch=best_epoch, best_pgd_acc=best, last_pgd_acc=acc, stopped_after=t.epoch + 1)
             t.stop_reason = (f"catastrophic overfitting: PGD accuracy on the guard batch fell from {best:.1f}% "
                              f"(epoch {best_epoch}) to {acc:.1f}%; keeping epoch {best_epoch}'s weights")
+            g.update(fired=True, best_epoch=best_epoch, best_pgd_acc=best, last_pgd_acc=acc, stopped_after=t.epoch + 1,
+                     reason=t.stop_reason)
+
+    def weights_epoch(self) -> int:
+        """The epoch (1-based) whose weights the model holds: the best one after the guard fired."""
+        g = self.trainer.history.get("guard", {})
+        return int(g["best_epoch"]) if g.get("fired") else self.trainer.epoch + 1
 
     def summary(self) -> Dict[str, Any]:
         g = self.trainer.history.get("guard", {})
@@ -79,14 +105,14 @@ class OverfitGuard(HookBase):
 
 
 class Checkpointer(HookBase):
-    """Save the resumable state after every epoch (main process only; atomic)."""
+    """Save the resumable state after every epoch: ``save()`` runs on every process (it gathers
+    per-process state) and writes from the main one, atomically."""
 
     def __init__(self, path: Path, save: Callable[[], None]):
         self.path, self.save = path, save
 
     def after_epoch(self) -> None:
-        if self.trainer.rt.is_main:
-            self.save()
+        self.save()
 
 
 class TensorBoard(HookBase):

@@ -17,7 +17,7 @@ from rdet.core.atomic import remove_stale_temps
 from rdet.engine.build import build_optimizer, build_scheduler
 from rdet.engine.hooks import Checkpointer, EpochLog, TensorBoard
 from rdet.engine.signature import run_signature
-from rdet.engine.state import LAST, check_resume, restore, save_state
+from rdet.engine.state import LAST, check_resume, gather_rank_states, restore, save_state
 from rdet.engine.trainer import EpochTrainer, HookBase
 
 logger = logging.getLogger(__name__)
@@ -58,23 +58,42 @@ class RunDir(contextlib.AbstractContextManager):
         return self._before + time.time() - self._started
 
     def build_trainer(self, model, params, loader, step, epochs: int, *, ddp=None, train_mode=None,
-                      scheduler_steps: int = 1, weights: Callable[[], Dict[str, Any]], measure_hooks=(),
+                      total_steps: Optional[int] = None, weights: Callable[[], Dict[str, Any]], measure_hooks=(),
                       desc: str = "train", cfg=None) -> EpochTrainer:
         """The trainer for this run, resumed when there is a state: SGD and step schedule from
-        ``cfg.SOLVER``, a GradScaler for fp16, then hooks in order: ``measure_hooks`` (evaluation,
-        guard), the per-epoch checkpoint (``weights()`` gives the rdet checkpoint dict), TensorBoard
-        and the epoch log line."""
+        ``cfg.SOLVER``, a GradScaler for fp16, per-step random streams from ``cfg.SEED``, then
+        hooks in order: ``measure_hooks`` (evaluation, guard), the per-epoch checkpoint
+        (``weights()`` gives the rdet checkpoint dict), TensorBoard and the epoch log line.
+        Mid-epoch checkpoints every ``RUNTIME.CHECKPOINT_MINUTES`` (or, for tests,
+        ``RUNTIME.CHECKPOINT_EVERY_ITERS`` iterations). ``total_steps``: the optimizer-step budget
+        (default ``epochs * len(loader)``; free training passes ``SOLVER.EPOCHS * len(loader)``)."""
         optimizer = build_optimizer(params, cfg)
         trainer = EpochTrainer(model, loader, optimizer, build_scheduler(optimizer, cfg), self.rt, step, epochs,
-                               ddp=ddp, scaler=self.rt.grad_scaler(), train_mode=train_mode,
-                               scheduler_steps=scheduler_steps, log_every=cfg.RUNTIME.LOG_EVERY, desc=desc)
+                               ddp=ddp, scaler=self.rt.grad_scaler(), train_mode=train_mode, total_steps=total_steps,
+                               seed=int(cfg.SEED), log_every=cfg.RUNTIME.LOG_EVERY, desc=desc,
+                               checkpoint_every_iters=int(cfg.RUNTIME.get("CHECKPOINT_EVERY_ITERS", 0)),
+                               checkpoint_minutes=float(cfg.RUNTIME.get("CHECKPOINT_MINUTES", 0.0)))
+
+        def save() -> None:  # on every process: the position and the step states are gathered first
+            position, ranks = trainer.position(), gather_rank_states(trainer)
+            if self.rt.is_main:
+                save_state(self.path / LAST, weights(), trainer, self.signature, self.elapsed(), position=position,
+                           rank_states=ranks)
+                if position is not None:
+                    logger.info("mid-epoch checkpoint: epoch %d, %d batches done", position["epoch"] + 1,
+                                position["batches"])
+
+        trainer.checkpoint = save
         hooks: List[HookBase] = list(measure_hooks)
-        hooks.append(Checkpointer(self.path / LAST,
-                                  lambda: save_state(self.path / LAST, weights(), trainer, self.signature,
-                                                     self.elapsed())))
+        hooks.append(Checkpointer(self.path / LAST, save))
         hooks += [TensorBoard(self.path / "tb", desc), EpochLog()]
         trainer.register_hooks(hooks)
         if self.state is not None:
             restore(self.state, model, trainer)
-            logger.info("resuming %s from epoch %d", self.path / LAST, trainer.start_epoch + 1)
+            pos = self.state.get("position")
+            if pos is not None:
+                logger.info("resuming %s in epoch %d after %d batches", self.path / LAST, pos["epoch"] + 1,
+                            pos["batches"])
+            else:
+                logger.info("resuming %s from epoch %d", self.path / LAST, trainer.start_epoch + 1)
         return trainer

@@ -2,19 +2,25 @@
 
 A state file is an rdet checkpoint that the backbone registry also reads as weights
 (``{'model': torchvision state_dict, 'rdet': meta}``) plus what a resumed run needs to continue
-exactly: optimizer, lr scheduler, GradScaler, finished epoch, CPU and CUDA RNG states, the hooks'
-history (periodic evaluations, the overfitting guard), the wall time spent so far and the run's
-signature (the settings that define it, checked by :func:`check_resume`). Everything in it loads
+exactly: optimizer, lr scheduler, GradScaler, finished epoch, the optimizer-step count, CPU and
+CUDA RNG states, the hooks' history (periodic evaluations, the overfitting guard and its stop
+decision), each process's step state (free training's perturbation), the wall time spent so far and
+the run's signature (the settings that define it, checked by :func:`check_resume`). A mid-epoch
+state (``RUNTIME.CHECKPOINT_MINUTES``) adds ``position``: the epoch in progress, the batches of it
+done and its partial statistics; the loaders' and steps' random streams are functions of that
+position (``rdet.engine.streams``), so nothing else is needed to continue with the same batches. Everything in it loads
 with ``torch.load(weights_only=True)``. The model part is unwrapped (no DDP prefix), so a run
 resumes on another number of processes.
 """
 from __future__ import annotations
 
+import errno
 import logging
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
+import torch.distributed as dist
 
 from rdet.core.atomic import torch_save
 from rdet.engine.signature import describe_mismatch
@@ -39,15 +45,41 @@ def set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def save_state(path: Path, weights: Dict[str, Any], trainer, signature: Dict[str, Any], elapsed_s: float) -> None:
-    """Atomically save ``weights`` (an rdet checkpoint dict) and ``trainer``'s state after its
-    current epoch."""
+def gather_rank_states(trainer) -> Optional[List[Dict[str, Any]]]:
+    """Each process's step state (``step.state_dict()``, e.g. free training's ``delta``), in rank
+    order; ``None`` when the step keeps none. A collective: call it on every process."""
+    if not hasattr(trainer.step, "state_dict"):
+        return None
+    local = {"step": trainer.step.state_dict()}
+    if not trainer.rt.distributed:
+        return [local]
+    out: List[Any] = [None] * trainer.rt.world_size
+    dist.all_gather_object(out, local)
+    return out
+
+
+def save_state(path: Path, weights: Dict[str, Any], trainer, signature: Dict[str, Any], elapsed_s: float,
+               position: Optional[Dict[str, Any]] = None,
+               rank_states: Optional[List[Dict[str, Any]]] = None) -> None:
+    """Atomically save ``weights`` (an rdet checkpoint dict) and ``trainer``'s state: after its
+    current epoch, or inside it when ``position`` (``trainer.position()``) is given. A write that
+    fails (a full disk) leaves the previous file as it was and stops the run with one line."""
+    finished = trainer.epoch if position is None else int(position["epoch"]) - 1
     state = dict(weights, optimizer=trainer.optimizer.state_dict(), scheduler=trainer.scheduler.state_dict(),
-                 epoch=trainer.epoch, rng=rng_state(), history=trainer.history, signature=signature,
+                 epoch=finished, iter=trainer.iter, rng=rng_state(), history=trainer.history, signature=signature,
                  elapsed_s=float(elapsed_s))
+    if position is not None:
+        state["position"] = position
+    if rank_states is not None:
+        state["rank_states"] = rank_states
     if trainer.scaler is not None:
         state["scaler"] = trainer.scaler.state_dict()
-    torch_save(state, path)
+    try:
+        torch_save(state, path)
+    except OSError as e:
+        reason = "disk full" if e.errno == errno.ENOSPC else (e.strerror or type(e).__name__)
+        kept = "the previous checkpoint there is intact" if Path(path).is_file() else "there is no earlier checkpoint"
+        raise CheckpointError(f"cannot write {path} ({reason}): stopping; {kept}") from None
 
 
 def read_state(path: Path) -> Dict[str, Any]:
@@ -93,6 +125,18 @@ def restore(state: Dict[str, Any], model, trainer) -> None:
             from None
     if trainer.scaler is not None and "scaler" in state:
         trainer.scaler.load_state_dict(state["scaler"])
-    trainer.start_epoch = int(state["epoch"]) + 1
+    trainer.epoch = int(state["epoch"])  # the last finished epoch: what a run with nothing left to train reports
+    trainer.start_epoch = trainer.epoch + 1
+    # older states lack the step count: the schedule's epochs times the steps per epoch
+    trainer.iter = int(state.get("iter", int(state["scheduler"].get("last_epoch", 0)) * trainer.epoch_steps))
+    if state.get("position") is not None:
+        trainer.load_position(state["position"])
     trainer.history = state.get("history", {})
+    ranks = state.get("rank_states")
+    if ranks is not None and hasattr(trainer.step, "load_state_dict"):
+        if len(ranks) == trainer.rt.world_size:
+            trainer.step.load_state_dict(ranks[trainer.rt.rank]["step"])
+        else:
+            logger.warning("the checkpoint's step state is from %d processes, this run has %d: free training's "
+                           "perturbation starts again at 0", len(ranks), trainer.rt.world_size)
     set_rng_state(state["rng"])

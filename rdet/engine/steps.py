@@ -69,16 +69,26 @@ class AttackStep(StandardStep):
 class FreeStep:
     """Shafahi et al.'s free adversarial training: the batch is replayed ``replays`` times; each
     replay is one optimizer step on ``x + delta`` whose input gradient also moves ``delta`` by
-    ``eps`` (projected). ``delta`` carries over to the next batch (reset when its shape changes)."""
+    ``eps`` (projected). ``delta`` carries over to the next batch (reset when its shape changes)
+    and is saved with the checkpoint (:meth:`state_dict`, one per process), so a resumed run
+    continues its perturbation. Replays stop when the run's optimizer-step budget is spent (the
+    partial last pass of ``epochs`` not divisible by ``replays``)."""
 
     def __init__(self, eps: float, norm: str, replays: int):
         self.eps, self.norm, self.replays = eps, norm, replays
         self.delta: Optional[torch.Tensor] = None
 
+    def state_dict(self) -> dict:
+        return {"delta": None if self.delta is None else self.delta.detach().cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.delta = state.get("delta")
+
     def __call__(self, trainer, x, y):
         if self.delta is None or self.delta.shape != x.shape:
             self.delta = torch.zeros_like(x)
-        for _ in range(self.replays):
+        self.delta = self.delta.to(x.device, x.dtype)
+        for _ in range(min(self.replays, trainer.steps_left())):
             x_adv = (x + self.delta).clamp(0.0, 1.0).requires_grad_(True)
             logits, loss = _forward_loss(trainer, x_adv, y)
             trainer.optimize(loss)
@@ -87,7 +97,7 @@ class FreeStep:
 
 
 def check_adv_cfg(adv) -> None:
-    """One-line errors for ADV.* choices, before any work (numeric ranges: ``rdet.validate``)."""
+    """One-line errors for ADV.* choices, before any work (every key's rule: ``rdet.config.schema``)."""
     if adv.NORM not in NORMS:
         raise ConfigError(f"ADV.NORM must be one of {', '.join(NORMS)}, not {adv.NORM!r}")
     if adv.METHOD not in METHODS:
@@ -116,10 +126,10 @@ def build_train_step(adv, autocast: Callable):
 
 
 def passes_and_schedule(adv, epochs: int) -> Tuple[int, int]:
-    """``(passes over the data, lr-scheduler steps per pass)``. Free training replays each batch
-    ADV.FREE_REPLAYS times, so it makes ceil(epochs / replays) passes for about the same number of
-    optimizer steps as ``epochs`` standard epochs, and its lr schedule advances ``replays`` epochs
-    per pass."""
+    """``(passes over the data, optimizer steps per batch)``. Free training replays each batch
+    ADV.FREE_REPLAYS times, so it makes ceil(epochs / replays) passes, the last one partial when
+    ``epochs`` is not a multiple of ``replays``: exactly ``epochs`` epochs' worth of optimizer
+    steps (the trainer's ``total_steps``), with the lr schedule counted in those steps."""
     if float(adv.EPS) > 0 and adv.METHOD == "free":
         return math.ceil(epochs / adv.FREE_REPLAYS), adv.FREE_REPLAYS
     return epochs, 1

@@ -28,6 +28,8 @@ from rdet.data.build import datasets_from_cfg
 from rdet.engine import FINAL, apply_bn_mode, build_loader, evaluate, prepare_bn, setup_runtime
 from rdet.engine.hooks import OverfitGuard
 from rdet.engine.rundir import RunDir
+from rdet.engine.streams import SeededItems, guard_generator, stratified_indices
+from rdet.data.classification import targets_of
 from rdet.engine.steps import build_train_step, check_adv_cfg, method_meta, passes_and_schedule
 from rdet.core.records import write_record
 from rdet.tasks.checks import check_training_inputs
@@ -36,24 +38,30 @@ logger = logging.getLogger(__name__)
 
 
 def _guard_hook(cfg, model, train_ds, rt) -> Optional[OverfitGuard]:
-    """The catastrophic-overfitting guard: PGD-GUARD_STEPS accuracy on the first GUARD_SAMPLES
-    training images (a fixed batch, seen through the training transform once and kept)."""
+    """The catastrophic-overfitting guard (rule and how it differs from Wong et al.'s:
+    :class:`rdet.engine.hooks.OverfitGuard`): PGD-GUARD_STEPS accuracy on GUARD_SAMPLES training
+    images taken from every class in turn, in an order drawn from SEED (an ImageFolder lists its
+    images class by class, so its first images would be one class), each seen through the
+    training transform once under its own seed and kept. The PGD start draws from the guard's own
+    generator, the same start at every measurement, and the global generators (CPU and CUDA) are
+    left as they were found."""
     adv = cfg.ADV
     if float(adv.EPS) == 0 or adv.GUARD == "off" or (adv.GUARD == "auto" and adv.METHOD == "pgd"):
         return None
-    n = min(adv.GUARD_SAMPLES, len(train_ds))
-    gen = torch.get_rng_state()
-    batch = [train_ds[i] for i in range(n)]
-    torch.set_rng_state(gen)  # drawing the guard batch must not shift the training run's randomness
+    indices = stratified_indices(targets_of(train_ds), min(adv.GUARD_SAMPLES, len(train_ds)), cfg.SEED)
+    items = SeededItems(train_ds)
+    batch = [items[(i, (cfg.SEED, "guard", 0))] for i in indices]  # seeded per image; the run's RNG untouched
     x, y = rt.inputs(torch.stack([b[0] for b in batch])), torch.tensor([b[1] for b in batch], device=rt.device)
-    attack = make_perturb(float(adv.EPS), adv.NORM, adv.GUARD_STEPS, rand_init=True, autocast=rt.autocast)
+    n = len(indices)
+    cuda = [rt.device] if rt.device.type == "cuda" else []
 
     def measure() -> float:
-        rng = torch.get_rng_state()
-        model.eval()
-        with torch.no_grad(), rt.autocast():
-            correct = (model(attack(model, x, y)).argmax(1) == y).sum().double()
-        torch.set_rng_state(rng)
+        attack = make_perturb(float(adv.EPS), adv.NORM, adv.GUARD_STEPS, rand_init=True, autocast=rt.autocast,
+                              generator=guard_generator(cfg.SEED, rt.device))
+        with torch.random.fork_rng(devices=cuda):  # nothing in it may draw from them; kept as found regardless
+            model.eval()
+            with torch.no_grad(), rt.autocast():
+                correct = (model(attack(model, x, y)).argmax(1) == y).sum().double()
         # every process must take the same stop decision: average the processes' measurements
         total = rt.all_reduce(torch.stack([correct, torch.tensor(float(n), dtype=torch.float64, device=rt.device)]))
         return float(100 * total[0] / total[1])
@@ -78,7 +86,7 @@ def run(cfg, resume: bool = False) -> Dict[str, Any]:
     meta = {"arch": cfg.MODEL.ARCH, "norm": cfg.ADV.NORM if eps else None, "eps": eps, **how,
             "dataset": cfg.DATA.DATASET, "classes": list(cfg.DATA.CLASSES), "mean": list(model.spec.mean),
             "std": list(model.spec.std), "input_size": cfg.DATA.TRAIN_SIZE}
-    passes, per_pass = passes_and_schedule(cfg.ADV, cfg.SOLVER.EPOCHS)
+    passes, _ = passes_and_schedule(cfg.ADV, cfg.SOLVER.EPOCHS)
     train_loader = build_loader(train_ds, cfg, rt, train=True, seed=cfg.SEED)
     test_loader = build_loader(test_ds, cfg, rt, train=False)
 
@@ -89,7 +97,8 @@ def run(cfg, resume: bool = False) -> Dict[str, Any]:
     with RunDir(cfg, rt, resume) as rundir:
         guard = _guard_hook(cfg, model, train_ds, rt)
         trainer = rundir.build_trainer(model, model.parameters(), train_loader, build_train_step(cfg.ADV, rt.autocast),
-                                       passes, ddp=ddp, train_mode=train_mode, scheduler_steps=per_pass,
+                                       passes, ddp=ddp, train_mode=train_mode,
+                                       total_steps=cfg.SOLVER.EPOCHS * len(train_loader),
                                        weights=lambda: classifier_checkpoint(model, dict(meta, epoch=trainer.epoch)),
                                        measure_hooks=[guard] if guard else [], desc="pretrain", cfg=cfg)
         kind = (f"adversarial ({how['method']}, {cfg.ADV.NORM}, eps={eps:g})" if eps else "standard")
@@ -102,18 +111,22 @@ def run(cfg, resume: bool = False) -> Dict[str, Any]:
             attack = make_perturb(eps, cfg.ADV.NORM, cfg.ADV.EVAL_STEPS, rand_init=True, autocast=rt.autocast)
             robust = evaluate(model, test_loader, rt, num_classes, perturb=attack)["top1"]
         guard_info = guard.summary() if guard else None
+        # whose weights model_final holds: the best epoch's after the guard fired, else the last one's
+        weights_epoch = guard.weights_epoch() if guard else trainer.epoch + 1
         record = {"task": "pretrain", "dataset": cfg.DATA.DATASET, "data_note": note,
                   "backbone": {"arch": cfg.MODEL.ARCH, "norm": meta["norm"], "eps": eps, "method": how["method"],
                                "source": str(out / FINAL)},
                   "training": how, "metric": "top1", "value": clean["top1"], "robust_top1": robust,
                   "robust_attack": f"PGD-{cfg.ADV.EVAL_STEPS} {cfg.ADV.NORM} eps={eps:g}" if eps else None,
                   "epochs": cfg.SOLVER.EPOCHS, "passes": passes, "epochs_run": trainer.epoch + 1,
-                  "overfit_guard": guard_info, "lr": cfg.SOLVER.BASE_LR, "seed": cfg.SEED,
+                  "overfit_guard": guard_info, "stopped": trainer.stop_reason, "weights_epoch": weights_epoch,
+                  "lr": cfg.SOLVER.BASE_LR, "seed": cfg.SEED,
                   "amp": cfg.RUNTIME.AMP, "world_size": rt.world_size, "wall_time_s": rundir.elapsed(),
                   "train_time_s": trainer.history.get("train_time_s", 0.0),
                   "checkpoint": str(out / FINAL)}
         if rt.is_main:
-            torch_save(classifier_checkpoint(model, dict(meta, epoch=trainer.epoch, overfit_guard=guard_info)),
+            torch_save(classifier_checkpoint(model, dict(meta, epoch=trainer.epoch, weights_epoch=weights_epoch,
+                                                                     overfit_guard=guard_info)),
                        out / FINAL)
             write_record(out, record)
     return record

@@ -36,13 +36,26 @@ def extract_features(model, loader, rt: Runtime, desc: str = "features") -> Tupl
 
 
 def extract_views(model, loader, rt: Runtime, views: int, seed: int) -> Tuple[List[torch.Tensor], torch.Tensor]:
-    """``views`` augmented feature sets of ``loader``'s images (each its own seeded draw of the
-    training augmentation) and their labels; ``loader`` must not shuffle."""
-    feats = []
-    for v in range(views):
-        torch.manual_seed(seed * 1000 + v)
-        f, labels = extract_features(model, loader, rt, desc=f"features (view {v + 1}/{views})")
-        feats.append(f)
+    """``views`` augmented feature sets of ``loader``'s images and their labels; ``loader`` must
+    not shuffle and must come from :func:`rdet.engine.build_loader` (its sampler chooses the
+    random stream). Image ``i`` of view ``v`` is transformed under a seed of ``(seed, "view", v,
+    i)`` (``rdet.engine.streams``), so the features do not depend on the batch size, on the
+    number of loader workers (persistent or not) or on the other images."""
+    sampler = getattr(loader, "sampler", None)
+    if not hasattr(sampler, "set_stream"):
+        raise TypeError("extract_views needs a loader from rdet.engine.build_loader (a KeyedSampler picks each "
+                        "view's random stream)")
+    tag, old = sampler.tag, sampler.key()
+    feats, labels = [], None
+    try:
+        sampler.tag = "view"
+        for v in range(views):
+            sampler.set_stream(seed=seed, epoch=v)
+            f, labels = extract_features(model, loader, rt, desc=f"features (view {v + 1}/{views})")
+            feats.append(f)
+    finally:
+        sampler.tag = tag
+        sampler.set_stream(seed=old[0], epoch=old[2])
     return feats, labels
 
 
