@@ -121,8 +121,15 @@ def pretrain_experiment(rec: Dict) -> Tuple[Tuple[str, object], ...]:
 
 def experiment_text(fields) -> str:
     """``per-epoch, 150 epochs, test split, 224 px, BN train``: a row's experiment in words."""
-    words = {"epochs": "{} epochs", "split": "{} split", "train size": "{} px", "BN": "BN {}", "method": "{}"}
-    return ", ".join(words.get(k, "{}").format(v) if v != UNKNOWN else f"{k} unknown" for k, v in fields)
+    words = {"epochs": "{} epochs", "split": "{} split", "train size": "{} px", "BN": "BN {}", "method": "{}",
+             "reported": "reports the {}"}
+
+    def one(k, v):
+        if v == UNKNOWN:
+            return f"{k} unknown"
+        return "1 epoch" if k == "epochs" and v == 1 else words.get(k, "{}").format(v)
+
+    return ", ".join(one(k, v) for k, v in fields)
 
 
 def paper_deviations(fields, paper: Dict[str, object] = PAPER_TRANSFER) -> List[str]:

@@ -39,7 +39,7 @@ def eps_figure(ds: str, curves: Dict, paper: Dict):
     """Accuracy vs eps for every curve of dataset ``ds`` (``tables.eps_curves``), with whiskers;
     the paper's curve for the same setting dashed, where it shares eps with rdet's."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
     keys = sorted((k for k in curves if k[0] == ds), key=str)
     all_eps = sorted({round(e, 8) for k in keys for e, _ in curves[k]})
     x_of = {e: i for i, e in enumerate(all_eps)}
@@ -53,7 +53,8 @@ def eps_figure(ds: str, curves: Dict, paper: Dict):
         seeds = sorted({c.n for _, c in pts})
         xs = [x_of[round(e, 8)] for e, _ in pts]
         below, above = _whiskers([c for _, c in pts])
-        cont = ax.errorbar(xs, [c.mean for _, c in pts], yerr=[below, above], fmt="o-", capsize=3,
+        cont = ax.errorbar(xs, [c.mean for _, c in pts], yerr=[below, above] if max(seeds) > 1 else None,
+                           fmt="o-", capsize=3,
                            label=f"rdet {setting}; {experiment_text(exp)} (seeds {'/'.join(map(str, seeds))})")
         ref = paper.get(key)
         if ref:
@@ -92,13 +93,13 @@ def detection_figure(rows: List[Dict]) -> Optional[object]:
     series = [("rdet standard", "standard"), ("rdet robust", "robust"),
               ("paper standard", "paper_standard"), ("paper robust", "paper_robust")]
     series = [(name, key) for name, key in series if any(r[key] is not None for r in rows)]
-    fig, ax = plt.subplots(figsize=(max(4.5, 2.0 * len(rows)), 3.8))
+    fig, ax = plt.subplots(figsize=(max(5.0, 2.6 * len(rows)), 4.0))
     labels = []
     for r in rows:
         method = f", robust: {r['method']}" if r.get("method") else ""
         note = "\nWIRING CHECK (AP < 1)" if r["wiring_check"] else (
             "\npaper: other protocol" if r["paper_standard"] is not None and r["paper_label"] else "")
-        labels.append(f"{r['dataset']} {r['arch']}\n{r['metric']} ({r['schedule']}{method}){note}")
+        labels.append(f"{r['dataset']} {r['arch']}\n{r['metric']}, {r['schedule']}{method}{note}")
     w = 0.8 / max(len(series), 1)
     for i, (name, key) in enumerate(series):
         xs = [j + (i - (len(series) - 1) / 2) * w for j, r in enumerate(rows) if r[key] is not None]
@@ -106,7 +107,8 @@ def detection_figure(rows: List[Dict]) -> Optional[object]:
         if key in ("standard", "robust"):
             means = [c.mean for c in vals]
             hatch = ["//" if r["wiring_check"] else "" for r in rows if r[key] is not None]
-            bars = ax.bar(xs, means, w, yerr=list(_whiskers(vals)), capsize=3,
+            yerr = list(_whiskers(vals)) if any(c.n > 1 for c in vals) else None  # one seed: no whisker
+            bars = ax.bar(xs, means, w, yerr=yerr, capsize=3,
                           label=f"{name} (seeds {'/'.join(map(str, sorted({c.n for c in vals})))})")
             for bar, h in zip(bars, hatch):
                 if h:

@@ -16,7 +16,7 @@ from typing import Dict, List, Tuple
 from rdet.paper import same_eps
 from rdet.report.experiment import arch_of, catalog_name, family_of
 from rdet.report.stats import ConfigResult, difference
-from rdet.report.tables import short_source, eps_text, published
+from rdet.report.tables import dataset_label, eps_text, published, short_source
 
 ROBUSTBENCH = {"dataset": "imagenet", "subset": "robustbench", "n_images": 5000, "norm": "linf", "eps": 4 / 255}
 
@@ -44,9 +44,9 @@ def attack_text(e: Dict) -> str:
 
 
 def _data_text(rec: Dict) -> str:
+    """``imagenet (robustbench subset)``, ``fashion_mnist[0-4]``."""
     subset = f" ({rec['subset']} subset)" if rec.get("subset") else ""
-    classes = rec.get("classes") or []
-    return f"{rec.get('dataset')}{f'[{len(classes)} classes]' if classes else ''}{subset}"
+    return f"{dataset_label(dict(rec, dataset=rec.get('dataset') or '?'))}{subset}"
 
 
 def _rb_deviations(rec: Dict, e: Dict, n_images: int) -> List[str]:
