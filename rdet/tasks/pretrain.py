@@ -66,7 +66,9 @@ def _guard_hook(cfg, model, train_ds, rt) -> Optional[OverfitGuard]:
         total = rt.all_reduce(torch.stack([correct, torch.tensor(float(n), dtype=torch.float64, device=rt.device)]))
         return float(100 * total[0] / total[1])
 
-    return OverfitGuard(measure, adv.GUARD_MARGIN)
+    hook = OverfitGuard(measure, adv.GUARD_MARGIN)
+    hook.batch_indices, hook.batch_labels = indices, y.tolist()  # what it measures on, for the record and tests
+    return hook
 
 
 def run(cfg, resume: bool = False) -> Dict[str, Any]:
