@@ -258,6 +258,19 @@ def test_autoattack_and_pgd_rows_apart_with_robustbench_numbers(tmp_path):
     assert (tmp_path / "report" / "robustness.csv").read_text().count("\n") == 4
 
 
+def test_catalog_models_of_other_families_show_their_published_numbers():
+    from rdet.report.tables import catalog_rows
+
+    name = "Singh2023Revisiting_ConvNeXt-T-ConvStem"  # a RobustBench release in rdet's catalog
+    rec = {"task": "classification", "backbone": {"arch": "convnext_tiny_convstem", "source": name}}
+    rows = catalog_rows([rec, _cls("cifar10", "fixed", 0, 0.01, 0, 80, arch="resnet18")])
+    assert [r["catalog"] for r in rows] == [name, "resnet18_l2_eps0"]  # grouped by family: convnext first
+    row, r18 = rows
+    assert r18["paper_clean"] == 69.79 and r18["paper_table"] == "Table 3"
+    assert (row["family"], row["robustbench_clean"], row["robustbench_autoattack"]) == ("convnext", 72.72, 49.46)
+    assert "paper_clean" not in row  # not one of the paper's models
+
+
 def test_rows_grouped_by_architecture_family_without_torch():
     code = ("import sys; from rdet.report.experiment import arch_family, family_of; "
             "assert [arch_family(a) for a in ('resnet18', 'wide_resnet50_2', 'resnext50_32x4d', "

@@ -112,14 +112,19 @@ def pretrain_markdown(rows: List[Dict]) -> str:
 
 
 def catalog_markdown(rows: List[Dict]) -> str:
-    head = ("family", "catalog model", "arch", "norm", "eps", "paper clean ImageNet top-1 (table)",
-            "RobustBench id", "RobustBench clean", "RobustBench AutoAttack", "used by")
-    return _table(head, [(r["family"], r["catalog"], r["arch"], r["norm"], eps_text(r["norm"], r["eps"]),
-                          f"{_f(r.get('paper_clean'))} ({r['paper_table']})" if r.get("paper_clean") is not None
-                          else _f(r.get("published_clean")),
-                          r.get("robustbench_id") or "—", _f(r.get("robustbench_clean")),
-                          _f(r.get("robustbench_autoattack", r.get("published_autoattack"))), r["tasks"])
-                         for r in rows])
+    head = ("family", "catalog model", "arch", "norm", "eps", "Salman et al. clean ImageNet top-1 (table)",
+            "RobustBench id", "RobustBench clean", "RobustBench AutoAttack", "other published clean / AutoAttack",
+            "used by")
+    lines = []
+    for r in rows:
+        other = "—"
+        if not r.get("robustbench_id") and r.get("published_clean") is not None:  # a catalog entry's own numbers
+            other = f"{_f(r['published_clean'])} / {_f(r.get('published_autoattack'))} ({r.get('published_source', '?')})"
+        lines.append((r["family"], r["catalog"], r["arch"], r["norm"], eps_text(r["norm"], r["eps"]),
+                      f"{_f(r['paper_clean'])} ({r['paper_table']})" if r.get("paper_clean") is not None else "—",
+                      r.get("robustbench_id") or "—", _f(r.get("robustbench_clean")),
+                      _f(r.get("robustbench_autoattack")), other, r["tasks"]))
+    return _table(head, lines)
 
 
 def robustness_markdown(rows: List[Dict]) -> str:

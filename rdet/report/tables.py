@@ -338,9 +338,11 @@ def published(name: Optional[str]) -> Dict[str, object]:
         out["paper_clean"] = clean
         out["paper_table"] = "Table 4" if entry.norm == "linf" and entry.eps > 0 else (
             "Table 3" if arch_paper_name(entry.arch) in {r["arch"] for r in read_table("table3")} else "Table 3b")
-    for k in ("published_clean", "published_autoattack", "published_source"):  # a catalog entry's own numbers
+    for k in ("published_clean", "published_autoattack"):  # a catalog entry's own numbers
         if getattr(entry, k, None) is not None:
             out[k] = getattr(entry, k)
+    if getattr(entry, "source", None):
+        out["published_source"] = entry.source
     rb = robustbench_entry(robustbench_id(entry.name))
     if rb:
         out.update(robustbench_id=rb["model"], robustbench_clean=float(rb["clean_acc"]),
