@@ -47,6 +47,17 @@ def _base() -> CN:
     _C.SOLVER.EPOCHS = 150
     _C.SOLVER.LR_STEP_EPOCHS = 50  # lr x GAMMA every this many epochs
     _C.SOLVER.GAMMA = 0.1
+    # The optimizer recipe (rdet/engine/optim.py); the defaults are the paper's SGD + step schedule.
+    # ConvNeXt / Swin / ViT train with rdet/configs/recipe_adamw_cosine(_lld).yaml.
+    _C.SOLVER.RECIPE = "paper_sgd"  # the recipe's name, recorded with the settings that ran
+    _C.SOLVER.OPTIMIZER = "sgd"  # sgd (SOLVER.MOMENTUM) | adamw (SOLVER.BETAS)
+    _C.SOLVER.BETAS = [0.9, 0.999]  # AdamW's (beta1, beta2)
+    _C.SOLVER.NO_WD_1D = False  # True: no weight decay on biases, norm weights, position embeddings, tokens
+    _C.SOLVER.LR_SCHEDULE = "step"  # step (GAMMA every LR_STEP_EPOCHS) | cosine (to MIN_LR_FACTOR x BASE_LR)
+    _C.SOLVER.MIN_LR_FACTOR = 0.0  # cosine: the last epoch's lr as a fraction of BASE_LR
+    _C.SOLVER.WARMUP_EPOCHS = 0  # linear warm-up epochs before the schedule
+    _C.SOLVER.WARMUP_FACTOR = 0.001  # warm-up starts at this fraction of BASE_LR
+    _C.SOLVER.LAYER_DECAY = 1.0  # < 1: layer-wise lr decay (timm models; lr x LAYER_DECAY ** depth from the top)
 
     _C.RUNTIME = CN()
     _C.RUNTIME.DEVICE = "auto"  # auto | cpu | cuda

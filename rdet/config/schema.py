@@ -99,6 +99,15 @@ SCHEMA: Dict[str, Rule] = {
     "SOLVER.EPOCHS": _r(True, 1),
     "SOLVER.LR_STEP_EPOCHS": _r(True, 1),
     "SOLVER.GAMMA": _r(True, 0, lo_open=True),
+    "SOLVER.RECIPE": _free(True),  # a label; the keys below define the recipe
+    "SOLVER.OPTIMIZER": _c(True, "sgd", "adamw"),
+    "SOLVER.BETAS": _r(True, 0, 1, hi_open=True),
+    "SOLVER.NO_WD_1D": _c(True, *BOOL),
+    "SOLVER.LR_SCHEDULE": _c(True, "step", "cosine"),
+    "SOLVER.MIN_LR_FACTOR": _r(True, 0, 1),
+    "SOLVER.WARMUP_EPOCHS": _r(True, 0),
+    "SOLVER.WARMUP_FACTOR": _r(True, 0, 1, lo_open=True),
+    "SOLVER.LAYER_DECAY": _r(True, 0, 1, lo_open=True),
     # RUNTIME: how, not what
     "RUNTIME.DEVICE": _c(False, "auto", "cpu", "cuda"),
     "RUNTIME.AMP": _c(False, "off", "bf16", "fp16"),

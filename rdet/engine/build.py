@@ -1,24 +1,13 @@
-"""Optimizer, lr schedule and data loaders from a config (the paper's SGD + step schedule)."""
+"""Data loaders from a config (and, re-exported from ``rdet.engine.optim``, the optimizer and schedule)."""
 from __future__ import annotations
 
-from typing import Iterable
-
-import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from rdet.core.errors import ConfigError
+# the optimizer and lr schedule live in rdet.engine.optim; re-exported for this module's callers
+from rdet.engine.optim import build_optimizer, build_scheduler  # noqa: F401
 from rdet.engine.runtime import Runtime
 from rdet.engine.streams import KeyedSampler, SeededItems, worker_init
-
-
-def build_optimizer(params: Iterable[torch.nn.Parameter], cfg, lr: float = None) -> torch.optim.SGD:
-    return torch.optim.SGD(params, lr=cfg.SOLVER.BASE_LR if lr is None else lr, momentum=cfg.SOLVER.MOMENTUM,
-                           weight_decay=cfg.SOLVER.WEIGHT_DECAY)
-
-
-def build_scheduler(optimizer, cfg) -> torch.optim.lr_scheduler.StepLR:
-    """lr x GAMMA every LR_STEP_EPOCHS epochs; stepped once per epoch."""
-    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.SOLVER.LR_STEP_EPOCHS, gamma=cfg.SOLVER.GAMMA)
 
 
 class ShardSampler(Sampler):

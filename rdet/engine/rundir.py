@@ -67,7 +67,7 @@ class RunDir(contextlib.AbstractContextManager):
         Mid-epoch checkpoints every ``RUNTIME.CHECKPOINT_MINUTES`` (or, for tests,
         ``RUNTIME.CHECKPOINT_EVERY_ITERS`` iterations). ``total_steps``: the optimizer-step budget
         (default ``epochs * len(loader)``; free training passes ``SOLVER.EPOCHS * len(loader)``)."""
-        optimizer = build_optimizer(params, cfg)
+        optimizer = build_optimizer(params, cfg, model=model)  # the model: parameter names, layers
         trainer = EpochTrainer(model, loader, optimizer, build_scheduler(optimizer, cfg), self.rt, step, epochs,
                                ddp=ddp, scaler=self.rt.grad_scaler(), train_mode=train_mode, total_steps=total_steps,
                                seed=int(cfg.SEED), log_every=cfg.RUNTIME.LOG_EVERY, desc=desc,
