@@ -299,7 +299,7 @@ def test_report_files(tmp_path):
 
 
 def _pre(arch, norm, eps, value, dataset="imagenet", method=None, epochs=90, seed=0):
-    return {"task": "pretrain", "dataset": dataset, "value": value, "epochs": epochs, "seed": seed,
+    return {"task": "pretrain", "dataset": dataset, "value": value, "epochs": epochs, "seed": seed, "train_size": 224,
             "backbone": {"arch": arch, "norm": norm, "eps": eps, "method": method or ("pgd" if eps else "standard")}}
 
 
@@ -328,6 +328,8 @@ def test_paper_tables_for_linf_32px_other_archs_and_imagenet():
     assert {(r["arch"], r["eps_text"], r["method"]): r["paper_clean"] for r in rows} == {
         ("densenet161", "3", "pgd"): 66.98, ("resnet18", "1", "pgd"): None, ("resnet50", "3", "pgd"): 62.83,
         ("resnet50", "4/255", "pgd"): 63.86, ("resnet50", "4/255", "fgsm_rs"): 63.86}
+    old = pretrain_rows([{k: v for k, v in _pre("resnet50", "l2", 3.0, 60.0).items() if k != "train_size"}])
+    assert old[0]["paper_label"] == "train size unknown" and old[0]["delta_clean"] is None
     fgsm = next(r for r in rows if r["method"] == "fgsm_rs")
     assert fgsm["clean"].n == 2 and fgsm["paper_label"] == "backbone method fgsm_rs" and fgsm["delta_clean"] is None
 

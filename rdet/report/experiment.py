@@ -9,7 +9,7 @@ pool the record with labelled ones). What is read, per task:
 * classification transfer: mode, protocol of the head (``per-epoch`` or ``feature-cache (K
   views)``), epochs, evaluation split (``test`` or ``validation``), input scale (train size,
   downscale), ``MODEL.BN`` for full-network runs;
-* pretraining: epochs and the training method;
+* pretraining: epochs, train size and the training method;
 * detection: the schedule and the meta-architecture.
 
 :func:`paper_deviations` lists how a row's experiment differs from the paper's protocol: a paper
@@ -35,7 +35,7 @@ _FAMILIES = (("wide_resnet", "resnet"), ("resnext", "resnet"), ("resnet", "resne
 # without a label.
 PAPER_TRANSFER = {"protocol": "per-epoch", "epochs": 150, "split": "test", "train size": 224, "BN": "train",
                   "reported": "final epoch"}
-PAPER_PRETRAIN = {"epochs": 90}
+PAPER_PRETRAIN = {"epochs": 90, "train size": 224}
 PAPER_METHODS = ("standard", "pgd")  # the release: PGD-3 adversarial training, or standard at eps 0
 PAPER_DETECTION = {"arch": "resnet50", "schedule": {"voc": "voc-18k", "coco": "3x"}}
 
@@ -116,7 +116,7 @@ def transfer_experiment(rec: Dict) -> Tuple[Tuple[str, object], ...]:
 
 
 def pretrain_experiment(rec: Dict) -> Tuple[Tuple[str, object], ...]:
-    return (("epochs", _get(rec, "epochs")), ("method", method_of(rec)))
+    return (("epochs", _get(rec, "epochs")), ("train size", _get(rec, "train_size")), ("method", method_of(rec)))
 
 
 def experiment_text(fields) -> str:

@@ -121,6 +121,7 @@ def run(cfg, resume: bool = False) -> Dict[str, Any]:
                   "training": how, "metric": "top1", "value": clean["top1"], "robust_top1": robust,
                   "robust_attack": f"PGD-{cfg.ADV.EVAL_STEPS} {cfg.ADV.NORM} eps={eps:g}" if eps else None,
                   "epochs": cfg.SOLVER.EPOCHS, "passes": passes, "epochs_run": trainer.epoch + 1,
+                  "train_size": cfg.DATA.TRAIN_SIZE,  # input scale: the report tells experiments apart by it
                   "overfit_guard": guard_info, "stopped": trainer.stop_reason, "weights_epoch": weights_epoch,
                   "lr": cfg.SOLVER.BASE_LR, "seed": cfg.SEED,
                   "amp": cfg.RUNTIME.AMP, "world_size": rt.world_size, "wall_time_s": rundir.elapsed(),
