@@ -298,8 +298,8 @@ def test_report_files(tmp_path):
             assert im.size[0] > 100 and im.size[1] > 100
 
 
-def _pre(arch, norm, eps, value, dataset="imagenet", method=None, epochs=90, seed=0):
-    return {"task": "pretrain", "dataset": dataset, "value": value, "epochs": epochs, "seed": seed, "train_size": 224,
+def _pre(arch, norm, eps, value, dataset="imagenet", method=None, epochs=90, seed=0, **kw):
+    return {**kw, "task": "pretrain", "dataset": dataset, "value": value, "epochs": epochs, "seed": seed, "train_size": 224,
             "backbone": {"arch": arch, "norm": norm, "eps": eps, "method": method or ("pgd" if eps else "standard")}}
 
 
@@ -330,6 +330,9 @@ def test_paper_tables_for_linf_32px_other_archs_and_imagenet():
         ("resnet50", "4/255", "pgd"): 63.86, ("resnet50", "4/255", "fgsm_rs"): 63.86}
     old = pretrain_rows([{k: v for k, v in _pre("resnet50", "l2", 3.0, 60.0).items() if k != "train_size"}])
     assert old[0]["paper_label"] == "train size unknown" and old[0]["delta_clean"] is None
+    stopped = pretrain_rows([_pre("resnet50", "linf", 4 / 255, 30.0, method="fgsm_rs", epochs_run=7),
+                             _pre("resnet50", "linf", 4 / 255, 50.0, method="fgsm_rs", seed=1)])
+    assert len(stopped) == 2 and any("stopped after 7 epochs" in r["experiment"] for r in stopped)
     fgsm = next(r for r in rows if r["method"] == "fgsm_rs")
     assert fgsm["clean"].n == 2 and fgsm["paper_label"] == "backbone method fgsm_rs" and fgsm["delta_clean"] is None
 

@@ -116,18 +116,23 @@ def transfer_experiment(rec: Dict) -> Tuple[Tuple[str, object], ...]:
 
 
 def pretrain_experiment(rec: Dict) -> Tuple[Tuple[str, object], ...]:
-    return (("epochs", _get(rec, "epochs")), ("train size", _get(rec, "train_size")), ("method", method_of(rec)))
+    fields = [("epochs", _get(rec, "epochs")), ("train size", _get(rec, "train_size")), ("method", method_of(rec))]
+    run, planned = rec.get("epochs_run"), rec.get("epochs")
+    if run is not None and planned is not None and run < planned:  # e.g. the overfitting guard stopped it
+        fields.append(("stopped", run))
+    return tuple(fields)
 
 
 def experiment_text(fields) -> str:
     """``per-epoch, 150 epochs, test split, 224 px, BN train``: a row's experiment in words."""
-    words = {"epochs": "{} epochs", "split": "{} split", "train size": "{} px", "BN": "BN {}", "method": "{}",
+    words = {"stopped": "stopped after {} epochs", "epochs": "{} epochs", "split": "{} split", "train size": "{} px", "BN": "BN {}", "method": "{}",
              "reported": "reports the {}"}
 
     def one(k, v):
         if v == UNKNOWN:
             return f"{k} unknown"
-        return "1 epoch" if k == "epochs" and v == 1 else words.get(k, "{}").format(v)
+        text = words.get(k, "{}").format(v)
+        return text[:-1] if k in ("epochs", "stopped") and v == 1 else text  # "1 epoch"
 
     return ", ".join(one(k, v) for k, v in fields)
 
