@@ -122,3 +122,45 @@ def test_fp16_loss_scaler_state_survives_a_kill(tmp_path, monkeypatch):
     monkeypatch.setattr(rundir, "restore", spy)
     rec = pretrain.run(cfg, resume=True)
     assert seen == saved and rec["amp"] == "fp16" and rec["epochs_run"] == 2
+
+
+def test_free_training_90_epochs_4_replays_steps_and_lr_drops():
+    """SOLVER.EPOCHS 90, ADV.FREE_REPLAYS 4, 3 batches an epoch: exactly 90 * 3 optimizer steps
+    (22 full passes and a partial 23rd, whose second batch gets 2 of its 4 replays), and the lr
+    drops right after the steps of epochs 30 and 60 (not 32 and 60: ceil(90 / 4) = 23 whole passes
+    would be 92 epochs' worth with drops after passes 8 and 15)."""
+    from rdet.config import get_pretrain_cfg
+    from rdet.engine.build import build_optimizer, build_scheduler
+    from rdet.engine.steps import FreeStep, passes_and_schedule
+
+    cfg = get_pretrain_cfg()
+    cfg.merge_from_list(["SOLVER.EPOCHS", "90", "ADV.FREE_REPLAYS", "4", "ADV.EPS", "0.1", "ADV.METHOD", "free"])
+    passes, replays = passes_and_schedule(cfg.ADV, cfg.SOLVER.EPOCHS)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    data = [(torch.rand(8, 4), torch.randint(0, 3, (8,))) for _ in range(3)]
+    opt = build_optimizer(model.parameters(), cfg)
+    lrs = []
+
+    class Recording(FreeStep):
+        def __call__(self, trainer, x, y):
+            real = trainer.optimize
+
+            def optimize(loss):
+                lrs.append(trainer.optimizer.param_groups[0]["lr"])
+                real(loss)
+
+            trainer.optimize = optimize
+            try:
+                return super().__call__(trainer, x, y)
+            finally:
+                del trainer.optimize
+
+    tr = EpochTrainer(model, data, opt, build_scheduler(opt, cfg), Runtime(torch.device("cpu")),
+                      Recording(0.1, "linf", replays), passes, total_steps=90 * len(data))
+    tr.train()
+    assert passes == 23 and tr.epoch == 22 and tr.iter == len(lrs) == 270
+    drops = [i for i in range(1, len(lrs)) if lrs[i] < lrs[i - 1]]
+    assert drops == [30 * 3, 60 * 3]  # the first step at the lower lr is the first of epoch 31, of epoch 61
+    assert lrs[0] == cfg.SOLVER.BASE_LR and lrs[-1] == pytest.approx(cfg.SOLVER.BASE_LR * 0.01)
+    assert tr.scheduler.last_epoch == 90
