@@ -46,6 +46,7 @@ def eps_figure(ds: str, curves: Dict, paper: Dict):
     norms = {k[4] for k in keys}
     ax.set_xticks(range(len(all_eps)), [eps_text(next(iter(norms)) if len(norms) == 1 else None, e)
                                         if e else "0" for e in all_eps])
+    papers: Dict[tuple, List] = {}  # one paper curve per (mode, arch, scale, norm), drawn once
     for key in keys:
         _, mode, arch, down, norm, method, exp = key
         pts = curves[key]
@@ -53,17 +54,22 @@ def eps_figure(ds: str, curves: Dict, paper: Dict):
         seeds = sorted({c.n for _, c in pts})
         xs = [x_of[round(e, 8)] for e, _ in pts]
         below, above = _whiskers([c for _, c in pts])
-        cont = ax.errorbar(xs, [c.mean for _, c in pts], yerr=[below, above] if max(seeds) > 1 else None,
-                           fmt="o-", capsize=3,
-                           label=f"rdet {setting}; {experiment_text(exp)} (seeds {'/'.join(map(str, seeds))})")
+        ax.errorbar(xs, [c.mean for _, c in pts], yerr=[below, above] if max(seeds) > 1 else None,
+                    fmt="o-", capsize=3,
+                    label=f"rdet {setting}; {experiment_text(exp)} (seeds {'/'.join(map(str, seeds))})")
         ref = paper.get(key)
         if ref:
-            common = [(x_of[round(e, 8)], a) for e, a in ref if round(e, 8) in x_of]
-            if common:
-                dev = curve_deviations(key)
-                other = f" — other protocol: {', '.join(dev)}" if dev else ""
-                ax.plot([c[0] for c in common], [c[1] for c in common], "--", color=cont.lines[0].get_color(),
-                        label=f"paper {mode} {arch} {norm}{other}")
+            papers.setdefault((mode, arch, down, norm), [ref, []])[1].append(curve_deviations(key))
+    for (mode, arch, down, norm), (ref, devs) in sorted(papers.items(), key=str):
+        common = [(x_of[round(e, 8)], a) for e, a in ref if round(e, 8) in x_of]
+        if not common:
+            continue
+        if all(devs):  # no rdet curve of this setting follows the paper's protocol
+            other = sorted({", ".join(d) for d in devs})
+            label = f"paper {mode} {arch} {norm} (rdet beside it: other protocol: {'; '.join(other)})"
+        else:
+            label = f"paper {mode}{f' @{down}px' if down else ''} {arch} {norm}"
+        ax.plot([c[0] for c in common], [c[1] for c in common], "k--", marker="x", alpha=0.7, label=label)
     ax.set_xlabel("eps (robustness of the source model)" + (f", {next(iter(norms))}" if len(norms) == 1 else ""))
     ax.set_ylabel("transfer accuracy (%); whiskers: min-max over seeds")
     ax.set_title(ds)
