@@ -177,6 +177,20 @@ def test_table4_corrected_columns_and_eps_tolerance():
     assert eps_column(["0", "0.5/255", "4/255"], "linf", 0.0157) == "4/255"
     assert eps_column(["0.01", "0.03"], "l2", 0.0101) == "0.01" and eps_column(["0.01", "0.03"], "l2", 0.02) is None
     assert eps_text("linf", 0.01569) == "4/255" and eps_text("linf", 0.5 / 255) == "0.5/255"
+    # 0.01569 and 4/255 are one grid point: one configuration over both seeds, on the paper's Table 6 curve
+    from rdet.report.plots import eps_figure
+    from rdet.report.tables import eps_curves, paper_curves
+
+    recs = [_cls("cifar10", "fixed", 0, 0.01, 0, 70), _cls("cifar10", "fixed", 0, 0.01, 1, 72),
+            _cls("cifar10", "fixed", 0.01569, 0.01, 0, 85, norm="linf"),
+            _cls("cifar10", "fixed", 4 / 255, 0.01, 1, 87, norm="linf")]
+    recs[3]["backbone"]["source"] = recs[2]["backbone"]["source"]  # one model, its eps written two ways
+    (row,) = classification_rows(recs)
+    assert (row["robust"].n, row["robust"].mean, row["paper_table"]) == (2, 86, "Table 6")
+    curves = eps_curves(recs)
+    ax = eps_figure("cifar10", curves, paper_curves(curves)).axes[0]
+    (paper_line,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("paper")]
+    assert list(paper_line.get_ydata()) == [78.16, 93.35]  # Table 6 at eps 0 and 4/255, at rdet's two x
 
 
 def _legend_texts(fig):

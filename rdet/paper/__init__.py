@@ -75,6 +75,16 @@ def same_eps(norm: Optional[str], a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=L2_REL_TOL, abs_tol=1e-6)
 
 
+def grid_eps(norm: Optional[str], eps: Optional[float]) -> Optional[float]:
+    """One value per grid point, so 0.01569 and 4/255 are one configuration: Linf radii rounded to
+    k/255 with k to 2 decimals, L2 radii to 6 significant digits."""
+    if eps is None:
+        return None
+    if norm == "linf":
+        return round(float(eps) * 255, 2) / 255
+    return float(f"{float(eps):.6g}")
+
+
 def eps_column(labels: Iterable[str], norm: Optional[str], eps: float) -> Optional[str]:
     """The label among ``labels`` whose eps is ``eps`` (see :func:`same_eps`), else ``None``."""
     for label in labels:

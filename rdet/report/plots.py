@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from rdet.core.atomic import atomic_path
+from rdet.paper import same_eps
 from rdet.report.experiment import experiment_text
 from rdet.report.tables import curve_deviations, eps_text
 
@@ -33,6 +34,11 @@ def _save(fig, path: Path) -> Path:
 def _whiskers(results) -> Tuple[List[float], List[float]]:
     """(below, above) the mean: min and max over seeds."""
     return [c.mean - c.lo for c in results], [c.hi - c.mean for c in results]
+
+
+def _x_near(x_of: Dict[float, int], norm: str, eps: float) -> Optional[int]:
+    """The x position of rdet's eps that is the paper's ``eps`` (Linf as k/255, L2 relatively)."""
+    return next((x for e, x in x_of.items() if same_eps(norm, e, eps)), None)
 
 
 def eps_figure(ds: str, curves: Dict, paper: Dict):
@@ -61,7 +67,7 @@ def eps_figure(ds: str, curves: Dict, paper: Dict):
         if ref:
             papers.setdefault((mode, arch, down, norm), [ref, []])[1].append(curve_deviations(key))
     for (mode, arch, down, norm), (ref, devs) in sorted(papers.items(), key=str):
-        common = [(x_of[round(e, 8)], a) for e, a in ref if round(e, 8) in x_of]
+        common = [(x, a) for e, a in ref for x in [_x_near(x_of, norm, e)] if x is not None]
         if not common:
             continue
         if all(devs):  # no rdet curve of this setting follows the paper's protocol

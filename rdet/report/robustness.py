@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Dict, List, Tuple
 
-from rdet.paper import same_eps
+from rdet.paper import grid_eps, same_eps
 from rdet.report.experiment import arch_of, catalog_name, family_of
 from rdet.report.stats import ConfigResult, difference
 from rdet.report.tables import dataset_label, eps_text, published, short_source
@@ -75,7 +75,7 @@ def robustness_rows(records: List[Dict]) -> List[Dict]:
         head = (r.get("head") or {}).get("source", "checkpoint")
         for e in attack_entries(r):
             n = int(e.get("n_images") or r.get("n_images") or 0)
-            key = (family_of(r), model, arch_of(r), _data_text(r), head, e.get("norm"), round(float(e["eps"]), 6),
+            key = (family_of(r), model, arch_of(r), _data_text(r), head, e.get("norm"), grid_eps(e.get("norm"), float(e["eps"])),
                    attack_text(e), n)
             clean = r.get("clean_top1")
             if clean is None:

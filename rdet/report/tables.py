@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from rdet.paper import eps_column, eps_of_label, read_table, robustbench_entry, same_eps, ROBUSTBENCH_IDS
+from rdet.paper import ROBUSTBENCH_IDS, eps_column, eps_of_label, grid_eps, read_table, robustbench_entry, same_eps
 from rdet.report.experiment import (PAPER_DETECTION, PAPER_PRETRAIN, UNKNOWN, arch_of, backbone, catalog_name,
                                     eps_of, experiment_text, family_of, method_deviation, method_of, norm_of,
                                     paper_deviations, pretrain_experiment, transfer_experiment)
@@ -74,7 +74,7 @@ def configurations(records: Iterable[Dict]) -> Dict[Key, List[ConfigResult]]:
             continue
         key = (family_of(r), dataset_label(r), r["mode"], _arch(r), int(r.get("downscale") or 0),
                r.get("metric") or "top1", transfer_experiment(r))
-        conf = (_norm(r), method_of(r), _eps(r), r.get("lr"), backbone(r).get("source"))
+        conf = (_norm(r), method_of(r), grid_eps(_norm(r), _eps(r)), r.get("lr"), backbone(r).get("source"))
         groups[(key, conf)].append(float(r["value"]))
     out = defaultdict(list)
     for (key, (norm, method, eps, lr, source)), vals in groups.items():
@@ -261,7 +261,7 @@ def detection_rows(records: List[Dict]) -> List[Dict]:
         if r.get("task") == "detection" and r.get("box_AP") is not None and _eps(r) is not None:
             key = (r["dataset"], r.get("detection_task", "detection"), r.get("schedule"),
                    r.get("meta_architecture"), family_of(r), _arch(r))
-            groups[key][(_norm(r), method_of(r), _eps(r), backbone(r).get("source"))].append(r)
+            groups[key][(_norm(r), method_of(r), grid_eps(_norm(r), _eps(r)), backbone(r).get("source"))].append(r)
     fig4 = {(row["task"], row["metric"]): row for row in read_table("figure4")}
     rows = []
     for (ds, task, sched, meta_arch, family, arch), confs in sorted(groups.items(), key=lambda kv: str(kv[0])):
@@ -374,7 +374,8 @@ def pretrain_rows(records: List[Dict]) -> List[Dict]:
     for r in records:
         if r.get("task") == "pretrain":
             exp = pretrain_experiment(r)
-            groups[(family_of(r), _arch(r), _norm(r), _eps(r), r["dataset"], exp, r.get("robust_attack"))].append(r)
+            groups[(family_of(r), _arch(r), _norm(r), grid_eps(_norm(r), _eps(r)), r["dataset"], exp,
+                    r.get("robust_attack"))].append(r)
     rows = []
     for (family, arch, norm, eps, dataset, exp, attack), recs in groups.items():
         clean = ConfigResult.of([x["value"] for x in recs], eps=eps, lr=None, norm=norm)
