@@ -109,3 +109,12 @@ def get_spec(name: str) -> BackboneSpec:
         raise ArchError(f"unknown architecture {name!r}; choose from: {', '.join(list_backbones())}")
     return BACKBONE_REGISTRY.get(name).spec
 
+
+
+def check_bn_policy(arch: str, policy: str) -> None:
+    """``MODEL.BN`` other than "train" on an arch without BatchNorm (ConvNeXt, Swin, ViT: LayerNorm)
+    is refused: the policy would have nothing to act on, and a run must not claim one it never had."""
+    spec = get_spec(arch)
+    if policy != "train" and not spec.batchnorm:
+        raise ArchError(f"MODEL.BN {policy}: {arch} has no BatchNorm layers ({spec.family} uses LayerNorm, which "
+                        f"has no running statistics); leave MODEL.BN train")

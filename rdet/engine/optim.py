@@ -13,9 +13,10 @@ whose ``SOLVER.RECIPE`` names it; records store that name together with the sett
   (from the base lr to ``MIN_LR_FACTOR`` x it at the last epoch), after ``WARMUP_EPOCHS`` epochs of
   linear warm-up from ``WARMUP_FACTOR`` x the base lr. rdet's trainer steps the schedule once per
   epoch, so lrs change per epoch, not per iteration.
-* ``SOLVER.LAYER_DECAY`` < 1 (timm models only): layer-wise lr decay, the lr of layer ``i`` of ``L``
-  (embeddings = 0, head = L) scaled by ``LAYER_DECAY ** (L - i)`` (BEiT, MAE), with timm's own
-  grouping of a model's parameters into layers (``timm.optim.param_groups_layer_decay``).
+* ``SOLVER.LAYER_DECAY`` < 1 (timm models only): layer-wise lr decay (BEiT, MAE), the lr of layer
+  ``i`` of ``L`` scaled by ``LAYER_DECAY ** (L - i)`` with timm's own grouping of a model's
+  parameters into layers (``timm.optim.param_groups_layer_decay``; ViT-T/S/B: embeddings 0, block
+  ``b`` layer ``b + 1``, the last block and final norm at scale 1); the new head trains at the lr.
 """
 from __future__ import annotations
 

@@ -60,9 +60,13 @@ def check_weights_arg(value: str, flag: str = "--weights") -> str:
 
 
 def check_training_inputs(cfg) -> None:
-    """What the pretraining and transfer tasks check before any work: every key's rule, MODEL.WEIGHTS
-    (a readable file or a catalog name) and a writable OUTPUT_DIR."""
+    """What the pretraining and transfer tasks check before any work: every key's rule, the arch
+    (known; MODEL.BN only on BatchNorm archs), MODEL.WEIGHTS (a readable file or a catalog name)
+    and a writable OUTPUT_DIR."""
     check_cfg(cfg)
+    from rdet.backbones.registry import check_bn_policy
+
+    check_bn_policy(cfg.MODEL.ARCH, cfg.MODEL.BN)  # LayerNorm archs: no BatchNorm policy to apply
     if cfg.MODEL.WEIGHTS:
         check_weights_arg(cfg.MODEL.WEIGHTS, "MODEL.WEIGHTS")
     check_output_dir(cfg.OUTPUT_DIR)

@@ -27,6 +27,7 @@ from rdet.backbones.checkpoint import classifier_checkpoint
 from rdet.data.build import datasets_from_cfg
 from rdet.engine import FINAL, apply_bn_mode, build_loader, evaluate, prepare_bn, setup_runtime
 from rdet.engine.hooks import OverfitGuard
+from rdet.engine.optim import describe as describe_recipe, recipe_note
 from rdet.engine.rundir import RunDir
 from rdet.engine.streams import SeededItems, guard_generator, stratified_indices
 from rdet.data.classification import targets_of
@@ -84,6 +85,8 @@ def run(cfg, resume: bool = False) -> Dict[str, Any]:
                               allow_pickle=cfg.MODEL.ALLOW_PICKLE)
     model = rt.prepare(prepare_bn(model, cfg.MODEL.BN, rt))
     ddp = rt.wrap_ddp(model)
+    if recipe_note(cfg, model.spec):
+        logger.warning(recipe_note(cfg, model.spec))
     eps, how = float(cfg.ADV.EPS), method_meta(cfg.ADV)
     meta = {"arch": cfg.MODEL.ARCH, "norm": cfg.ADV.NORM if eps else None, "eps": eps, **how,
             "dataset": cfg.DATA.DATASET, "classes": list(cfg.DATA.CLASSES), "mean": list(model.spec.mean),
@@ -124,6 +127,7 @@ def run(cfg, resume: bool = False) -> Dict[str, Any]:
                   "train_size": cfg.DATA.TRAIN_SIZE,  # input scale: the report tells experiments apart by it
                   "overfit_guard": guard_info, "stopped": trainer.stop_reason, "weights_epoch": weights_epoch,
                   "lr": cfg.SOLVER.BASE_LR, "seed": cfg.SEED,
+                  "recipe": describe_recipe(cfg),  # which optimizer recipe ran, with its settings
                   "amp": cfg.RUNTIME.AMP, "world_size": rt.world_size, "wall_time_s": rundir.elapsed(),
                   "train_time_s": trainer.history.get("train_time_s", 0.0),
                   "checkpoint": str(out / FINAL)}

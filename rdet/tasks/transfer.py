@@ -27,6 +27,7 @@ from rdet.data.classification import get_dataset_entry
 from rdet.engine import apply_bn_mode, build_loader, evaluate, prepare_bn, setup_runtime
 from rdet.data.build import datasets_from_cfg
 from rdet.engine.hooks import PeriodicEval, final_and_best
+from rdet.engine.optim import describe as describe_recipe, recipe_note
 from rdet.engine.rundir import RunDir
 from rdet.engine.steps import StandardStep
 from rdet.core.records import write_record
@@ -52,6 +53,9 @@ def run(cfg, resume: bool = False) -> Dict[str, Any]:
     train_ds, test_ds, num_classes, note = datasets_from_cfg(cfg)
     model, bmeta = build_transfer_model(cfg, num_classes)
     mode = cfg.TRANSFER.MODE
+    note = recipe_note(cfg, model.spec)
+    if note:
+        logger.warning(note)
     model = rt.prepare(prepare_bn(model, cfg.MODEL.BN, rt))
     cached = mode == "fixed" and cfg.TRANSFER.CACHE_FEATURES and not rt.distributed
     entry = get_dataset_entry(cfg.DATA.DATASET)
@@ -74,6 +78,7 @@ def run(cfg, resume: bool = False) -> Dict[str, Any]:
                   # what else tells experiments apart in the report (rdet.report.experiment)
                   "eval_split": "validation" if cfg.DATA.VAL_SIZE else "test", "train_size": cfg.DATA.TRAIN_SIZE,
                   "bn": cfg.MODEL.BN,
+                  "recipe": describe_recipe(cfg),  # which optimizer recipe ran, with its settings
                   "wall_time_s": rundir.elapsed()}
         if rt.is_main:
             write_record(rundir.path, record)
