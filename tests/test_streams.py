@@ -1,6 +1,7 @@
 """Random streams keyed by position (rdet.engine.streams): augmentation per sample, independent of
 loader workers, batch size and ranks; per-step seeds that differ between ranks; the guard's batch
 and generator."""
+import pytest
 import torch
 import torchvision.transforms as T
 from PIL import Image
@@ -166,3 +167,47 @@ def test_guard_hook_measures_a_stratified_batch_and_leaves_the_rng_as_found(tmp_
     first = guard.measure()
     assert torch.equal(torch.get_rng_state(), before)  # building and measuring drew nothing from the run's RNG
     assert guard.measure() == first  # the same PGD start every time: measurements differ only by the weights
+
+
+_RANK_SCRIPT = """
+import sys, torch
+sys.path.insert(0, sys.argv[1])
+from test_streams import _Ramp, _RecordStarts, _cfg
+from rdet.engine import EpochTrainer, build_loader, setup_runtime
+from rdet.config import get_pretrain_cfg
+cfg = get_pretrain_cfg()
+cfg.merge_from_list(["RUNTIME.DEVICE", "cpu", "SOLVER.BATCH_SIZE", "8", "DATA.NUM_WORKERS", "2"])
+rt = setup_runtime(cfg)  # torchrun: a gloo process group
+assert rt.distributed and rt.world_size == 2
+loader = build_loader(_Ramp(), cfg, rt, train=True, seed=0)
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 24))  # labels are indices
+ddp = rt.wrap_ddp(model)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+step = _RecordStarts()
+tr = EpochTrainer(model, loader, opt, torch.optim.lr_scheduler.StepLR(opt, 10), rt, step, 1, ddp=ddp, seed=0)
+first = next(iter(loader))[0]
+tr.train()
+torch.save({"batch": first, "starts": step.starts}, sys.argv[2] + f"/rank{rt.rank}.pt")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_two_gloo_ranks_draw_different_crops_and_random_starts(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "ranks.py"
+    script.write_text(_RANK_SCRIPT)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script), str(Path(__file__).parent), str(tmp_path)],
+                          capture_output=True, text=True, timeout=500, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert not torch.allclose(r0["batch"], r1["batch"])  # the same image everywhere: only the crops differ
+    assert len(r0["starts"]) == len(r1["starts"]) == 24 // 8
+    assert all(not torch.allclose(a, b) for a, b in zip(r0["starts"], r1["starts"]))
