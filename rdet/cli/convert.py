@@ -1,5 +1,5 @@
 """rdet-convert (or python tools/convert_backbone.py): convert a torchvision, robustness-library
-or rdet ResNet checkpoint into a Detectron2 backbone.
+or rdet ResNet checkpoint, or a timm / RobustBench ConvNeXt, Swin or ViT, into a Detectron2 backbone.
 
     rdet-convert resnet50_l2_eps3.ckpt r50_l2_eps3.pkl
 
@@ -31,8 +31,10 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"converted {m['arch']} (norm={m['norm']}, eps={m['eps']}) -> {res.weights}")
     print(f"detectron2 config: {res.config}")
     if res.max_rel_error is not None:
-        print(f"verified: res2..res5 match torchvision layer1..layer4, max relative error "
-              f"{res.max_rel_error:.2e} (limit {MAX_REL_ERROR:g})")
+        what = {"hierarchical": "res2..res5 match timm's stage features",
+                "vit": "last_feat matches timm's last block (global attention)"}.get(
+                    m.get("family"), "res2..res5 match torchvision layer1..layer4")
+        print(f"verified: {what}, max relative error {res.max_rel_error:.2e} (limit {MAX_REL_ERROR:g})")
     return 0
 
 

@@ -109,9 +109,13 @@ def convert_to_detectron2(src: str | Path, output: str | Path, arch: Optional[st
         get_spec(arch)
     loaded = load_checkpoint(resolve(str(src)), arch=arch, allow_pickle=allow_pickle)
     spec = get_spec(loaded.arch)
+    if spec.d2 is None and getattr(spec, "family", None) in ("convnext", "swin", "vit"):  # timm: rdet.convert.timm
+        from rdet.convert.timm import convert_timm
+
+        return convert_timm(loaded.state_dict, loaded.arch, output, loaded.meta, verify=verify, src=str(src))
     if spec.d2 is None:
         raise ArchError(f"{src}: {loaded.arch} is not convertible: Detectron2 backbones are ResNets "
-                        f"(resnet18/34/50/101, wide_resnet50_2/4, resnext50_32x4d)")
+                        f"(resnet18/34/50/101, wide_resnet50_2/4, resnext50_32x4d), ConvNeXt, Swin and ViT")
     meta = {
         "arch": loaded.arch, "norm": loaded.meta.get("norm"), "eps": loaded.meta.get("eps"),
         "method": loaded.meta.get("method"), "source": loaded.meta.get("source", str(src)),

@@ -19,7 +19,6 @@ Above :data:`MAX_REL_ERROR` both outputs are removed and an error is raised.
 from __future__ import annotations
 
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
@@ -150,8 +149,17 @@ def _timm_name(arch: str) -> str:
 
 
 def _timm_stats(arch: str):
-    """timm's mean / std for ``arch`` (RGB, 0-1): its pretrained config's, which its weights expect."""
+    """The mean / std ``arch``'s weights expect (RGB, 0-1): its rdet registry entry's, else timm's
+    pretrained config's (used when the checkpoint carries no normaliser of its own)."""
     import timm
+
+    try:
+        from rdet.backbones import get_spec
+
+        spec = get_spec(arch)
+        return tuple(spec.mean), tuple(spec.std)
+    except Exception:  # noqa: BLE001 - not an rdet registry name (ArchError): a plain timm name
+        pass
 
     cfg = timm.models.get_pretrained_cfg(_timm_name(arch))
     mean = getattr(cfg, "mean", None) or (0.485, 0.456, 0.406)
@@ -182,29 +190,28 @@ def build_detection_backbone(config: Path):
 
 
 def reference_features(sd: Mapping[str, torch.Tensor], arch: str, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-    """timm's own features for weights ``sd`` on normalised input ``x`` (NCHW): the
-    ``features_only`` model (timm's feature wrapper, not the detection backbone's code path),
-    loaded by timm's own ``pretrained`` file loader; keys as the detection backbone names them."""
-    import timm
+    """timm's own features for weights ``sd`` on normalised input ``x`` (NCHW), through timm's
+    feature APIs rather than the detection backbone's code path: ConvNeXt / Swin through
+    ``FeatureListNet`` (what ``features_only=True`` builds: the model's modules run in sequence,
+    Swin's NHWC stage outputs permuted here), ViT through ``get_intermediate_layers`` (last block,
+    no final norm). Keys as the detection backbone names them."""
+    from timm.models import FeatureListNet
 
     from rdet.detection.timm_backbones import create_timm_net, out_feature_names
 
     family = _family(arch)
-    name = _timm_name(arch)
     head = "head.fc.weight" if "head.fc.weight" in sd else "head.weight"
-    num_classes = int(sd[head].shape[0]) if head in sd else 1000  # a head-less file: any head will do
-    weights = dict(create_timm_net(arch).state_dict() if num_classes == 1000 else {})
-    weights.update(sd)
-    kw = {"dynamic_img_size": True} if family == "vit" else ({"strict_img_size": False} if name.startswith("swin") else {})
-    with tempfile.TemporaryDirectory() as d:
-        f = Path(d) / "weights.pth"
-        torch.save(weights, f)
-        ref = timm.create_model(name, pretrained=True, features_only=True, num_classes=num_classes,
-                                pretrained_cfg_overlay=dict(file=str(f), num_classes=num_classes),
-                                out_indices=(-1,) if family == "vit" else (0, 1, 2, 3), **kw).eval()
-    feats = ref(x)
-    if getattr(ref, "output_fmt", "NCHW") == "NHWC":  # Swin's feature wrapper gives (N, H, W, C)
-        feats = [f.permute(0, 3, 1, 2) for f in feats]
+    net = create_timm_net(arch, num_classes=int(sd[head].shape[0]) if head in sd else 1000)
+    missing, unexpected = net.load_state_dict(dict(sd), strict=False)
+    assert not unexpected and all(k.startswith("head") for k in missing), (missing[:3], unexpected[:3])
+    net.eval()
+    if family == "vit":
+        feats = net.get_intermediate_layers(x, n=[len(net.blocks) - 1], reshape=True, norm=False)
+    else:
+        ref = FeatureListNet(net, out_indices=(0, 1, 2, 3), flatten_sequential=True).eval()
+        feats = ref(x)
+        if type(net).__module__ == "timm.models.swin_transformer":  # Swin's stages are (N, H, W, C)
+            feats = [f.permute(0, 3, 1, 2) for f in feats]
     return dict(zip(out_feature_names(family), feats))
 
 

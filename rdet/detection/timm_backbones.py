@@ -53,15 +53,18 @@ def add_timm_config(cfg: CfgNode) -> None:
     cfg.MODEL.TIMM.SQUARE_PAD = 0  # ViTDet pads every image to a 1024 square; 0: no square padding
 
 
-def timm_name(arch: str) -> str:
-    """The timm model name for ``arch``: an rdet registry entry's ``timm_name`` when it has one,
-    else ``arch`` itself (rdet's timm entries use timm's names)."""
-    try:
-        from rdet.backbones import get_spec
+def _rdet_spec(arch: str):
+    """rdet's registry entry for ``arch`` (``None`` for a plain timm name)."""
+    from rdet.backbones import BACKBONE_REGISTRY, get_spec
 
-        return getattr(get_spec(arch), "timm_name", None) or arch
-    except Exception:  # noqa: BLE001 - not an rdet registry name (ArchError): a timm name, or unknown
-        return arch
+    return get_spec(arch) if arch in BACKBONE_REGISTRY else None
+
+
+def timm_name(arch: str) -> str:
+    """The timm model name for ``arch``: an rdet registry entry's ``timm_name`` (``swin_tiny`` ->
+    ``swin_tiny_patch4_window7_224``), else ``arch`` itself (a timm name)."""
+    spec = _rdet_spec(arch)
+    return (getattr(spec, "timm_name", None) or arch) if spec is not None else arch
 
 
 def timm_family(arch: str) -> Optional[str]:
@@ -69,25 +72,46 @@ def timm_family(arch: str) -> Optional[str]:
     import timm
     from timm.models import model_entrypoint
 
+    if not arch:
+        return None
     name = timm_name(arch)
-    if not arch or not timm.is_model(name):
+    if not timm.is_model(name):
         return None
     return _FAMILIES.get(model_entrypoint(name).__module__)
 
 
-def create_timm_net(arch: str, drop_path_rate: float = 0.0) -> nn.Module:
-    """A randomly initialised timm ``arch`` that accepts any input size (detection images vary):
-    Swin builds its shifted-window masks per input and pads to whole windows; ViT resamples its
-    position embedding (bicubic, as timm does for other resolutions) to the token grid."""
+def create_timm_net(arch: str, drop_path_rate: float = 0.0, num_classes: int = 1000) -> nn.Module:
+    """A randomly initialised ``arch`` that accepts any input size (detection images vary): Swin
+    builds its shifted-window masks per input and pads to whole windows; ViT resamples its
+    position embedding (bicubic, as timm does for other resolutions) to the token grid.
+
+    An rdet registry name is built by its registry builder (so Singh et al.'s ConvStem variants
+    get their stem), with stochastic depth set afterwards; a plain timm name by ``timm.create_model``."""
     import timm
 
+    spec = _rdet_spec(arch)
+    if spec is not None:
+        net = spec.builder(num_classes)
+        if drop_path_rate:
+            _set_drop_path(net, drop_path_rate)
+        return net
     family = timm_family(arch)
-    kw = {}
-    if family == "vit":
-        kw["dynamic_img_size"] = True
-    elif timm_name(arch).startswith("swin"):
-        kw["strict_img_size"] = False
-    return timm.create_model(timm_name(arch), pretrained=False, drop_path_rate=drop_path_rate, **kw)
+    kw = {"dynamic_img_size": True} if family == "vit" or arch.startswith("swin") else {}
+    return timm.create_model(arch, pretrained=False, num_classes=num_classes, drop_path_rate=drop_path_rate, **kw)
+
+
+def _set_drop_path(net: nn.Module, rate: float) -> None:
+    """timm's stochastic-depth schedule on a built model: block ``i`` of ``n`` (in depth order)
+    drops its residual branches with probability ``rate * i / (n - 1)``, as ``drop_path_rate`` does
+    at construction. timm's blocks hold them as ``drop_path`` (ConvNeXt) or ``drop_path1/2``."""
+    from timm.layers import DropPath
+
+    blocks = [m for m in net.modules() if any(hasattr(m, a) for a in ("drop_path", "drop_path1"))]
+    for i, blk in enumerate(blocks):
+        p = rate * i / max(len(blocks) - 1, 1)
+        for a in ("drop_path", "drop_path1", "drop_path2"):
+            if isinstance(getattr(blk, a, None), nn.Module):
+                setattr(blk, a, DropPath(p) if p > 0 else nn.Identity())
 
 
 class TimmStages(Backbone):
@@ -191,12 +215,15 @@ class TimmViT(Backbone):
         return t.permute(0, 3, 1, 2).contiguous()
 
 
-def check_timm_config(cfg: CfgNode, weights_arch: Optional[str] = None) -> None:
+def check_timm_config(cfg: CfgNode, weights_meta: Optional[Dict] = None) -> None:
     """One-line :class:`ConfigError` before any work for a timm backbone config that cannot run
-    as written, and for ``MODEL.WEIGHTS`` converted from another arch than the config builds
-    (detectron2 would load nothing into it and train from random weights)."""
+    as written, and for ``MODEL.WEIGHTS`` (its converter metadata, ``weights_meta``) that disagrees
+    with it: another arch than the config builds (detectron2 would load nothing into it and train
+    from random weights) or other input statistics than the weights expect."""
     name = cfg.MODEL.BACKBONE.NAME
     arch = cfg.MODEL.TIMM.ARCH
+    meta = weights_meta or {}
+    weights_arch = meta.get("arch")
     weights_family = timm_family(weights_arch) if weights_arch else None
     if name not in (FPN_BACKBONE, SFP_BACKBONE):
         if weights_family:
@@ -212,10 +239,16 @@ def check_timm_config(cfg: CfgNode, weights_arch: Optional[str] = None) -> None:
     if cfg.MODEL.BACKBONE.FREEZE_AT:
         raise ConfigError(f"MODEL.BACKBONE.FREEZE_AT {cfg.MODEL.BACKBONE.FREEZE_AT}: timm backbones train every "
                           "stage here (freezing is for ResNets); set 0")
-    if weights_arch and timm_name(weights_arch) != timm_name(arch):
-        raise ConfigError(f"MODEL.WEIGHTS holds a {weights_arch} backbone, but MODEL.TIMM.ARCH is {arch}")
     if family == "vit" and cfg.MODEL.TIMM.WINDOW_SIZE < 0:
         raise ConfigError(f"MODEL.TIMM.WINDOW_SIZE {cfg.MODEL.TIMM.WINDOW_SIZE}: must be >= 0")
+    if weights_arch and timm_name(weights_arch) != timm_name(arch):
+        raise ConfigError(f"MODEL.WEIGHTS holds a {weights_arch} backbone, but MODEL.TIMM.ARCH is {arch}")
+    for key in ("mean", "std"):
+        want = meta.get(key)
+        have = list(getattr(cfg.MODEL, f"PIXEL_{key.upper()}"))
+        if want and max(abs(255.0 * w - h) for w, h in zip(want, have)) > 1e-3:
+            raise ConfigError(f"MODEL.PIXEL_{key.upper()} {have}: the weights expect "
+                              f"{[round(255.0 * w, 4) for w in want]} (0-255, RGB; merge the converter's .yaml)")
 
 
 @BACKBONE_REGISTRY.register()

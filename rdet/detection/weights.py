@@ -19,6 +19,8 @@ from rdet.core.safe_pickle import load_pickle
 # detectron2 ResNet names as the converter writes them (``stem.conv1.*``, ``res2.0.*``) and as a
 # detectron2 model holds them (``backbone.bottom_up.res2.*`` for FPN, ``backbone.res2.*`` for C4);
 # Caffe2 model-zoo names (``conv1_w``, ``res2_0_branch2a_w``), which detectron2 renames on load.
+# The timm converter (rdet.convert.timm) writes exact detectron2 names: ``backbone.bottom_up.model.*``
+# (ConvNeXt, Swin under FPN) and ``backbone.net.model.*`` (ViT under SimpleFeaturePyramid).
 _BACKBONE = re.compile(r"^(backbone\.|stem\.conv1\.|res[2-5]\.\d+\.|conv1_w|res_conv1_bn_|res[2-5]_\d+_branch)")
 _HEADS = re.compile(r"^(roi_heads\.box_predictor|proposal_generator)\.")
 BACKBONE_KEYS = ("arch", "norm", "eps", "method", "source")  # method: pgd, fgsm_rs, free, standard
@@ -31,6 +33,9 @@ class WeightsInfo:
     backbone: Dict[str, Any] = field(default_factory=dict)  # BACKBONE_KEYS, None where unknown
     iterations: Optional[int] = None  # a detector checkpoint: iterations it was trained for
     schedule: Optional[str] = None  # ... and that run's schedule name, when its record says
+    # A converted backbone's whole ``'rdet'`` metadata (mean / std, the timm family): what the
+    # config must agree with (rdet.detection.timm_backbones.check_timm_config).
+    meta: Dict[str, Any] = field(default_factory=dict)
 
 
 def _load_torch(path: Path) -> Any:
@@ -110,4 +115,4 @@ def inspect_weights(weights: str | Path, allow_pickle: bool = False, what: str =
         return _detector(path, obj)
     meta = obj.get("rdet") if isinstance(obj, Mapping) else None
     meta = meta if isinstance(meta, Mapping) else {}
-    return WeightsInfo("backbone", {k: meta.get(k) for k in BACKBONE_KEYS})
+    return WeightsInfo("backbone", {k: meta.get(k) for k in BACKBONE_KEYS}, meta=dict(meta))
