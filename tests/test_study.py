@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from rdet.core.errors import ConfigError
-from rdet.core.records import write_record
-from rdet.study import StudyError, followup_cells, load_study, run_study
+from rdet.core.records import read_record, write_record
+from rdet.study import Cell, StudyError, TaskKind, followup_cells, get_kind, load_study, register_kind, run_study
+from rdet.study.base import unregister_kind
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -203,11 +204,15 @@ def test_followup_cells_take_the_top3_robust_and_the_standard_backbone_to_3x(tmp
     for c in follow:
         assert c.params["config"] == "configs/coco_r50_fpn_3x.yaml" and c.stage == "followup"
         assert c.deps == (f"convert/{c.name.rsplit('/', 1)[1]}",)
-    assert followup_cells(study, exclude=["coco"]) == []
+    from rdet.study.kinds.detection import three_x_cells
+
+    assert three_x_cells(study, exclude=["coco"]) == []
+    # a failed 1x cell of the task: no follow-ups chosen from an incomplete set
+    assert followup_cells(study, {"detect/coco/b3": "failed"}) == []
 
 
 def test_c4_rule_follows_the_registry_geometry_and_the_roi_heads():
-    from rdet.study.cells import check_c4
+    from rdet.study.kinds.detection import check_c4
 
     voc_c4, voc_fpn = str(ROOT / "configs" / "voc_r50_c4.yaml"), str(ROOT / "configs" / "voc_r50_fpn.yaml")
     for arch in ("resnet50", "wide_resnet50_2", "resnext50_32x4d"):
@@ -252,3 +257,105 @@ def test_bad_study_files(tmp_path, text, match):
         load_study(path)
     proc = subprocess.run([sys.executable, "-m", "rdet", "study", str(path)], capture_output=True, text=True)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+
+
+class _Squares(TaskKind):
+    """A task kind defined here, outside rdet: section ``squares: {ns: [...]}`` -> one cell per n
+    (its record: n squared), then one follow-up cell summing the squares once they all finished."""
+    name, section, order = "square", "squares", 60
+
+    def expand(self, section, ex):
+        return [Cell(self.name, f"square/{n}", "transfer", {"n": int(n)}) for n in section["ns"]]
+
+    def run(self, cell, study):
+        out = cell.output_dir(study.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        if cell.stage == "followup":
+            value = sum(read_record(Path(study.output_dir) / d / "result.json")["value"] for d in cell.deps)
+        else:
+            value = cell.params["n"] ** 2
+        write_record(out, {"task": "square", "metric": "n^2", "value": value})
+
+    def summary(self, rec):
+        return f"squared: {rec['value']}"
+
+    def followups(self, study, failed):
+        mine = [c.name for c in study.cells if c.kind == self.name]
+        if any(n in failed for n in mine):
+            return []
+        return [Cell(self.name, "square/sum", "followup", {}, tuple(mine))]
+
+
+@pytest.fixture
+def squares_kind():
+    kind = register_kind(_Squares())
+    yield kind
+    unregister_kind(kind.name)
+
+
+def test_a_task_kind_registered_outside_rdet_runs_in_a_study(tmp_path, squares_kind, capsys):
+    """Adding a kind touches only its own module: the runner expands, runs, summarises and
+    follows up a kind it has never heard of, beside a built-in one, and resumes it."""
+    path = tmp_path / "s.yaml"
+    path.write_text(f"""
+output_dir: {tmp_path / 'out'}
+commands: [{{name: hello, run: "echo hi"}}]
+squares: {{ns: [2, 3]}}
+""")
+    study = load_study(path)
+    assert [(c.kind, c.name, c.stage) for c in study.cells] == [
+        ("command", "hello", "prepare"), ("square", "square/2", "transfer"), ("square", "square/3", "transfer")]
+    run_study(path)
+    console = capsys.readouterr().out
+    out = tmp_path / "out"
+    assert [read_record(out / n / "result.json")["value"] for n in ("square/2", "square/3", "square/sum")] == [4, 9, 13]
+    assert re.search(r"cell 3/3 square square/3: done in \d+ s: squared: 9", console), console
+    assert re.search(r"follow-up square square/sum: done in \d+ s: squared: 13", console), console
+    (out / "square" / "3" / "result.json").unlink()
+    (out / "square" / "sum" / "result.json").unlink()
+    run_study(path)
+    console = capsys.readouterr().out
+    assert "square/2: finished before, skipped" in console and "cell 3/3 square square/3: done" in console
+    assert read_record(out / "square" / "sum" / "result.json")["value"] == 13
+    # once unregistered, its section is an unknown one (one line, before anything runs)
+    unregister_kind("square")
+    with pytest.raises(ConfigError, match="unknown study section.*squares"):
+        load_study(path)
+    register_kind(squares_kind)
+
+
+def test_kind_registry_refuses_a_taken_name_or_section(squares_kind):
+    with pytest.raises(ValueError, match="registered already"):
+        register_kind(_Squares())
+
+    class Other(_Squares):
+        name = "other_square"
+
+    with pytest.raises(ValueError, match="section 'squares' is expanded by another"):
+        register_kind(Other())
+    with pytest.raises(ConfigError, match="unknown study task kind 'nope'"):
+        get_kind("nope")
+
+
+def test_architecture_is_a_study_axis_of_any_registry_family(tmp_path):
+    """``pretrain: archs`` crosses every run with torchvision and timm architectures; the cells
+    pass MODEL.ARCH and the transfer cells follow each backbone; an unknown arch is one line."""
+    path = tmp_path / "s.yaml"
+    path.write_text("""
+pretrain: {config: c.yaml, archs: [resnet18, convnext_atto, vit_tiny], runs: [{name: e0, eps: 0},
+           {name: e1, eps: 1, arch: swin_tiny}]}
+backbones: [{name: rel, weights: w.pth, arch: convnext_tiny}]
+classification: {datasets: [digits]}
+""")
+    study = load_study(path)
+    pre = {c.name: c.params["opts"] for c in study.cells if c.kind == "pretrain"}
+    assert pre == {"pretrain/resnet18_e0": ["MODEL.ARCH", "resnet18"],
+                   "pretrain/convnext_atto_e0": ["MODEL.ARCH", "convnext_atto"],
+                   "pretrain/vit_tiny_e0": ["MODEL.ARCH", "vit_tiny"], "pretrain/e1": ["MODEL.ARCH", "swin_tiny"]}
+    cls = {c.name: c.deps for c in study.cells if c.kind == "classify"}
+    assert cls["classify/digits/convnext_atto_e0/fixed/lr0.01_seed0"] == ("pretrain/convnext_atto_e0",)
+    assert cls["classify/digits/rel/fixed/lr0.01_seed0"] == ()
+    assert len(cls) == 5
+    path.write_text("pretrain: {runs: [{name: e0, arch: resnet_9000}]}")
+    with pytest.raises(ConfigError, match="pretrain run e0: unknown architecture 'resnet_9000'"):
+        load_study(path)

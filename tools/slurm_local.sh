@@ -11,6 +11,13 @@
 # files under $RDET_SLURM_DIR (default /tmp/rdet-slurm). The node has this machine's CPUs (nproc)
 # and 90% of its memory, in one default partition `debug`; no accounting database, so `sacct` is
 # unavailable (rdet's study runner follows jobs with squeue). Takes ~15 s once installed.
+#
+# Time limits and requeue (what tests/test_slurm.py's requeue test needs, and quick to see):
+# JobRequeue=1 (batch jobs may be requeued: a cell at its time limit checkpoints and requeues
+# itself), KillWait=5 (SIGTERM -> SIGKILL after 5 s, not 30), OverTimeLimit=0 (the limit is the
+# limit), AuthInfo=cred_expire=10 (Slurm holds a requeued job for cred_expire + 1 s: 121 s by
+# default) and sched_interval=2 (then it starts within seconds, not at the next 60 s pass). The warning signal (sbatch --signal, submitit's signal_delay_s) is the job's
+# own setting; slurmctld checks time limits about every 30 s, so it arrives up to that much early.
 set -euo pipefail
 
 DIR=${RDET_SLURM_DIR:-/tmp/rdet-slurm}
@@ -43,12 +50,14 @@ write_conf() {
     die "$CONF exists and was not written by this script; not replacing it"
   fi
   mkdir -p "$(dirname "$CONF")" "$DIR/ctld" "$DIR/slurmd" "$DIR/log"
+  [ -f "$CONF" ] && cp "$CONF" "$DIR/slurm.conf.before" || rm -f "$DIR/slurm.conf.before"
   cat >"$CONF" <<EOF
 $MARK (state in $DIR)
 ClusterName=rdet
 SlurmctldHost=$host
 SlurmUser=root
 AuthType=auth/munge
+AuthInfo=cred_expire=10
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -56,6 +65,10 @@ SelectTypeParameters=CR_CPU
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 MpiDefault=none
+JobRequeue=1
+KillWait=5
+OverTimeLimit=0
+SchedulerParameters=sched_interval=2
 ReturnToService=2
 SlurmdParameters=config_overrides
 StateSaveLocation=$DIR/ctld
@@ -102,6 +115,10 @@ start() {
   install_packages
   write_conf
   start_munge
+  if ! cmp -s "$CONF" "$DIR/slurm.conf.before" && { alive "$DIR/slurmctld.pid" || alive "$DIR/slurmd.pid"; }; then
+    echo "slurm_local: $CONF changed: restarting the daemons"
+    stop
+  fi
   alive "$DIR/slurmctld.pid" || slurmctld
   alive "$DIR/slurmd.pid" || slurmd
   wait_idle

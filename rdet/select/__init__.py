@@ -5,7 +5,7 @@ validation split of the training data (``python -m rdet select``).
 * ``cache``: the on-disk feature cache and its keys;
 * ``heads``: SGD heads over the lr grid and L-BFGS logistic regression on cached features;
 * ``fixed``: one model's selection (:func:`select_one`);
-* ``study``: the study section and cell kind ``select``, run by ``rdet.study``;
+* the study section and cell kind ``select`` live in ``rdet.study.kinds.select``;
 * ``ranking``: the ranked table, the validation-vs-test summary and the plot;
 * ``full``: the top-k fine-tuned with the paper's full-network protocol.
 """

@@ -8,16 +8,29 @@ running, instead of submitting the cell again. Slurm states come from ``squeue``
 poll for all jobs), not ``sacct``: a cluster without an accounting database works too.
 The cell's own lock (``runner.cell_lock``) is the last guard: a second job of the same cell waits
 for the first, then finds its record and does nothing.
+
+Time limits and preemption: a Slurm cell is a :class:`CellJob` (submitit's ``Checkpointable``).
+Slurm warns it ``signal_delay_s`` seconds before its time limit (sbatch ``--signal``), and a
+preempting scheduler sends the same signal; submitit then calls :meth:`CellJob.checkpoint`, which
+counts the requeue in ``<cell folder>/requeues.json`` and hands back the same call, and requeues
+the job (``scontrol requeue``: the job id stays). The requeued job runs the cell again, and the
+cell resumes from its own last checkpoint (every task checkpoints at least once an epoch;
+``RUNTIME.CHECKPOINT_MINUTES`` for mid-epoch ones), so the work lost is what was done since then.
+The driver keeps following the same job id: PENDING after RUNNING, REQUEUED, COMPLETING are all
+"still running". After ``max_requeues`` time-limit requeues the cell fails with one line.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import signal
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
+
+import submitit
 
 from rdet.core.atomic import save_json
 from rdet.core.errors import ConfigError
@@ -25,31 +38,38 @@ from rdet.core.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 JOB_FILE = "job.json"
+REQUEUE_FILE = "requeues.json"
 # Slurm states of a job that may still run (everything else: it ended)
 ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
           "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "PREEMPTED"}
 # The study's ``slurm:`` keys that submitit takes as they are; any other key ``k`` is passed as
 # ``slurm_k`` (partition, account, qos, constraint, additional_parameters, ...).
 GENERIC = ("timeout_min", "nodes", "tasks_per_node", "gpus_per_node", "cpus_per_task", "mem_gb", "name")
+# rdet's own ``slurm:`` keys: time-limit requeues allowed (submitit's max_num_timeout)
+MAX_REQUEUES, DEFAULT_MAX_REQUEUES = "max_requeues", 10
 
 
 def build_executor(study):
     """The submitit executor of ``study`` (checked here, before any cell runs: a bad ``slurm:``
     key or a machine without Slurm is a one-line :class:`ConfigError`)."""
-    import submitit
-
     folder = Path(study.output_dir) / "submitit"
     params = dict(study.slurm)
+    requeues = params.pop(MAX_REQUEUES, DEFAULT_MAX_REQUEUES)
+    if not isinstance(requeues, int) or isinstance(requeues, bool) or requeues < 0:
+        raise ConfigError(f"{study.path}: slurm {MAX_REQUEUES} must be an integer >= 0, not {requeues!r}")
     try:
         if study.executor == "submitit_local":
-            ex = submitit.LocalExecutor(folder=str(folder))
+            ex = submitit.LocalExecutor(folder=str(folder), max_num_timeout=requeues)
             ex.update_parameters(timeout_min=int(params.get("timeout_min", 60)))
             return ex
         if not shutil.which("sbatch"):
             raise ConfigError(f"{study.path}: executor slurm, but there is no sbatch on this machine "
                               f"(tools/slurm_local.sh start brings up a one-node cluster)")
-        ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
-        ex.update_parameters(**{k if k in GENERIC else f"slurm_{k}": v for k, v in params.items()})
+        ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm", slurm_max_num_timeout=requeues)
+        extra = dict(params.pop("additional_parameters", None) or {})
+        extra.setdefault("requeue", True)  # a requeued cell must be requeueable whatever the cluster's JobRequeue
+        ex.update_parameters(slurm_additional_parameters=extra,
+                             **{k if k in GENERIC else f"slurm_{k}": v for k, v in params.items()})
     except (ValueError, TypeError) as e:
         raise ConfigError(f"{study.path}: bad slurm settings ({str(e).splitlines()[0]})") from None
     return ex
@@ -96,8 +116,6 @@ def reattach(cell_dir: Path) -> Optional[Any]:
                           f"is slurmctld up?")
     if states.get(str(info["job_id"])) not in ACTIVE:
         return None
-    import submitit
-
     return submitit.SlurmJob(folder=info["folder"], job_id=str(info["job_id"]))
 
 
@@ -124,3 +142,53 @@ def outcome(job, state: Optional[str]) -> Dict[str, Any]:
         return job.result()
     except Exception as e:  # noqa: BLE001  (the job's own exception, already in its log)
         return {"status": "failed", "message": f"job {job.job_id}: {str(e).strip().splitlines()[-1]}"}
+
+
+def requeue_count(cell_dir: Path) -> int:
+    """How often the cell's job was requeued (time limit or preemption) so far."""
+    try:
+        return int(json.loads((Path(cell_dir) / REQUEUE_FILE).read_text())["requeues"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+class CellJob(submitit.helpers.Checkpointable):
+    """What a submitit job runs: ``fn(*args)`` (the runner's job function), requeued with the same
+    arguments when Slurm's time-limit or preemption signal arrives (:meth:`checkpoint`). Picklable:
+    ``fn`` is a module-level function."""
+
+    def __init__(self, fn: Callable[..., Any], cell_dir: Path):
+        self.fn, self.cell_dir = fn, Path(cell_dir)
+        self._pid = None
+
+    def __call__(self, *args: Any) -> Any:
+        self._pid = os.getpid()
+        self._only_in_this_process()
+        return self.fn(*args)
+
+    def _only_in_this_process(self) -> None:
+        """Data-loader workers are forked from the job's process and inherit submitit's handler of
+        the requeue signal, which Slurm sends to every process of the job: only this process may
+        checkpoint and requeue, the workers ignore it (they end with the main process)."""
+        name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")  # submitit's documented setting
+        signum = getattr(signal, f"SIG{name}", None)
+        if signum is None:
+            return
+        handler, pid = signal.getsignal(signum), self._pid
+
+        def only_main(sig, frame):
+            if os.getpid() == pid and callable(handler):
+                handler(sig, frame)
+
+        signal.signal(signum, only_main)
+
+    def checkpoint(self, *args: Any) -> "submitit.helpers.DelayedSubmission":
+        """The cell's own checkpoint is on disk already (the tasks write one at least every epoch,
+        atomically); count the requeue and run the same call again."""
+        n = requeue_count(self.cell_dir) + 1
+        save_json({"requeues": n, "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+                   "slurm_restart_count": int(os.environ.get("SLURM_RESTART_COUNT", 0) or 0)},
+                  self.cell_dir / REQUEUE_FILE)
+        logger.warning("%s: time limit or preemption signal: requeue %d (the cell resumes from its checkpoint)",
+                       self.cell_dir, n)
+        return submitit.helpers.DelayedSubmission(CellJob(self.fn, self.cell_dir), *args)

@@ -6,7 +6,11 @@ finished exactly when its ``result.json`` is a readable record (records are writ
 and last); an unreadable one is named and the cell runs again. Interrupting is safe at any point:
 a half-done cell resumes from its own checkpoint, a submitted Slurm job keeps running and a
 restarted driver waits for it (``jobs.reattach``), and a per-cell lock makes sure that no two
-processes ever run the same cell at once.
+processes ever run the same cell at once. A Slurm job that reaches its time limit or is
+preempted checkpoints and requeues itself (``jobs.CellJob``); the driver follows the same job id.
+
+The runner names no task: how a cell runs, its console summary and the cells added after the grid
+(COCO's 3x) come from its task kind (``rdet.study.base.TaskKind``; built-in: ``rdet.study.kinds``).
 
 A failed cell does not stop the others: cells that need it (``Cell.deps``) are not run, the rest
 are, and the study ends with one line naming every cell that did not finish and its log.
@@ -20,16 +24,17 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from rdet.core.errors import RdetError
-from rdet.core.records import RECORD_NAME, has_record, iter_records, read_record, record_problem
+from rdet.core.records import RECORD_NAME, has_record, read_record, record_problem, write_record
 from rdet.study import jobs
-from rdet.study.cells import run_cell
+from rdet.study.base import STAGES, TASK_KINDS, Cell, Study, get_kind
 from rdet.study.logs import LOG_NAME, Heartbeat, cell_log, setup_console
-from rdet.study.spec import STAGES, Cell, Study, load_study
+from rdet.study.spec import load_study
 
 logger = logging.getLogger(__name__)
 
@@ -38,20 +43,13 @@ class StudyError(RdetError):
     """Cells of a study did not finish (the message names them and their logs)."""
 
 
-def summary(rec: Dict) -> str:
-    """The key numbers of a record, for the console."""
-    task = rec.get("task")
-    if task == "detection":
-        mask = f", mask AP {rec['mask_AP']:.2f}" if rec.get("mask_AP") is not None else ""
-        return f"box AP {rec['box_AP']:.2f}{mask}" if rec.get("box_AP") is not None else "no AP (no test set)"
-    if task == "pretrain":
-        rob = f", PGD top-1 {rec['robust_top1']:.2f}%" if rec.get("robust_top1") is not None else ""
-        return f"clean top-1 {rec['value']:.2f}%{rob}"
-    if task == "convert":
-        return f"verified, max relative error {rec['max_rel_error']:.1e}"
-    if isinstance(rec.get("value"), (int, float)):
-        return f"{rec.get('metric', 'value')} {rec['value']:.2f}"
-    return "finished"
+def summary(cell: Cell, rec: Dict) -> str:
+    """The key numbers of a cell's record, for the console (its task kind says which)."""
+    return get_kind(cell.kind).summary(rec)
+
+
+def run_cell(cell: Cell, study: Study) -> None:
+    get_kind(cell.kind).run(cell, study)
 
 
 @contextlib.contextmanager
@@ -91,24 +89,40 @@ def find_cell(study: Study, name: str) -> Cell:
 
 
 def run_cell_job(study_path: str, cell_name: str) -> Dict:
-    """What a submitit job runs (picklable: it reloads the study in the job's process). Returns
-    ``{"status": "done"|"failed", "message"}``; the traceback is in the cell's log. In a job of
-    several tasks each task is one process of the cell's distributed run (torchrun's variables
-    exported), and the cell's lock is left out."""
+    """What a submitit job runs (picklable: it reloads the study in the job's process, so a kind
+    must be registered on import of ``rdet.study``). Returns ``{"status": "done"|"failed",
+    "message"}``; the traceback is in the cell's log. In a job of several tasks each task is one
+    process of the cell's distributed run (torchrun's variables exported), and the cell's lock is
+    left out. A cell that was requeued gets ``requeues`` (and Slurm's ``SLURM_RESTART_COUNT``) in
+    its record."""
     import submitit
 
     study = load_study(study_path)
     cell = find_cell(study, cell_name)
+    out = cell.output_dir(study.output_dir)
+    env = submitit.JobEnvironment()
     try:
-        if submitit.JobEnvironment().num_tasks > 1:
+        if env.num_tasks > 1:
             submitit.helpers.TorchDistributedEnvironment().export()
-            with cell_log(cell.output_dir(study.output_dir) / LOG_NAME, f"{cell.kind} {cell.name}"):
+            with cell_log(out / LOG_NAME, f"{cell.kind} {cell.name}"):
                 run_cell(cell, study)
         else:
             execute_cell(cell, study)
+        if env.global_rank == 0:
+            _note_requeues(out)
     except Exception as e:  # noqa: BLE001  (reported to the driver as one line)
         return {"status": "failed", "message": _one_line(e)}
     return {"status": "done", "message": ""}
+
+
+def _note_requeues(out: Path) -> None:
+    n = jobs.requeue_count(out)
+    if n and has_record(out):
+        rec = read_record(out / RECORD_NAME)
+        if rec.get("requeues") != n:
+            rec["requeues"] = n
+            rec["slurm_restart_count"] = int(os.environ.get("SLURM_RESTART_COUNT", 0) or 0)
+            write_record(out, rec)
 
 
 def _one_line(e: BaseException) -> str:
@@ -161,7 +175,9 @@ class _Run:
             return
         rec = read_record(d / RECORD_NAME)
         took = seconds if seconds is not None else rec.get("wall_time_s")
-        logger.info(f"{self.label(cell)}: done{f' in {took:.0f} s' if took is not None else ''}: {summary(rec)}")
+        requeued = f" after {rec['requeues']} requeue(s)" if rec.get("requeues") else ""
+        logger.info(f"{self.label(cell)}: done{f' in {took:.0f} s' if took is not None else ''}{requeued}: "
+                    f"{summary(cell, rec)}")
 
     def run_local(self, cells: List[Cell]) -> None:
         for c in cells:
@@ -182,12 +198,18 @@ class _Run:
             if job is not None:
                 logger.info(f"{self.label(c)}: its job {job.job_id} is still queued or running; waiting for it")
             else:
-                job = jobs.submit(self.ex, run_cell_job, d, str(self.study.path), c.name)
+                job = jobs.submit(self.ex, jobs.CellJob(run_cell_job, d), d, str(self.study.path), c.name)
                 logger.info(f"{self.label(c)}: submitted as job {job.job_id} (log: {d / LOG_NAME})")
             running[c.name] = (c, job)
+        requeues = {name: jobs.requeue_count(c.output_dir(self.study.output_dir)) for name, (c, _) in running.items()}
         while running:
             states = jobs.squeue_states([j.job_id for _, j in running.values() if type(j).__name__ == "SlurmJob"])
             for name, (c, job) in list(running.items()):
+                n = jobs.requeue_count(c.output_dir(self.study.output_dir))
+                if n != requeues[name]:
+                    requeues[name] = n
+                    logger.info(f"{self.label(c)}: job {job.job_id} requeued ({n} so far): it resumes from its "
+                                f"checkpoint")
                 if jobs.ended(job, states):
                     del running[name]
                     self.done(c, jobs.outcome(job, (states or {}).get(job.job_id)))
@@ -200,26 +222,10 @@ class _Run:
             (self.run_local if self.study.executor == "local" else self.run_jobs)(cells)
 
 
-def followup_cells(study: Study, exclude: Sequence[str] = ()) -> List[Cell]:
-    """The paper's COCO protocol: after every backbone's 1x run of a detection task with
-    ``then_3x`` (except the tasks named in ``exclude``), the top-3 robust backbones by box AP and
-    the standard one go on to 3x."""
-    from rdet.detection.recipe import select_for_3x
-
-    cells = []
-    for task in study.detection:
-        if not task.get("then_3x") or task["name"] in exclude:
-            continue
-        recs = [r for r in iter_records(Path(study.output_dir) / "detect" / task["name"])
-                if r.get("task") == "detection"]
-        chosen = {b.get("source") for b in select_for_3x(recs, int(task.get("top_k", 3)))}
-        for c in study.cells:
-            if c.kind == "detect" and c.name.startswith(f"detect/{task['name']}/"):
-                conv = read_record(Path(study.output_dir) / c.params["convert"] / RECORD_NAME)
-                if conv["backbone"].get("source") in chosen:
-                    cells.append(Cell("detect", f"detect/{task['name']}_3x/{c.params['backbone']}", "followup",
-                                      dict(c.params, config=task["then_3x"]), c.deps))
-    return cells
+def followup_cells(study: Study, failed: Dict[str, str] | None = None) -> List[Cell]:
+    """The cells every task kind adds once the grid has run (``failed``: the cells that did not
+    finish, name -> why), e.g. the detection kind's COCO 1x -> 3x."""
+    return [c for kind in TASK_KINDS.values() for c in kind.followups(study, failed or {})]
 
 
 def run_study(path: str | Path, console: bool = True, heartbeat_s: float = 60.0) -> Study:
@@ -238,14 +244,8 @@ def run_study(path: str | Path, console: bool = True, heartbeat_s: float = 60.0)
     Path(study.output_dir).mkdir(parents=True, exist_ok=True)
     for stage in STAGES[:-1]:
         run.stage([c for c in run.order if c.stage == stage])
-    blocked = {t["name"] for t in study.detection
-               if any(n.startswith(f"detect/{t['name']}/") for n in run.failed)}
-    if blocked:
-        logger.error(f"follow-ups of {', '.join(sorted(blocked))} not chosen: some of their 1x cells did not finish")
-    follow = followup_cells(study, exclude=blocked)
+    follow = followup_cells(study, run.failed)
     if follow:
-        logger.info(f"follow-ups (the best robust backbones by 1x box AP and the standard one): "
-                    f"{', '.join(c.name for c in follow)}")
         run.stage(follow)
     if run.failed:
         names = ", ".join(f"{n} ({m})" for n, m in run.failed.items())
@@ -253,4 +253,4 @@ def run_study(path: str | Path, console: bool = True, heartbeat_s: float = 60.0)
     return study
 
 
-__all__ = ["run_study", "run_cell_job", "execute_cell", "followup_cells", "StudyError", "summary"]
+__all__ = ["run_study", "run_cell", "run_cell_job", "execute_cell", "followup_cells", "StudyError", "summary"]

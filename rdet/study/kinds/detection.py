@@ -1,0 +1,153 @@
+"""``detection``: every backbone x task through Detectron2, with the paper's COCO protocol::
+
+    detection:
+      - {name: coco, config: configs/coco_r50_fpn_1x.yaml, then_3x: configs/coco_r50_fpn_3x.yaml, top_k: 3}
+
+Each backbone is converted once (``convert/<backbone>``, ``rdet.convert``: ResNets and timm's
+ConvNeXt/Swin/ViT), then trained per task (``detect/<task>/<backbone>``). The converter's config
+(pixel mean/std, the ResNet geometry or the timm backbone and arch) overrides the task config,
+so a config written for R50 runs the backbone it is given. ``then_3x``: once every backbone's 1x
+run of the task finished, the top-``top_k`` robust backbones by box AP and the standard one go on
+to 3x (``detect/<task>_3x/<backbone>``; Salman et al.'s COCO protocol)."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import List
+
+from rdet.core.errors import ConfigError
+from rdet.core.records import RECORD_NAME, iter_records, read_record, write_record
+from rdet.study.base import Cell, TaskKind, backbone_weights, register_kind, resolve_config
+from rdet.study.kinds.commands import need
+
+logger = logging.getLogger(__name__)
+
+
+class Convert(TaskKind):
+    """A backbone converted to Detectron2 (cells made by the detection section)."""
+    name = "convert"
+
+    def run(self, cell, study):
+        from rdet.convert import convert_to_detectron2
+
+        out = cell.output_dir(study.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        start = time.time()
+        res = convert_to_detectron2(backbone_weights(study, cell.params), out / "backbone.pkl")
+        write_record(out, {"task": "convert",
+                           "backbone": {k: res.meta.get(k) for k in ("arch", "norm", "eps", "method", "source")},
+                           "weights": str(res.weights), "config": str(res.config), "max_rel_error": res.max_rel_error,
+                           "wall_time_s": time.time() - start})
+
+    def summary(self, rec):
+        err = rec.get("max_rel_error")
+        return f"verified, max relative error {err:.1e}" if err is not None else "converted (not verified)"
+
+
+class Detect(TaskKind):
+    name, section, order = "detect", "detection", 40
+
+    def expand(self, section, ex):
+        cells = []
+        for task in section or []:
+            label = need(task, "name", "a detection task")
+            need(task, "config", f"detection task {label}")
+            for b in ex.need_backbones("detection"):
+                conv = f"convert/{b.name}"
+                if not ex.has_cell(conv) and not any(c.name == conv for c in cells):
+                    cells.append(Cell("convert", conv, "convert", {"weights": b.weights, "producer": b.producer},
+                                      (b.producer,) if b.producer else ()))
+                cells.append(Cell(self.name, f"detect/{label}/{b.name}", "transfer",
+                                  {"config": task["config"], "opts": list(task.get("opts", [])), "convert": conv,
+                                   "backbone": b.name}, (conv,)))
+        return cells
+
+    def run(self, cell, study):
+        from rdet.detection import run as detection_run
+
+        p = cell.params
+        conv = read_record(Path(study.output_dir) / p["convert"] / RECORD_NAME)
+        config = resolve_config(study, p["config"])
+        opts = list(p["opts"]) + converter_opts(conv["config"]) + [
+            "MODEL.WEIGHTS", conv["weights"], "OUTPUT_DIR", str(cell.output_dir(study.output_dir))]
+        check_c4(cell.name, config, opts, conv["backbone"]["arch"])
+        detection_run(config, opts, resume=True, console=False)
+
+    def summary(self, rec):
+        mask = f", mask AP {rec['mask_AP']:.2f}" if rec.get("mask_AP") is not None else ""
+        return f"box AP {rec['box_AP']:.2f}{mask}" if rec.get("box_AP") is not None else "no AP (no test set)"
+
+    def followups(self, study, failed):
+        tasks = [t for t in study.raw.get("detection") or [] if t.get("then_3x")]
+        blocked = {t["name"] for t in tasks if any(n.startswith(f"detect/{t['name']}/") for n in failed)}
+        if blocked:
+            logger.error(f"3x follow-ups of {', '.join(sorted(blocked))} not chosen: some of their 1x cells did not "
+                         f"finish")
+        cells = three_x_cells(study, exclude=blocked)
+        if cells:
+            logger.info(f"3x follow-ups (the best robust backbones by 1x box AP and the standard one): "
+                        f"{', '.join(c.name for c in cells)}")
+        return cells
+
+
+def three_x_cells(study, exclude=()) -> List[Cell]:
+    """The paper's COCO protocol: after every backbone's 1x run of a detection task with
+    ``then_3x`` (except the tasks named in ``exclude``), the top-3 robust backbones by box AP and
+    the standard one go on to 3x."""
+    from rdet.detection.recipe import select_for_3x
+
+    cells = []
+    for task in study.raw.get("detection") or []:
+        if not task.get("then_3x") or task["name"] in exclude:
+            continue
+        recs = [r for r in iter_records(Path(study.output_dir) / "detect" / task["name"])
+                if r.get("task") == "detection"]
+        chosen = {b.get("source") for b in select_for_3x(recs, int(task.get("top_k", 3)))}
+        for c in study.cells:
+            if c.kind == "detect" and c.name.startswith(f"detect/{task['name']}/"):
+                conv = read_record(Path(study.output_dir) / c.params["convert"] / RECORD_NAME)
+                if conv["backbone"].get("source") in chosen:
+                    cells.append(Cell("detect", f"detect/{task['name']}_3x/{c.params['backbone']}", "followup",
+                                      dict(c.params, config=task["then_3x"]), c.deps))
+    return cells
+
+
+def check_c4(name: str, config: str, opts, arch: str) -> None:
+    """A C4 detector (``Res5ROIHeads``: the box head is the backbone's res5 stage, which
+    detectron2 always builds from Bottleneck blocks) needs a Bottleneck ResNet (depth >= 50 in the
+    registry's Detectron2 geometry: ResNet-50/101, WRN-50-2/4, ResNeXt-50); FPN detectors take any
+    convertible backbone."""
+    from rdet.backbones import get_spec
+    from rdet.detection.train import build_cfg
+
+    if build_cfg(config, opts).MODEL.ROI_HEADS.NAME != "Res5ROIHeads":
+        return
+    d2 = get_spec(arch).d2
+    if d2 is None or d2.depth < 50:
+        raise ConfigError(f"{name}: {Path(config).name} is a C4 detector (Res5ROIHeads), which needs a "
+                          f"Bottleneck ResNet (depth >= 50), not {arch}")
+
+
+def converter_opts(converter_yaml: str) -> List[str]:
+    """The converter's backbone settings as KEY VALUE overrides: every ``MODEL.*`` entry of the
+    config it wrote except the weights (pixel mean/std; the ResNet depth, widths and groups, or
+    the timm backbone name and arch), so a detection config written for one backbone runs the
+    one it is given."""
+    import yaml
+
+    opts: List[str] = []
+
+    def walk(prefix: str, node) -> None:
+        for k, v in node.items():
+            if isinstance(v, dict):
+                walk(f"{prefix}{k}.", v)
+            elif f"{prefix}{k}" != "MODEL.WEIGHTS":
+                opts.extend([f"{prefix}{k}", str(v)])
+
+    walk("MODEL.", yaml.safe_load(Path(converter_yaml).read_text())["MODEL"])
+    return opts
+
+
+register_kind(Convert())
+register_kind(Detect())
