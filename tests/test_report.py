@@ -423,3 +423,33 @@ def test_bn_sync_is_another_experiment_and_the_doc_says_so():
     sync = next(r for r in rows if r["experiment"].endswith("BN sync"))
     assert sync["paper_label"] == "BN sync" and sync["delta_standard"] is None
     assert sync["paper_standard"] == 97.2  # Table 9, CIFAR-10 ResNet-50 full
+
+
+@pytest.mark.slow
+def test_real_transfer_records_of_other_protocols_get_their_own_labelled_rows(tmp_path):
+    """rdet.tasks.transfer's own records: per-epoch, feature-cache and validation-split runs of one
+    backbone (a standard ResNet-18 in rdet's checkpoint layout) become three rows, each naming its
+    protocol, split and input size."""
+    import torch
+    from helpers import digits_transfer_cfg
+
+    from rdet.backbones import create_classifier
+    from rdet.backbones.checkpoint import classifier_checkpoint
+    from rdet.tasks import transfer
+
+    torch.manual_seed(0)
+    weights = tmp_path / "backbone.pth"
+    meta = {"arch": "resnet18", "norm": None, "eps": 0.0, "method": "standard", "dataset": "digits"}
+    torch.save(classifier_checkpoint(create_classifier("resnet18", 10), meta), weights)
+    base = ["DATA.MAX_TRAIN", "120", "DATA.MAX_TEST", "60", "DATA.NUM_WORKERS", "2"]
+    for name, extra in (("epoch", ["TRANSFER.CACHE_FEATURES", "False"]),
+                        ("cache", ["TRANSFER.CACHE_FEATURES", "True", "TRANSFER.CACHE_VIEWS", "2"]),
+                        ("val", ["TRANSFER.CACHE_FEATURES", "False", "DATA.VAL_SIZE", "0.2"])):
+        transfer.run(digits_transfer_cfg(tmp_path / "runs" / name, "fixed", weights, epochs=1, extra=base + extra))
+    md = build_report(tmp_path / "runs")["markdown"]
+    table = md.split("## Transfer to classification")[1].split("###")[0]
+    rows = [ln for ln in table.splitlines() if ln.startswith("| resnet | digits |")]
+    assert len(rows) == 3
+    for words in ("per-epoch, 1 epoch, test split, 16 px", "feature-cache (2 views), 1 epoch, test split, 16 px",
+                  "per-epoch, 1 epoch, validation split, 16 px"):
+        assert sum(f"| {words} |" in ln for ln in rows) == 1, (words, rows)
