@@ -164,3 +164,22 @@ def test_free_training_90_epochs_4_replays_steps_and_lr_drops():
     assert drops == [30 * 3, 60 * 3]  # the first step at the lower lr is the first of epoch 31, of epoch 61
     assert lrs[0] == cfg.SOLVER.BASE_LR and lrs[-1] == pytest.approx(cfg.SOLVER.BASE_LR * 0.01)
     assert tr.scheduler.last_epoch == 90
+
+
+def test_mid_epoch_checkpoints_by_wall_time_and_by_iterations():
+    """RUNTIME.CHECKPOINT_MINUTES: a due checkpoint is written at the next log boundary inside the
+    epoch (never at its last batch: the epoch's own checkpoint follows); CHECKPOINT_EVERY_ITERS
+    every n batches. Each call sees the epoch's position."""
+    torch.manual_seed(0)
+    for kwargs, expected in (({"checkpoint_minutes": 1e-9}, [(0, 1), (0, 2), (1, 1), (1, 2)]),
+                             ({"checkpoint_every_iters": 2}, [(0, 2), (1, 2)]),
+                             ({}, [])):
+        model = torch.nn.Linear(4, 3)
+        data = [(torch.randn(8, 4), torch.randint(0, 3, (8,))) for _ in range(3)]
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        seen = []
+        tr = EpochTrainer(model, data, opt, torch.optim.lr_scheduler.StepLR(opt, 10), Runtime(torch.device("cpu")),
+                          StandardStep(), 2, log_every=1, checkpoint=lambda: seen.append(
+                              (tr.position()["epoch"], tr.position()["batches"])), **kwargs)
+        tr.train()
+        assert seen == expected, kwargs

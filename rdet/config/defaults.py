@@ -91,8 +91,9 @@ def get_transfer_cfg() -> CN:
     # different protocol, recorded as such; see README "Fixed-feature protocol").
     _C.TRANSFER.CACHE_FEATURES = False
     _C.TRANSFER.CACHE_VIEWS = 1
-    # Test-set evaluation every EVAL_EVERY epochs (the authors' code: 5); records keep the final
-    # value and the best periodic one. 0: final epoch only.
+    # Test-set evaluation after epochs 1, 1 + EVAL_EVERY, 1 + 2 * EVAL_EVERY, ... and the last (the
+    # robustness library's schedule, which the authors' code runs with 5: 1, 6, ..., 146, 150);
+    # records keep the final value and the best periodic one. 0: final epoch only.
     _C.TRANSFER.EVAL_EVERY = 5
     return _C
 
