@@ -313,7 +313,8 @@ def test_report_files(tmp_path):
 
 
 def _pre(arch, norm, eps, value, dataset="imagenet", method=None, epochs=90, seed=0, **kw):
-    return {**kw, "task": "pretrain", "dataset": dataset, "value": value, "epochs": epochs, "seed": seed, "train_size": 224,
+    return {**kw, "task": "pretrain", "dataset": dataset, "value": value, "epochs": epochs, "seed": seed,
+            "train_size": 224,
             "backbone": {"arch": arch, "norm": norm, "eps": eps, "method": method or ("pgd" if eps else "standard")}}
 
 

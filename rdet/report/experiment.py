@@ -125,7 +125,8 @@ def pretrain_experiment(rec: Dict) -> Tuple[Tuple[str, object], ...]:
 
 def experiment_text(fields) -> str:
     """``per-epoch, 150 epochs, test split, 224 px, BN train``: a row's experiment in words."""
-    words = {"stopped": "stopped after {} epochs", "epochs": "{} epochs", "split": "{} split", "train size": "{} px", "BN": "BN {}", "method": "{}",
+    words = {"stopped": "stopped after {} epochs", "epochs": "{} epochs", "split": "{} split", "train size": "{} px",
+             "BN": "BN {}", "method": "{}",
              "reported": "reports the {}"}
 
     def one(k, v):

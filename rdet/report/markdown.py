@@ -51,7 +51,8 @@ def _source(c) -> str:
 
 def classification_markdown(rows: List[Dict]) -> str:
     head = ("family", "dataset", "mode", "arch", "experiment", "standard (eps 0)", "robust best",
-            "best eps (norm, method)", "lr", "robust − standard", "models (standard; robust)", "paper standard", "paper robust (eps)",
+            "best eps (norm, method)", "lr", "robust − standard", "models (standard; robust)", "paper standard",
+            "paper robust (eps)",
             "paper table", "Δ standard vs paper", "Δ robust vs paper")
     lines = []
     for r in rows:
@@ -119,7 +120,8 @@ def catalog_markdown(rows: List[Dict]) -> str:
     for r in rows:
         other = "—"
         if not r.get("robustbench_id") and r.get("published_clean") is not None:  # a catalog entry's own numbers
-            other = f"{_f(r['published_clean'])} / {_f(r.get('published_autoattack'))} ({r.get('published_source', '?')})"
+            source = r.get("published_source", "?")
+            other = f"{_f(r['published_clean'])} / {_f(r.get('published_autoattack'))} ({source})"
         lines.append((r["family"], r["catalog"], r["arch"], r["norm"], eps_text(r["norm"], r["eps"]),
                       f"{_f(r['paper_clean'])} ({r['paper_table']})" if r.get("paper_clean") is not None else "—",
                       r.get("robustbench_id") or "—", _f(r.get("robustbench_clean")),

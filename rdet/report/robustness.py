@@ -75,7 +75,8 @@ def robustness_rows(records: List[Dict]) -> List[Dict]:
         head = (r.get("head") or {}).get("source", "checkpoint")
         for e in attack_entries(r):
             n = int(e.get("n_images") or r.get("n_images") or 0)
-            key = (family_of(r), model, arch_of(r), _data_text(r), head, e.get("norm"), grid_eps(e.get("norm"), float(e["eps"])),
+            key = (family_of(r), model, arch_of(r), _data_text(r), head, e.get("norm"),
+                   grid_eps(e.get("norm"), float(e["eps"])),
                    attack_text(e), n)
             clean = r.get("clean_top1")
             if clean is None:
