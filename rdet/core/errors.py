@@ -28,6 +28,11 @@ class RecordError(RdetError):
     """A ``result.json`` that is not a readable record (the message names the file)."""
 
 
+class NonFiniteLossError(RdetError):
+    """The training loss became NaN or infinite (lr too high, fp16 overflow, bad inputs); the
+    message names the epoch and iteration. Raised by ``rdet.engine.trainer``."""
+
+
 def first_line(e: BaseException, limit: int = 0) -> str:
     """An exception as one line: its message's first non-blank line (cut to ``limit`` characters
     when > 0), or its type's name when the message is empty or blank."""

@@ -45,14 +45,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 from tqdm import tqdm
 
-from rdet.core.errors import RdetError
+from rdet.core.errors import NonFiniteLossError
 from rdet.engine.streams import step_seed
 
 logger = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(RdetError):
-    """The training loss became NaN or infinite (lr too high, fp16 overflow, bad inputs)."""
 
 
 class HookBase:
