@@ -39,7 +39,8 @@ def attack_text(e: Dict) -> str:
         return f"PGD-{e.get('steps', '?')} ({step}{restarts} restart{'s' if restarts != 1 else ''})"
     if e.get("attack") == "autoattack":
         budget = "" if e.get("standard_budget", True) else f", reduced budget ({e.get('n_iter')} iterations)"
-        return f"AutoAttack {e.get('version', '?')}{budget}"
+        targets = f", {e['n_target_classes']} target classes" if e.get("n_target_classes") else ""  # < 10 classes
+        return f"AutoAttack {e.get('version', '?')}{targets}{budget}"
     return str(e.get("attack"))
 
 
@@ -57,7 +58,8 @@ def _rb_deviations(rec: Dict, e: Dict, n_images: int) -> List[str]:
         out.append(f"{n_images} images")
     if e.get("norm") != ROBUSTBENCH["norm"] or not same_eps("linf", float(e.get("eps") or 0), ROBUSTBENCH["eps"]):
         out.append(f"{e.get('norm')} eps {eps_text(e.get('norm'), e.get('eps'))}")
-    if e.get("attack") != "autoattack" or e.get("version") != "standard" or not e.get("standard_budget", True):
+    if e.get("attack") != "autoattack" or e.get("version") != "standard" or not e.get("standard_budget", True) \
+            or e.get("n_target_classes"):
         out.append(f"attack {attack_text(e)}")
     if (rec.get("head") or {}).get("source", "checkpoint") != "checkpoint":
         out.append("head fitted on the training split")
