@@ -48,7 +48,7 @@ def seeded(seed: int) -> Iterator[None]:
     ``seed``. After: all three as they were (a sample seeded in the main process, with
     ``NUM_WORKERS 0``, must not move the training run's generators)."""
     cpu, py, npy = torch.get_rng_state(), random.getstate(), np.random.get_state()
-    torch.manual_seed(seed)
+    torch.default_generator.manual_seed(seed)  # the CPU one only (torch.manual_seed would reseed CUDA's too)
     random.seed(seed)
     np.random.seed(seed & 0xFFFFFFFF)
     try:
