@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import shutil
 from collections import OrderedDict
 
 import pytest
@@ -279,7 +280,7 @@ def test_layer_decay_needs_a_timm_model():
 
 # --- the tasks on the offline data (slow) -------------------------------------------------------------------
 _DATA = ["DATA.DATASET", "digits", "DATA.TRAIN_SIZE", "32", "DATA.TEST_RESIZE", "32", "DATA.CROP_SCALE_MIN", "0.7",
-         "DATA.MAX_TRAIN", "64", "DATA.MAX_TEST", "32", "SOLVER.BATCH_SIZE", "32"]
+         "DATA.MAX_TRAIN", "32", "DATA.MAX_TEST", "16", "SOLVER.BATCH_SIZE", "16"]
 
 
 @pytest.fixture(scope="module")
@@ -348,7 +349,7 @@ def test_evaluate_pgd(pretrained, arch, tmp_path):
 
     cfg = get_evaluate_cfg()
     cfg.merge_from_list(["MODEL.WEIGHTS", str(pretrained[arch][0] / "model_final.pth"), "DATA.DATASET", "digits",
-                         "DATA.TRAIN_SIZE", "32", "DATA.TEST_RESIZE", "32", "DATA.MAX_TEST", "32",
+                         "DATA.TRAIN_SIZE", "32", "DATA.TEST_RESIZE", "32", "DATA.MAX_TEST", "16",
                          "DATA.NUM_WORKERS", "0", "ATTACK.NORM", "linf", "ATTACK.EPS", "[0.0, 0.1]", "ATTACK.STEPS",
                          "3", "OUTPUT_DIR", str(tmp_path / "ev")])
     rec = robustness.run(cfg)
@@ -360,11 +361,31 @@ def test_evaluate_pgd(pretrained, arch, tmp_path):
 def test_select_ranks_the_three_families(pretrained, tmp_path, capsys):
     from rdet.cli.select import main as select_main
 
-    models = [str(pretrained[a][0] / "model_final.pth") for a in SMALLEST]
+    models = []
+    for a in SMALLEST:  # rdet.select names models by file stem
+        models.append(tmp_path / f"{a}.pth")
+        shutil.copy(pretrained[a][0] / "model_final.pth", models[-1])
     out = tmp_path / "sel"
-    assert select_main(["--dataset", "digits", "--models", *models, "--output-dir", str(out), "DATA.TRAIN_SIZE", "32",
-                        "DATA.TEST_RESIZE", "32", "DATA.NUM_WORKERS", "0", "DATA.MAX_TRAIN", "64", "DATA.MAX_TEST",
-                        "32", "SOLVER.EPOCHS", "1", "TRANSFER.LR_GRID", "[0.001]", "SELECT.VIEWS", "1",
+    assert select_main(["--dataset", "digits", "--models", *map(str, models), "--output-dir", str(out), "DATA.TRAIN_SIZE", "32",
+                        "DATA.TEST_RESIZE", "32", "DATA.NUM_WORKERS", "0", "DATA.MAX_TRAIN", "40", "DATA.MAX_TEST",
+                        "16", "SOLVER.EPOCHS", "1", "TRANSFER.LR_GRID", "[0.001]", "SELECT.VIEWS", "1",
                         "SELECT.LOGREG_L2", "[0.001]", "SELECT.LOGREG_MAX_ITER", "10"]) == 0
-    rows = (out / "ranking.csv").read_text().splitlines()[1:]
-    assert sorted(r.split(",")[2] for r in rows) == sorted(SMALLEST)
+    rows = [r.split(",") for r in (out / "ranking.csv").read_text().splitlines()[1:]]
+    assert sorted((r[1], r[2]) for r in rows) == [(a, a) for a in sorted(SMALLEST)]  # model (file stem), arch
+
+
+def test_bicubic_test_transform_on_request():
+    """DATA.TEST_INTERPOLATION bicubic: the preprocessing the timm families' releases are measured with."""
+    import numpy as np
+    from PIL import Image
+
+    from rdet.data.transforms import transforms_from_cfg
+
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    cfg = get_transfer_cfg()
+    cfg.merge_from_list(["DATA.TRAIN_SIZE", "28", "DATA.TEST_RESIZE", "32"])
+    bilinear = transforms_from_cfg(cfg)[1](img)
+    cfg.DATA.TEST_INTERPOLATION = "bicubic"
+    bicubic = transforms_from_cfg(cfg)[1](img)
+    assert bicubic.shape == bilinear.shape == (3, 28, 28) and not torch.allclose(bicubic, bilinear)
+    assert "bicubic" in repr(transforms_from_cfg(cfg)[1])

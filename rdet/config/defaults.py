@@ -32,6 +32,9 @@ def _base() -> CN:
     _C.DATA.VERIFY_IMAGES = "quick"  # quick | decode | off: check image files before training (rdet/data/build.py)
     _C.DATA.SKIP_BAD_FILES = False  # True: skip and count unreadable image files instead of refusing the run
     _C.DATA.TEST_RESIZE = 256  # Resize before CenterCrop(TRAIN_SIZE)
+    # Resize's interpolation at test time: bilinear (torchvision's, the paper's) | bicubic (the timm
+    # families' releases: RobustBench's BicubicRes256Crop224; rdet.backbones' spec.interpolation)
+    _C.DATA.TEST_INTERPOLATION = "bilinear"
     _C.DATA.DOWNSCALE = 0  # >0: Resize(DOWNSCALE) first (appendix A.3 uses 32)
     _C.DATA.NUM_WORKERS = 2
     _C.DATA.MAX_TRAIN = 0  # >0: a seeded subset of this many training images (quick runs)

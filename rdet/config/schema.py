@@ -85,6 +85,7 @@ SCHEMA: Dict[str, Rule] = {
     "DATA.VERIFY_IMAGES": _c(False, "quick", "decode", "off"),
     "DATA.SKIP_BAD_FILES": _c(False, *BOOL),
     "DATA.TEST_RESIZE": _r(False, 1),
+    "DATA.TEST_INTERPOLATION": _c(False, "bilinear", "bicubic"),  # test-time, as DATA.TEST_RESIZE
     "DATA.DOWNSCALE": _r(True, 0),
     "DATA.NUM_WORKERS": _r(False, 0),
     "DATA.MAX_TRAIN": _r(True, 0),

@@ -99,16 +99,20 @@ def train_transform(size: int = 224, downscale: int = 0, scale_min: float = 0.08
     return T.Compose([T.Lambda(_rgb), *pre, *AUGMENT_POLICIES[policy](size, scale_min)])
 
 
-def test_transform(size: int = 224, resize: int = 256, downscale: int = 0) -> T.Compose:
+def test_transform(size: int = 224, resize: int = 256, downscale: int = 0,
+                   interpolation: str = "bilinear") -> T.Compose:
+    """Resize(resize) with ``interpolation`` (bilinear: torchvision's default; bicubic: what the timm
+    families' releases are evaluated with, RobustBench's BicubicRes256Crop224), CenterCrop(size)."""
     pre = [T.Resize(downscale)] if downscale else []
-    return T.Compose([T.Lambda(_rgb), *pre, T.Resize(resize), T.CenterCrop(size), T.ToTensor()])
+    mode = T.InterpolationMode(interpolation)
+    return T.Compose([T.Lambda(_rgb), *pre, T.Resize(resize, interpolation=mode), T.CenterCrop(size), T.ToTensor()])
 
 
 def transforms_from_cfg(cfg):
     """``(train_transform, test_transform)``; training uses the test transform when
     ``DATA.AUGMENT`` is False (deterministic inputs)."""
     d = cfg.DATA
-    test = test_transform(d.TRAIN_SIZE, d.TEST_RESIZE, d.DOWNSCALE)
+    test = test_transform(d.TRAIN_SIZE, d.TEST_RESIZE, d.DOWNSCALE, d.TEST_INTERPOLATION)
     if not d.AUGMENT:
         return test, test
     policy = resolve_policy(d.AUGMENT_POLICY, d.DATASET)
