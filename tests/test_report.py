@@ -17,7 +17,7 @@ from rdet.report.tables import classification_rows, detection_rows
 
 # what rdet.tasks.transfer writes for a run of the paper's protocol
 PAPER_PROTOCOL = {"protocol": "per-epoch", "epochs": 150, "eval_split": "test", "train_size": 224, "bn": "train",
-                  "downscale": 0}
+                  "downscale": 0, "recipe": {"name": "paper_sgd", "optimizer": "sgd"}}
 
 
 def _cls(dataset, mode, eps, lr, seed, value, arch="resnet50", norm="l2", method=None, **fields):
@@ -86,17 +86,17 @@ def test_protocol_split_and_method_make_separate_labelled_rows(tmp_path):
     old = [{k: v for k, v in r.items() if k not in ("protocol", "eval_split")} for r in base[:2]]  # older records
     rows = classification_rows(base + cache + val + fgsm + old)
     by = {(r["experiment"], r["method"]): r for r in rows}
-    paper_row = by[("per-epoch, 150 epochs, test split, 224 px", "pgd")]
+    paper_row = by[("per-epoch, 150 epochs, test split, 224 px, recipe paper_sgd", "pgd")]
     assert paper_row["standard"].mean == 81 and paper_row["robust"].mean == 88 and paper_row["standard"].n == 2
-    c = by[("feature-cache (4 views), 150 epochs, test split, 224 px", "pgd")]
+    c = by[("feature-cache (4 views), 150 epochs, test split, 224 px, recipe paper_sgd", "pgd")]
     assert (c["standard"].mean, c["robust"].mean, c["standard"].n) == (71, 78, 2)
     assert c["paper_standard"] == pytest.approx(79.61) and c["paper_label"] == "feature-cache (4 views)"
     assert c["delta_standard"] is None and c["delta_robust"] is None
-    v = by[("per-epoch, 150 epochs, validation split, 224 px", "pgd")]
+    v = by[("per-epoch, 150 epochs, validation split, 224 px, recipe paper_sgd", "pgd")]
     assert (v["standard"].mean, v["robust"].mean) == (86, 93) and v["paper_label"] == "validation split"
-    f = by[("per-epoch, 150 epochs, test split, 224 px", "fgsm_rs")]
+    f = by[("per-epoch, 150 epochs, test split, 224 px, recipe paper_sgd", "fgsm_rs")]
     assert f["robust"].mean == 61 and f["standard"].mean == 81 and f["paper_label"] == "backbone method fgsm_rs"
-    u = by[("protocol unknown, 150 epochs, split unknown, 224 px", None)]  # old records: unknown, apart
+    u = by[("protocol unknown, 150 epochs, split unknown, 224 px, recipe paper_sgd", None)]  # old records: unknown, apart
     assert u["standard"].n == 2 and u["robust"] is None and "protocol unknown" in u["paper_label"]
     assert len(rows) == 5
 
@@ -108,7 +108,7 @@ def test_protocol_split_and_method_make_separate_labelled_rows(tmp_path):
     assert "79.61 (other protocol: feature-cache (4 views))" in cache_line
     val_line = next(ln for ln in lines if "validation split" in ln and ln.count("|") > 14)
     assert "79.61 (other protocol: validation split)" in val_line
-    paper_line = next(ln for ln in lines if "per-epoch, 150 epochs, test split, 224 px" in ln
+    paper_line = next(ln for ln in lines if "per-epoch, 150 epochs, test split, 224 px, recipe paper_sgd" in ln
                       and "(l2, pgd)" in ln)
     assert "| 79.61 |" in paper_line and "**+1.39** (n 2 vs paper" in paper_line  # 81 - 79.61: paper protocol
 
@@ -314,7 +314,7 @@ def test_report_files(tmp_path):
 
 def _pre(arch, norm, eps, value, dataset="imagenet", method=None, epochs=90, seed=0, **kw):
     return {**kw, "task": "pretrain", "dataset": dataset, "value": value, "epochs": epochs, "seed": seed,
-            "train_size": 224,
+            "train_size": 224, "recipe": {"name": "paper_sgd"},
             "backbone": {"arch": arch, "norm": norm, "eps": eps, "method": method or ("pgd" if eps else "standard")}}
 
 
@@ -420,8 +420,8 @@ def test_bn_sync_is_another_experiment_and_the_doc_says_so():
     assert "the report shows the final epoch (`value`) and says so" in doc
     recs = [_cls("cifar10", "full", 0, 0.01, 0, 97.0), _cls("cifar10", "full", 0, 0.01, 1, 97.5, bn="sync")]
     rows = classification_rows(recs)
-    assert len(rows) == 2 and {r["experiment"].split(", ")[-1] for r in rows} == {"BN train", "BN sync"}
-    sync = next(r for r in rows if r["experiment"].endswith("BN sync"))
+    assert len(rows) == 2 and {r["experiment"].split(", ")[-2] for r in rows} == {"BN train", "BN sync"}
+    sync = next(r for r in rows if "BN sync" in r["experiment"])
     assert sync["paper_label"] == "BN sync" and sync["delta_standard"] is None
     assert sync["paper_standard"] == 97.2  # Table 9, CIFAR-10 ResNet-50 full
 
@@ -451,6 +451,16 @@ def test_real_transfer_records_of_other_protocols_get_their_own_labelled_rows(tm
     table = md.split("## Transfer to classification")[1].split("###")[0]
     rows = [ln for ln in table.splitlines() if ln.startswith("| resnet | digits |")]
     assert len(rows) == 3
-    for words in ("per-epoch, 1 epoch, test split, 16 px", "feature-cache (2 views), 1 epoch, test split, 16 px",
-                  "per-epoch, 1 epoch, validation split, 16 px"):
+    for words in ("per-epoch, 1 epoch, test split, 16 px, recipe paper_sgd",
+                  "feature-cache (2 views), 1 epoch, test split, 16 px, recipe paper_sgd",
+                  "per-epoch, 1 epoch, validation split, 16 px, recipe paper_sgd"):
         assert sum(f"| {words} |" in ln for ln in rows) == 1, (words, rows)
+
+
+def test_another_optimizer_recipe_is_another_experiment():
+    adamw = {"name": "adamw_cosine", "optimizer": "adamw"}
+    recs = RECORDS[:2] + [dict(r, recipe=adamw, value=r["value"] + 3) for r in RECORDS[:2]]
+    rows = classification_rows(recs)
+    assert len(rows) == 2 and sorted(r["standard"].mean for r in rows) == [81, 84]
+    other = next(r for r in rows if "recipe adamw_cosine" in r["experiment"])
+    assert other["paper_label"] == "recipe adamw_cosine" and other["delta_standard"] is None

@@ -8,8 +8,8 @@ pool the record with labelled ones). What is read, per task:
   file or catalog name);
 * classification transfer: mode, protocol of the head (``per-epoch`` or ``feature-cache (K
   views)``), epochs, evaluation split (``test`` or ``validation``), input scale (train size,
-  downscale), ``MODEL.BN`` for full-network runs;
-* pretraining: epochs, train size and the training method;
+  downscale), ``MODEL.BN`` for full-network runs, the optimizer recipe (``recipe.name``);
+* pretraining: epochs, train size, the optimizer recipe and the training method;
 * detection: the schedule and the meta-architecture.
 
 :func:`paper_deviations` lists how a row's experiment differs from the paper's protocol: a paper
@@ -34,8 +34,8 @@ _FAMILIES = (("wide_resnet", "resnet"), ("resnext", "resnet"), ("resnet", "resne
 # The paper's protocol (appendix A.2, A.1, C): what a row must be to sit beside its numbers
 # without a label.
 PAPER_TRANSFER = {"protocol": "per-epoch", "epochs": 150, "split": "test", "train size": 224, "BN": "train",
-                  "reported": "final epoch"}
-PAPER_PRETRAIN = {"epochs": 90, "train size": 224}
+                  "reported": "final epoch", "recipe": "paper_sgd"}
+PAPER_PRETRAIN = {"epochs": 90, "train size": 224, "recipe": "paper_sgd"}
 PAPER_METHODS = ("standard", "pgd")  # the release: PGD-3 adversarial training, or standard at eps 0
 PAPER_DETECTION = {"arch": "resnet50", "schedule": {"voc": "voc-18k", "coco": "3x"}}
 
@@ -99,6 +99,12 @@ def method_of(rec: Dict) -> str:
     return UNKNOWN
 
 
+def _recipe(rec: Dict):
+    """The optimizer recipe's name (``paper_sgd``, ``adamw_cosine``, ...) from the record's ``recipe``."""
+    r = rec.get("recipe")
+    return (r.get("name") or UNKNOWN) if isinstance(r, dict) else (r or UNKNOWN)
+
+
 def _get(rec: Dict, key: str):
     v = rec.get(key)
     return UNKNOWN if v is None or v == "" else v
@@ -110,13 +116,15 @@ def transfer_experiment(rec: Dict) -> Tuple[Tuple[str, object], ...]:
                                         ("split", _get(rec, "eval_split")), ("train size", _get(rec, "train_size"))]
     if rec.get("mode") == "full":
         fields.append(("BN", _get(rec, "bn")))
+    fields.append(("recipe", _recipe(rec)))
     if rec.get("reported") not in (None, "final epoch"):  # rdet reports the final epoch; another choice is apart
         fields.append(("reported", rec["reported"]))
     return tuple(fields)
 
 
 def pretrain_experiment(rec: Dict) -> Tuple[Tuple[str, object], ...]:
-    fields = [("epochs", _get(rec, "epochs")), ("train size", _get(rec, "train_size")), ("method", method_of(rec))]
+    fields = [("epochs", _get(rec, "epochs")), ("train size", _get(rec, "train_size")), ("recipe", _recipe(rec)),
+              ("method", method_of(rec))]
     run, planned = rec.get("epochs_run"), rec.get("epochs")
     if run is not None and planned is not None and run < planned:  # e.g. the overfitting guard stopped it
         fields.append(("stopped", run))
@@ -126,7 +134,7 @@ def pretrain_experiment(rec: Dict) -> Tuple[Tuple[str, object], ...]:
 def experiment_text(fields) -> str:
     """``per-epoch, 150 epochs, test split, 224 px, BN train``: a row's experiment in words."""
     words = {"stopped": "stopped after {} epochs", "epochs": "{} epochs", "split": "{} split", "train size": "{} px",
-             "BN": "BN {}", "method": "{}",
+             "BN": "BN {}", "method": "{}", "recipe": "recipe {}",
              "reported": "reports the {}"}
 
     def one(k, v):
