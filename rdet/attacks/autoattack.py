@@ -75,16 +75,23 @@ def build_autoattack(model: torch.nn.Module, norm: str, eps: float, version: str
         # public attributes that _set_version fixed at 9 targets; no constructor argument reaches them
         aa.apgd_targeted.n_target_classes = targets
         aa.fab.n_target_classes = targets
+    reduce_budget(aa, n_iter, n_queries)
+    info = {"version": version, "sub_attacks": list(aa.attacks_to_run), "n_target_classes": targets,
+            "n_iter": aa.apgd.n_iter, "n_queries": aa.square.n_queries if "square" in aa.attacks_to_run else 0,
+            "eot_iter": aa.apgd.eot_iter, "standard_budget": n_iter <= 0 and n_queries <= 0, "precision": "fp32"}
+    return aa, info
+
+
+def reduce_budget(aa, n_iter: int = 0, n_queries: int = 0) -> None:
+    """Give a ``pyautoattack.AutoAttack`` ``n_iter`` APGD and FAB iterations and ``n_queries``
+    Square queries (each when > 0) instead of the 100 and 5000 its constructor fixes: the public
+    attributes its sub-attacks read, set as their constructors would have set them."""
     if n_iter > 0:
         for apgd in (aa.apgd, aa.apgd_targeted):
             _set_apgd_iterations(apgd, n_iter)
         aa.fab.n_iter = n_iter
     if n_queries > 0:
         aa.square.n_queries = n_queries
-    info = {"version": version, "sub_attacks": list(aa.attacks_to_run), "n_target_classes": targets,
-            "n_iter": aa.apgd.n_iter, "n_queries": aa.square.n_queries if "square" in aa.attacks_to_run else 0,
-            "eot_iter": aa.apgd.eot_iter, "standard_budget": n_iter <= 0 and n_queries <= 0, "precision": "fp32"}
-    return aa, info
 
 
 def _set_apgd_iterations(apgd, n_iter: int) -> None:

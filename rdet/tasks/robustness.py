@@ -47,8 +47,8 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from rdet.attacks import NORMS, pgd
-from rdet.attacks.autoattack import VERSIONS as AA_VERSIONS, AutoAttackRunner, check_classes, describe
+from rdet.attacks import pgd
+from rdet.attacks.autoattack import AutoAttackRunner, check_classes, describe
 from rdet.backbones import create_classifier
 from rdet.backbones.checkpoint import LoadedCheckpoint, load_checkpoint, resolve
 from rdet.backbones.registry import get_spec
@@ -96,21 +96,12 @@ def merge_config_file(cfg: CfgNode, path: str) -> CfgNode:
 def check_inputs(cfg) -> str:
     """One-line errors for every bad setting, before anything is loaded or written; returns the
     kind of MODEL.WEIGHTS ("file" or "catalog")."""
-    a = cfg.ATTACK
-    if a.NORM not in NORMS:
-        raise ConfigError(f"ATTACK.NORM must be one of {', '.join(NORMS)}, not {a.NORM!r}")
-    types = list(a.TYPES)
-    bad = [t for t in types if t not in ATTACK_TYPES]
-    if bad or not types or len(set(types)) != len(types):
+    check_cfg(cfg)  # every key's range or choices (rdet.config.schema)
+    types = list(cfg.ATTACK.TYPES)
+    if not types or len(set(types)) != len(types):
         raise ConfigError(f"ATTACK.TYPES must name each of {', '.join(ATTACK_TYPES)} at most once, not {types}")
-    if a.AA_VERSION not in AA_VERSIONS:
-        raise ConfigError(f"ATTACK.AA_VERSION must be one of {', '.join(AA_VERSIONS)}, not {a.AA_VERSION!r}")
-    for key in ("AA_N_ITER", "AA_N_QUERIES"):
-        if not isinstance(a[key], int) or a[key] < 0:
-            raise ConfigError(f"ATTACK.{key} must be an integer >= 0 (0: AutoAttack's default), not {a[key]!r}")
     _check_subset(cfg)
     kind = check_weights_arg(cfg.MODEL.WEIGHTS)
-    check_cfg(cfg)
     check_output_dir(cfg.OUTPUT_DIR)
     return kind
 
