@@ -1,9 +1,9 @@
 """DDP through torchrun on CPU (gloo): two processes with half the batch each reproduce one process
 with the whole batch, for full-network transfer and for adversarial pretraining (4 steps each).
 
-Exactness needs the same inputs and the same normalisation in both runs, so the runs use
-deterministic inputs (DATA.AUGMENT False: random crops draw from each process's own RNG) and
-MODEL.BN fixed_stats (per-process BatchNorm batch statistics differ from whole-batch ones, and
+Exactness needs the same inputs and the same normalisation in both runs. Augmentation is seeded
+per sample, so it no longer depends on the process count (tests/test_streams.py); these runs keep
+DATA.AUGMENT False anyway, to test the reduction path alone, and use MODEL.BN fixed_stats (per-process BatchNorm batch statistics differ from whole-batch ones, and
 SyncBatchNorm is GPU-only in PyTorch)."""
 import os
 import subprocess
