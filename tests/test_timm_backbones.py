@@ -389,3 +389,12 @@ def test_bicubic_test_transform_on_request():
     bicubic = transforms_from_cfg(cfg)[1](img)
     assert bicubic.shape == bilinear.shape == (3, 28, 28) and not torch.allclose(bicubic, bilinear)
     assert "bicubic" in repr(transforms_from_cfg(cfg)[1])
+
+
+def test_paper_sgd_on_a_vit_is_said_in_one_line():
+    from rdet.engine.optim import recipe_note
+
+    note = recipe_note(get_transfer_cfg(), get_spec("vit_tiny"))
+    assert note and "\n" not in note and "configs/recipe_adamw_cosine_lld.yaml" in note
+    assert recipe_note(_recipe_cfg("adamw_cosine_lld"), get_spec("vit_tiny")) is None
+    assert recipe_note(get_transfer_cfg(), get_spec("resnet50")) is None
