@@ -31,7 +31,8 @@ class InputNormalize(nn.Module):
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             from rdet.core.errors import CheckpointError
 
-            raise CheckpointError(f"input normalisation mean {list(mean)} / std {list(std)}: need 3 values each, std > 0")
+            raise CheckpointError(f"input normalisation mean {list(mean)} / std {list(std)}: need 3 values each, "
+                                  f"std > 0")
         with torch.no_grad():
             self.mean.copy_(torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
             self.std.copy_(torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
