@@ -367,8 +367,8 @@ def test_select_ranks_the_three_families(pretrained, tmp_path, capsys):
     out = tmp_path / "sel"
     assert select_main(["--dataset", "digits", "--models", *map(str, models), "--output-dir", str(out),
                         "DATA.TRAIN_SIZE", "32", "DATA.TEST_RESIZE", "32", "DATA.NUM_WORKERS", "0", "DATA.MAX_TRAIN",
-                        "40", "DATA.MAX_TEST", "16", "SOLVER.EPOCHS", "1", "TRANSFER.LR_GRID", "[0.001]", "SELECT.VIEWS", "1",
-                        "SELECT.LOGREG_L2", "[0.001]", "SELECT.LOGREG_MAX_ITER", "10"]) == 0
+                        "40", "DATA.MAX_TEST", "16", "SOLVER.EPOCHS", "1", "TRANSFER.LR_GRID", "[0.001]",
+                        "SELECT.VIEWS", "1", "SELECT.LOGREG_L2", "[0.001]", "SELECT.LOGREG_MAX_ITER", "10"]) == 0
     rows = [r.split(",") for r in (out / "ranking.csv").read_text().splitlines()[1:]]
     assert sorted((r[1], r[2]) for r in rows) == [(a, a) for a in sorted(SMALLEST)]  # model (file stem), arch
 
