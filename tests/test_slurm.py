@@ -96,3 +96,80 @@ classification: {{config: configs/classify_demo.yaml, datasets: [{{name: digits,
     # the study is complete: a third run submits nothing
     third = subprocess.run(cmd + ["--no-report"], capture_output=True, text=True, timeout=120)
     assert third.returncode == 0 and "submitted" not in third.stdout and third.stdout.count("skipped") == 5
+
+
+def _weights(path):
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_slurm_cell_at_its_time_limit_requeues_itself_and_resumes(tmp_path, slurm_cluster):
+    """Two pretraining cells under ``timeout_min: 1`` whose training outlasts it: Slurm warns
+    them ``signal_delay_s`` before the limit, each saves a checkpoint at its next step, requeues
+    itself (same job id) and resumes from that checkpoint, and one driver, never restarted, follows them to the end. Every epoch is
+    trained once, and the final weights equal an uninterrupted run's with the same settings
+    (DATA.NUM_WORKERS 0, and 2 in the cheaper cell)."""
+    import dataclasses
+    import re
+
+    from rdet.core.records import read_record
+    from rdet.study import get_kind, load_study
+
+    small = ("[DATA.DATASET, digits, DATA.TRAIN_SIZE, 16, DATA.TEST_RESIZE, 16, DATA.CROP_SCALE_MIN, 0.7, "
+             "DATA.MAX_TRAIN, 256, DATA.MAX_TEST, 64, SOLVER.BATCH_SIZE, 64, MODEL.ARCH, resnet18, "
+             "SOLVER.LR_STEP_EPOCHS, 4, RUNTIME.LOG_EVERY, 1]")  # LOG_EVERY: a stop may be taken at every step
+    epochs = {"w0": 6, "w2": 3}
+    study = tmp_path / "study.yaml"
+    study.write_text(f"""
+output_dir: {tmp_path / 'out'}
+executor: slurm
+slurm: {{cpus_per_task: 1, timeout_min: 1, signal_delay_s: 10, max_requeues: 12, name: rdet_requeue_test}}
+pretrain:
+  config: configs/pretrain_demo.yaml
+  opts: {small}
+  runs:
+    - {{name: w0, eps: 0, opts: [DATA.NUM_WORKERS, 0, SOLVER.EPOCHS, {epochs['w0']}]}}
+    - {{name: w2, eps: 0, opts: [DATA.NUM_WORKERS, 2, SOLVER.EPOCHS, {epochs['w2']}]}}
+""")
+    start = time.time()
+    driver = subprocess.Popen([sys.executable, "-m", "rdet", "study", str(study), "--no-report"],
+                              stdout=open(tmp_path / "driver.txt", "w"), stderr=subprocess.STDOUT)
+    # meanwhile, here: the same cells uninterrupted (same settings, another folder)
+    spec = load_study(study)
+    ref = dataclasses.replace(spec, output_dir=tmp_path / "ref")
+    for cell in spec.cells:
+        get_kind(cell.kind).run(cell, ref)
+    assert driver.wait(timeout=800) == 0, (tmp_path / "driver.txt").read_text()
+    wall = time.time() - start
+    console = (tmp_path / "driver.txt").read_text()
+    assert "submitted" in console and "waiting for it" not in console  # one driver, from submission to the end
+    for name, n in epochs.items():
+        out = tmp_path / "out" / "pretrain" / name
+        rec = read_record(out / "result.json")
+        assert rec["requeues"] >= (2 if name == "w0" else 1), (name, rec.get("requeues"), console)
+        assert rec["requeues"] == rec["slurm_restart_count"]  # counted by the cell == Slurm's own count
+        assert rec["epochs_run"] == n
+        log = (out / "log.txt").read_text()
+        assert log.count("=====") == rec["requeues"] + 1  # one segment per run of the job
+        done = re.findall(r"epoch (\d+)/\d+: loss", log)
+        assert done == [str(e) for e in range(1, n + 1)], done  # each epoch trained (and counted) once
+        assert "resuming" in log
+        # the signal's checkpoint: written at the next step, then the requeue (per-epoch ones aside)
+        # (a signal during start-up finds no trainer: after the grace time the requeue goes ahead)
+        assert 1 <= log.count("checkpointing at the next boundary") <= rec["requeues"]
+        assert "mid-epoch checkpoint" in log and re.search(r"resuming .* in epoch \d+ after \d+ batches", log)
+        a, b = _weights(out / "model_final.pth"), _weights(tmp_path / "ref" / "pretrain" / name / "model_final.pth")
+        assert a.keys() == b.keys() and all(torch_equal(a[k], b[k]) for k in a), name
+        assert re.search(rf"cell \d/2 pretrain pretrain/{name}: done in \d+ s after {rec['requeues']} requeue",
+                         console), console
+    assert console.count("requeued (") >= 3
+    print(f"requeue study: {wall:.0f} s wall")
+
+
+def torch_equal(a, b):
+    import torch
+
+    return torch.equal(a, b)

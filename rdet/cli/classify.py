@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 
 from rdet.cli import ArgumentParser, is_main_process, parse_with_overrides, entry_point
 from rdet.config import CONFIG_DIR, build_config, get_transfer_cfg
+from rdet.engine.runtime import restarted_by_torchrun
 from rdet.cli import pretrain as pretrain_cli
 from rdet.tasks import pretrain
 from rdet.tasks.transfer import __doc__ as TASK_DOC, grid_cells, run
@@ -66,7 +67,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         _demo_weights(cfg)
     cells = grid_cells(cfg) if args.grid else [cfg]
     for c in cells:
-        rec = run(c, resume=args.resume)
+        rec = run(c, resume=args.resume or restarted_by_torchrun())  # a torchrun restart resumes
         if is_main_process():
             print(f"{rec['dataset']} {rec['mode']} ({rec['protocol']}) lr={rec['lr']:g} seed={rec['seed']}: "
                   f"{rec['metric']} {rec['value']:.2f}% at the final epoch (best periodic {rec['best_value']:.2f}% at "

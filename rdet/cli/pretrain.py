@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 from rdet.attacks import NORMS
 from rdet.cli import ArgumentParser, is_main_process, parse_with_overrides, entry_point
 from rdet.config import CONFIG_DIR, build_config, get_pretrain_cfg
+from rdet.engine.runtime import restarted_by_torchrun
 from rdet.tasks.pretrain import __doc__ as TASK_DOC, run
 
 DEMO_CONFIG = CONFIG_DIR / "pretrain_demo.yaml"
@@ -42,7 +43,7 @@ def build_cfg(argv: Optional[Sequence[str]] = None):
                        {"MODEL.ARCH": args.arch, "DATA.ROOT": args.data, "DATA.DATASET": dataset, "ADV.EPS": args.eps,
                         "ADV.NORM": args.norm, "ADV.METHOD": args.method, "OUTPUT_DIR": args.output_dir,
                         "MODEL.ALLOW_PICKLE": True if args.allow_pickle else None}, args.opts)
-    return cfg, args.resume
+    return cfg, args.resume or restarted_by_torchrun()  # a torchrun restart resumes
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:

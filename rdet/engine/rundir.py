@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from rdet.core.atomic import remove_stale_temps
+from rdet.engine import preemption
 from rdet.engine.build import build_optimizer, build_scheduler
 from rdet.engine.hooks import Checkpointer, EpochLog, TensorBoard
 from rdet.engine.signature import run_signature
@@ -82,11 +83,13 @@ class RunDir(contextlib.AbstractContextManager):
                 if position is not None:
                     logger.info("mid-epoch checkpoint: epoch %d, %d batches done", position["epoch"] + 1,
                                 position["batches"])
+            if position is not None:  # a stop asked for from outside (a Slurm time limit) happens now;
+                preemption.checkpointed()  # at an epoch's end, after its log line (_StopAfterEpoch)
 
         trainer.checkpoint = save
         hooks: List[HookBase] = list(measure_hooks)
         hooks.append(Checkpointer(self.path / LAST, save))
-        hooks += [TensorBoard(self.path / "tb", desc), EpochLog()]
+        hooks += [TensorBoard(self.path / "tb", desc), EpochLog(), _StopAfterEpoch()]
         trainer.register_hooks(hooks)
         if self.state is not None:
             restore(self.state, model, trainer)
@@ -97,3 +100,11 @@ class RunDir(contextlib.AbstractContextManager):
             else:
                 logger.info("resuming %s from epoch %d", self.path / LAST, trainer.start_epoch + 1)
         return trainer
+
+
+class _StopAfterEpoch(HookBase):
+    """Last after-epoch hook: a stop asked for from outside (``rdet.engine.preemption``) happens
+    here, after the epoch's checkpoint and its log line."""
+
+    def after_epoch(self) -> None:
+        preemption.checkpointed()

@@ -85,6 +85,13 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 
 
+def restarted_by_torchrun() -> bool:
+    """This process group is a torchrun restart (``--max-restarts``: a process died and torchrun
+    started the whole group again): the run must continue from its own last checkpoint, whether
+    or not its command line says ``--resume``."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0
+
+
 def setup_runtime(cfg) -> Runtime:
     """Runtime from ``cfg.RUNTIME`` and the torchrun environment (initialises the process group)."""
     want = cfg.RUNTIME.DEVICE

@@ -75,6 +75,12 @@ def build_executor(study):
     return ex
 
 
+def grace_s(study) -> float:
+    """How long a signalled cell may take to reach a checkpoint: half the signal's lead time
+    (``slurm: signal_delay_s``, submitit's default 90 s)."""
+    return 0.5 * float(study.slurm.get("signal_delay_s", 90))
+
+
 def squeue_states(job_ids: List[str]) -> Optional[Dict[str, str]]:
     """``{job id: Slurm state}`` of the jobs ``squeue`` still knows (ended jobs stay listed for
     MinJobAge, 300 s by default; later they are absent). None when squeue itself fails."""
@@ -154,41 +160,67 @@ def requeue_count(cell_dir: Path) -> int:
 
 class CellJob(submitit.helpers.Checkpointable):
     """What a submitit job runs: ``fn(*args)`` (the runner's job function), requeued with the same
-    arguments when Slurm's time-limit or preemption signal arrives (:meth:`checkpoint`). Picklable:
-    ``fn`` is a module-level function."""
+    arguments when Slurm's time-limit or preemption signal arrives. Picklable: ``fn`` is a
+    module-level function.
 
-    def __init__(self, fn: Callable[..., Any], cell_dir: Path):
-        self.fn, self.cell_dir = fn, Path(cell_dir)
+    On the signal the running trainer is asked for a checkpoint at its next boundary
+    (``rdet.engine.preemption``), after which submitit's own handler runs (:meth:`checkpoint`,
+    ``scontrol requeue``, exit). If none comes within ``grace_s`` (half the signal's lead time:
+    the cell is starting, evaluating, or not a trainer's), the handler runs then and the cell
+    resumes from its previous checkpoint."""
+
+    def __init__(self, fn: Callable[..., Any], cell_dir: Path, grace_s: float = 45.0):
+        self.fn, self.cell_dir, self.grace_s = fn, Path(cell_dir), float(grace_s)
         self._pid = None
 
     def __call__(self, *args: Any) -> Any:
         self._pid = os.getpid()
-        self._only_in_this_process()
+        self._defer_signal()
         return self.fn(*args)
 
-    def _only_in_this_process(self) -> None:
-        """Data-loader workers are forked from the job's process and inherit submitit's handler of
-        the requeue signal, which Slurm sends to every process of the job: only this process may
-        checkpoint and requeue, the workers ignore it (they end with the main process)."""
+    def _defer_signal(self) -> None:
+        """Wrap submitit's handler of the requeue signal. Only this process acts on it: data-loader
+        workers are forked from it and inherit the handler, and Slurm signals every process of
+        the job (the workers end with the main process)."""
+        import threading
+
+        from rdet.engine import preemption
+
         name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")  # submitit's documented setting
         signum = getattr(signal, f"SIG{name}", None)
-        if signum is None:
+        handler, pid = signal.getsignal(signum) if signum else None, self._pid
+        if not callable(handler):
             return
-        handler, pid = signal.getsignal(signum), self._pid
+        state = {"asked": False, "force": False}
 
-        def only_main(sig, frame):
-            if os.getpid() == pid and callable(handler):
-                handler(sig, frame)
+        def force() -> None:  # the grace time is over: requeue from the previous checkpoint
+            if preemption.pending():
+                state["force"] = True
+                os.kill(pid, signum)
 
-        signal.signal(signum, only_main)
+        def deferred(sig, frame):
+            if os.getpid() != pid:
+                return
+            if state["asked"]:  # srun forwards Slurm's signal: a second copy comes at once; only the timer's counts
+                if state["force"] and preemption.cancel() is not None:
+                    handler(sig, frame)
+                return
+            state["asked"] = True
+            logger.warning("%s: time limit or preemption signal: checkpointing at the next boundary, then requeueing",
+                           self.cell_dir)
+            preemption.request(lambda: handler(sig, None))
+            timer = threading.Timer(self.grace_s, force)
+            timer.daemon = True
+            timer.start()
+
+        signal.signal(signum, deferred)
 
     def checkpoint(self, *args: Any) -> "submitit.helpers.DelayedSubmission":
-        """The cell's own checkpoint is on disk already (the tasks write one at least every epoch,
-        atomically); count the requeue and run the same call again."""
+        """Called by submitit's handler once the cell's checkpoint is on disk (or the grace time
+        is over): count the requeue and run the same call again."""
         n = requeue_count(self.cell_dir) + 1
         save_json({"requeues": n, "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
                    "slurm_restart_count": int(os.environ.get("SLURM_RESTART_COUNT", 0) or 0)},
                   self.cell_dir / REQUEUE_FILE)
-        logger.warning("%s: time limit or preemption signal: requeue %d (the cell resumes from its checkpoint)",
-                       self.cell_dir, n)
-        return submitit.helpers.DelayedSubmission(CellJob(self.fn, self.cell_dir), *args)
+        logger.warning("%s: requeue %d (the cell resumes from its checkpoint)", self.cell_dir, n)
+        return submitit.helpers.DelayedSubmission(CellJob(self.fn, self.cell_dir, self.grace_s), *args)

@@ -76,6 +76,10 @@ def cell_log(path: Path, title: str) -> Iterator[TextIO]:
         with contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
             try:
                 yield console
+            except SystemExit as e:  # how submitit ends a job it requeued: no traceback, one line
+                f.write(f"----- {time.strftime('%H:%M:%S')} the process ends (SystemExit {e.code}); a requeued "
+                        f"job runs the cell again\n")
+                raise
             except BaseException:
                 traceback.print_exc(file=f)
                 raise

@@ -140,6 +140,7 @@ class _Run:
         self.number = {c.name: i + 1 for i, c in enumerate(self.order)}
         self.failed: Dict[str, str] = {}
         self.ex = None
+        self.grace_s = jobs.grace_s(study)
 
     def label(self, cell: Cell) -> str:
         if cell.name in self.number:
@@ -198,7 +199,7 @@ class _Run:
             if job is not None:
                 logger.info(f"{self.label(c)}: its job {job.job_id} is still queued or running; waiting for it")
             else:
-                job = jobs.submit(self.ex, jobs.CellJob(run_cell_job, d), d, str(self.study.path), c.name)
+                job = jobs.submit(self.ex, jobs.CellJob(run_cell_job, d, self.grace_s), d, str(self.study.path), c.name)
                 logger.info(f"{self.label(c)}: submitted as job {job.job_id} (log: {d / LOG_NAME})")
             running[c.name] = (c, job)
         requeues = {name: jobs.requeue_count(c.output_dir(self.study.output_dir)) for name, (c, _) in running.items()}
