@@ -103,6 +103,11 @@ def list_families() -> list[str]:
     return sorted({b.spec.family for _, b in BACKBONE_REGISTRY})
 
 
+def paper_name_of(arch: str) -> Optional[str]:
+    """The paper's name of a registered architecture (``ResNet-50``); None for an unknown one."""
+    return BACKBONE_REGISTRY.get(arch).spec.paper_name if arch in BACKBONE_REGISTRY else None
+
+
 def get_spec(name: str) -> BackboneSpec:
     """Spec of a registered architecture; an :class:`ArchError` naming the choices otherwise."""
     if name not in BACKBONE_REGISTRY:

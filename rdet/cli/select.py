@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import yaml
 
@@ -36,6 +36,7 @@ from rdet.data.classification import image_files_of
 from rdet.select import ranking
 from rdet.config import get_select_cfg
 from rdet.select.fixed import selection_data
+from rdet.select.full import check_holdout, full_network_rows, full_network_study
 from rdet.select.models import resolve_models
 
 DEMO_CONFIG = CONFIG_DIR / "select_demo.yaml"
@@ -142,8 +143,6 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     cfg, study_dict = build(args)
     data = selection_data(cfg)  # a missing dataset or an impossible split fails before any work
     if args.full_network:
-        from rdet.select.full import check_holdout
-
         train_files = image_files_of(data["train_plain"])
         val_files = None if train_files is None else [train_files[i] for i in data["val_idx"]]
         check_holdout(cfg, study_dict, val_files, len(data["val_idx"]))
@@ -163,9 +162,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"test-selected (the paper's way): {s['test_model']} ({s['test_head']}): test {s['test_test']:.2f}% "
           f"({s['gap']:+.2f} points, the optimism of choosing on the test set)")
     if args.full_network:
-        from rdet.select.full import run_full_network
-
-        full = run_full_network(cfg, study_dict, rows[:args.top_k])
+        full = _run_full_network(cfg, study_dict, rows[:args.top_k])
         print(f"\nfull-network fine-tuning of the top {len(full)} (lr chosen on validation; "
               f"{Path(study.output_dir) / 'full_network' / 'ranking.md'}):")
         for r in full:
@@ -181,6 +178,25 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         print(ranking.top_line(rows))
     return 0
+
+
+def _run_full_network(cfg, select_study: Dict, top: List[Dict]) -> List[Dict]:
+    """--full-network: the top models' transfer cells as a study of their own, then their table."""
+    from rdet.study import load_study, run_study
+
+    spec = full_network_study(cfg, select_study, top)
+    out = Path(spec["output_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "study.yaml"
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(spec, sort_keys=False))
+    run_study(path)
+    rows = full_network_rows(load_study(path))
+    lines = ["| model | lr (chosen on validation) | validation | test | best test over lrs |", "|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['lr']:g} | {r['val']:.2f} | {r['test']:.2f} | {r['best_test']:.2f} |" for r in rows]
+    with atomic_path(out / "ranking.md") as tmp:
+        tmp.write_text("# Full-network fine-tuning of the top models\n\n" + "\n".join(lines) + "\n")
+    return rows
 
 
 main = entry_point(_main)

@@ -77,3 +77,13 @@ def iter_records(root: str | os.PathLike, bad: Optional[List[Tuple[str, str]]] =
             continue
         rec["_path"] = str(path)
         yield rec
+
+
+def dataset_label(rec) -> str:
+    """The dataset name, with the class subset when the run used one (``fashion_mnist[5-9]``)."""
+    classes = rec.get("classes") or []
+    if not classes:
+        return rec["dataset"]
+    c = [int(x) for x in classes]
+    span = f"{c[0]}-{c[-1]}" if c == list(range(c[0], c[-1] + 1)) else ",".join(map(str, c))
+    return f"{rec['dataset']}[{span}]"

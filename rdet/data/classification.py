@@ -56,6 +56,12 @@ def register_dataset(name, num_classes, metric, layout, paper_name=None, note=""
     return wrap
 
 
+def paper_name_of(dataset: str) -> Optional[str]:
+    """The paper's name of an rdet dataset (None for class subsets and offline sets)."""
+    entry = DATASET_CATALOG.get(dataset)
+    return entry.paper_name if entry else None
+
+
 def get_dataset_entry(name: str) -> DatasetEntry:
     if name not in DATASET_CATALOG:
         raise DatasetError(f"unknown dataset {name!r}; choose from: {', '.join(sorted(DATASET_CATALOG))}")

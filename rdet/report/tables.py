@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from rdet.core.records import dataset_label
 from rdet.paper import ROBUSTBENCH_IDS, eps_column, eps_of_label, grid_eps, read_table, robustbench_entry, same_eps
 from rdet.report.experiment import (PAPER_DETECTION, PAPER_PRETRAIN, UNKNOWN, arch_of, backbone, catalog_name,
                                     eps_of, experiment_text, family_of, method_deviation, method_of, norm_of,
@@ -41,16 +42,6 @@ def eps_text(norm: Optional[str], eps: Optional[float]) -> str:
     if eps is None:
         return "unknown"
     return f"{round(eps * 255, 2):g}/255" if norm == "linf" and eps > 0 else f"{eps:g}"
-
-
-def dataset_label(rec) -> str:
-    """The dataset name, with the class subset when the run used one (``fashion_mnist[5-9]``)."""
-    classes = rec.get("classes") or []
-    if not classes:
-        return rec["dataset"]
-    c = [int(x) for x in classes]
-    span = f"{c[0]}-{c[-1]}" if c == list(range(c[0], c[-1] + 1)) else ",".join(map(str, c))
-    return f"{rec['dataset']}[{span}]"
 
 
 # (family, dataset label, mode, arch, downscale, metric, experiment fields)
@@ -95,17 +86,15 @@ def best(cells: List[ConfigResult], robust: bool, norm: Optional[str] = None,
 
 
 def paper_name(dataset: str) -> Optional[str]:
-    """The paper's name of an rdet dataset label (None for class subsets and offline sets)."""
-    from rdet.data.classification import DATASET_CATALOG
+    from rdet.data.classification import paper_name_of  # imported here: the report starts without torch
 
-    entry = DATASET_CATALOG.get(dataset)
-    return entry.paper_name if entry else None
+    return paper_name_of(dataset)
 
 
 def arch_paper_name(arch: str) -> Optional[str]:
-    from rdet.backbones import BACKBONE_REGISTRY
+    from rdet.backbones.registry import paper_name_of  # imported here: the report starts without torch
 
-    return BACKBONE_REGISTRY.get(arch).spec.paper_name if arch in BACKBONE_REGISTRY else None
+    return paper_name_of(arch)
 
 
 def is_paper_arch(arch: str) -> bool:

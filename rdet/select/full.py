@@ -14,9 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import yaml
 
-from rdet.core.atomic import atomic_path
 from rdet.config import get_transfer_cfg, merge_config
 from rdet.data.build import datasets_from_cfg
 from rdet.data.classification import image_files_of
@@ -79,21 +77,3 @@ def full_network_rows(study) -> List[Dict]:
         rows.append({"model": model, "lr": lr, "val": val, "test": test,
                      "best_test": max(t for *_, t in cands)})
     return sorted(rows, key=lambda r: -r["val"])
-
-
-def run_full_network(cfg, select_study: Dict, top: List[Dict]) -> List[Dict]:
-    from rdet.study import load_study, run_study
-
-    spec = full_network_study(cfg, select_study, top)
-    out = Path(spec["output_dir"])
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "study.yaml"
-    with atomic_path(path) as tmp:
-        tmp.write_text(yaml.safe_dump(spec, sort_keys=False))
-    run_study(path)
-    rows = full_network_rows(load_study(path))
-    lines = ["| model | lr (chosen on validation) | validation | test | best test over lrs |", "|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['lr']:g} | {r['val']:.2f} | {r['test']:.2f} | {r['best_test']:.2f} |" for r in rows]
-    with atomic_path(out / "ranking.md") as tmp:
-        tmp.write_text("# Full-network fine-tuning of the top models\n\n" + "\n".join(lines) + "\n")
-    return rows

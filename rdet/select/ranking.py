@@ -18,7 +18,9 @@ from typing import Dict, List, Optional
 from rdet.core.atomic import atomic_path
 from rdet.backbones import eps_label
 from rdet.paper import read_table
-from rdet.report.tables import arch_paper_name, dataset_label, paper_name
+from rdet.backbones.registry import paper_name_of as arch_paper_name
+from rdet.core.records import dataset_label
+from rdet.data.classification import paper_name_of as paper_name
 from rdet.select.heads import describe
 
 COLUMNS = ("rank", "model", "arch", "norm", "eps", "head", "val", "test", "time_s", "cache")

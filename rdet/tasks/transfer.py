@@ -53,9 +53,9 @@ def run(cfg, resume: bool = False) -> Dict[str, Any]:
     train_ds, test_ds, num_classes, note = datasets_from_cfg(cfg)
     model, bmeta = build_transfer_model(cfg, num_classes)
     mode = cfg.TRANSFER.MODE
-    note = recipe_note(cfg, model.spec)
-    if note:
-        logger.warning(note)
+    recipe_warning = recipe_note(cfg, model.spec)
+    if recipe_warning:
+        logger.warning(recipe_warning)
     model = rt.prepare(prepare_bn(model, cfg.MODEL.BN, rt))
     cached = mode == "fixed" and cfg.TRANSFER.CACHE_FEATURES and not rt.distributed
     entry = get_dataset_entry(cfg.DATA.DATASET)
