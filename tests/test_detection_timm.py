@@ -267,6 +267,8 @@ def test_configs_that_disagree_with_their_weights_are_refused():
     cases = [
         (cfg("demo_mask_convnext_atto_fpn.yaml"), {"arch": "vit_tiny"}, "MODEL.TIMM.ARCH is convnext_atto"),
         (cfg("demo_mask_r18_fpn.yaml"), {"arch": "convnext_atto"}, "build_timm_fpn_backbone"),
+        (cfg("coco_mask_convnext_t_fpn_1x.yaml"), {"arch": "convnext_tiny_convstem"},  # another stem
+         "MODEL.TIMM.ARCH is convnext_tiny"),
         (cfg("demo_mask_vit_t_sfp.yaml"), {"arch": "vit_tiny", "mean": [0.5] * 3, "std": [0.5] * 3},
          "MODEL.PIXEL_MEAN"),
         (cfg("demo_mask_convnext_atto_fpn.yaml", "MODEL.BACKBONE.FREEZE_AT", "2"), None, "FREEZE_AT 2"),

@@ -215,6 +215,15 @@ class TimmViT(Backbone):
         return t.permute(0, 3, 1, 2).contiguous()
 
 
+def same_network(a: str, b: str) -> bool:
+    """Whether archs ``a`` and ``b`` build the same network: the same name, or an rdet name and
+    the timm name it stands for (``swin_tiny``, ``swin_tiny_patch4_window7_224``). A ConvStem
+    variant shares its timm name with the plain model but not its stem, so it matches only itself."""
+    if a == b:
+        return True
+    return "convstem" not in a + b and timm_name(a) == timm_name(b)
+
+
 def check_timm_config(cfg: CfgNode, weights_meta: Optional[Dict] = None) -> None:
     """One-line :class:`ConfigError` before any work for a timm backbone config that cannot run
     as written, and for ``MODEL.WEIGHTS`` (its converter metadata, ``weights_meta``) that disagrees
@@ -241,7 +250,7 @@ def check_timm_config(cfg: CfgNode, weights_meta: Optional[Dict] = None) -> None
                           "stage here (freezing is for ResNets); set 0")
     if family == "vit" and cfg.MODEL.TIMM.WINDOW_SIZE < 0:
         raise ConfigError(f"MODEL.TIMM.WINDOW_SIZE {cfg.MODEL.TIMM.WINDOW_SIZE}: must be >= 0")
-    if weights_arch and timm_name(weights_arch) != timm_name(arch):
+    if weights_arch and not same_network(weights_arch, arch):
         raise ConfigError(f"MODEL.WEIGHTS holds a {weights_arch} backbone, but MODEL.TIMM.ARCH is {arch}")
     for key in ("mean", "std"):
         want = meta.get(key)
