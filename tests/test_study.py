@@ -359,3 +359,48 @@ classification: {datasets: [digits]}
     path.write_text("pretrain: {runs: [{name: e0, arch: resnet_9000}]}")
     with pytest.raises(ConfigError, match="pretrain run e0: unknown architecture 'resnet_9000'"):
         load_study(path)
+
+
+class _Stopped(Exception):
+    pass
+
+
+def test_a_stop_request_checkpoints_at_the_next_step_and_resumes_exactly(tmp_path, monkeypatch):
+    """What a Slurm cell does on its time-limit signal, in-process: ``rdet.engine.preemption``
+    asked for a stop in the middle of a step; the trainer writes a mid-epoch checkpoint right
+    after that step, then runs the stop action; the resumed run ends with the uninterrupted
+    run's weights."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from helpers import digits_pretrain_cfg
+
+    from rdet.engine import LAST, FINAL, preemption
+    from rdet.engine.state import read_state
+    from rdet.engine.trainer import EpochTrainer
+    from rdet.tasks.pretrain import run
+
+    extra = ["DATA.MAX_TRAIN", "128", "DATA.MAX_TEST", "32", "SOLVER.BATCH_SIZE", "32", "RUNTIME.LOG_EVERY", "1"]
+    run(digits_pretrain_cfg(tmp_path / "plain", epochs=2, extra=extra))
+    real, asked = EpochTrainer.optimize, []
+
+    def stop():
+        raise _Stopped
+
+    def optimize(self, loss):
+        real(self, loss)
+        if self.epoch == 1 and self.batch_in_epoch == 1 and not asked:  # inside epoch 2's second step
+            asked.append(1)
+            preemption.request(stop)
+
+    monkeypatch.setattr(EpochTrainer, "optimize", optimize)
+    cfg = digits_pretrain_cfg(tmp_path / "stopped", epochs=2, extra=extra)
+    with pytest.raises(_Stopped):
+        run(cfg)
+    assert not preemption.pending()
+    pos = read_state(tmp_path / "stopped" / LAST)["position"]
+    assert (pos["epoch"], pos["batches"]) == (1, 2)  # written right after the step that asked
+    run(cfg, resume=True)
+    a = torch.load(tmp_path / "stopped" / FINAL, weights_only=True)["model"]
+    b = torch.load(tmp_path / "plain" / FINAL, weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
