@@ -20,7 +20,6 @@ published), so those downloads are checked only for being a PyTorch file.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
 from dataclasses import dataclass
@@ -126,9 +125,10 @@ _ROBUSTBENCH = {
 
 
 def robustbench_table() -> Dict[str, Dict[str, str]]:
-    """RobustBench's ImageNet Linf leaderboard rows by model id (``robustbench_imagenet_linf.csv``)."""
-    with open(Path(__file__).with_name("robustbench_imagenet_linf.csv"), newline="") as f:
-        return {row["model"]: row for row in csv.DictReader(f)}
+    """RobustBench's ImageNet Linf leaderboard rows by model id (``rdet/paper/robustbench_imagenet_linf.csv``)."""
+    from rdet.paper import read_table
+
+    return {row["model"]: row for row in read_table("robustbench_linf")}
 
 
 def _robustbench_entries():
