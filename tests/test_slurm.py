@@ -1,7 +1,9 @@
 """``executor: slurm`` against a real one-node Slurm cluster that the test starts itself
 (tools/slurm_local.sh): the driver is interrupted while jobs are queued and running, started
 again, re-attaches to the jobs instead of submitting the cells twice, and every cell finishes
-exactly once with a complete report. Skips where there is no root or no apt-get."""
+exactly once with a complete report; cells at their time limit checkpoint, requeue themselves
+and resume, followed by one driver, to the uninterrupted run's weights. Skips where there is no
+root or no apt-get (fails under CI=1)."""
 import os
 import shutil
 import signal
@@ -109,9 +111,11 @@ def _weights(path):
 def test_slurm_cell_at_its_time_limit_requeues_itself_and_resumes(tmp_path, slurm_cluster):
     """Two pretraining cells under ``timeout_min: 1`` whose training outlasts it: Slurm warns
     them ``signal_delay_s`` before the limit, each saves a checkpoint at its next step, requeues
-    itself (same job id) and resumes from that checkpoint, and one driver, never restarted, follows them to the end. Every epoch is
-    trained once, and the final weights equal an uninterrupted run's with the same settings
-    (DATA.NUM_WORKERS 0, and 2 in the cheaper cell)."""
+    itself (same job id) and resumes from that checkpoint, and one driver, never restarted,
+    follows them to the end. Every epoch is trained once, and the final weights equal an
+    uninterrupted run's with the same settings (DATA.NUM_WORKERS 0, and 2 in the cheaper cell).
+    About 6 minutes on 2 busy cores (several requeues per cell: slurmctld checks time limits
+    every 30 s, so a 1-minute job gets its warning after 20-50 s)."""
     import dataclasses
     import re
 
@@ -123,10 +127,11 @@ def test_slurm_cell_at_its_time_limit_requeues_itself_and_resumes(tmp_path, slur
              "SOLVER.LR_STEP_EPOCHS, 4, RUNTIME.LOG_EVERY, 1]")  # LOG_EVERY: a stop may be taken at every step
     epochs = {"w0": 6, "w2": 3}
     study = tmp_path / "study.yaml"
+    slurm = "{cpus_per_task: 1, timeout_min: 1, signal_delay_s: 10, max_requeues: 12, name: rdet_requeue_test}"
     study.write_text(f"""
 output_dir: {tmp_path / 'out'}
 executor: slurm
-slurm: {{cpus_per_task: 1, timeout_min: 1, signal_delay_s: 10, max_requeues: 12, name: rdet_requeue_test}}
+slurm: {slurm}
 pretrain:
   config: configs/pretrain_demo.yaml
   opts: {small}
