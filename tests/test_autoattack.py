@@ -22,6 +22,7 @@ from rdet.backbones import create_classifier
 from rdet.backbones.checkpoint import classifier_checkpoint
 from rdet.config import get_evaluate_cfg
 from rdet.core.errors import ConfigError
+from rdet.data.build import datasets_from_cfg
 from rdet.data.offline import digits_dataset
 from rdet.data.robustbench import LIST_FILE, read_list
 from rdet.data.transforms import test_transform
@@ -29,7 +30,7 @@ from rdet.engine.robust_eval import batch_seed
 from rdet.tasks import robustness as ev
 
 EPS = 0.02
-N_ITER, N_QUERIES = 8, 60
+N_ITER, N_QUERIES = 4, 30
 _SMALL = ["DATA.DATASET", "digits", "DATA.TRAIN_SIZE", "16", "DATA.TEST_RESIZE", "16", "DATA.NUM_WORKERS", "2",
           "ATTACK.NORM", "linf", "ATTACK.EPS", f"[{EPS}]", "ATTACK.STEPS", "10", "ATTACK.TYPES", "['pgd', 'autoattack']",
           "ATTACK.AA_N_ITER", str(N_ITER), "ATTACK.AA_N_QUERIES", str(N_QUERIES)]
@@ -66,22 +67,25 @@ def test_reduced_budget_is_what_pyautoattacks_constructor_gives():
 @pytest.mark.timeout(900)
 def test_autoattack_not_above_pgd_and_same_robust_images_as_pyautoattack(tmp_path, digits_pretrained):
     weights = digits_pretrained[1] / "model_final.pth"
-    rec = ev.run(_cfg(weights, tmp_path, "DATA.MAX_TEST", "32", "SOLVER.BATCH_SIZE", "16"))
+    cfg = _cfg(weights, tmp_path, "DATA.MAX_TEST", "16", "SOLVER.BATCH_SIZE", "8")
+    _, test, _, _ = datasets_from_cfg(cfg.clone())  # the very images the evaluation reads
+    rec = ev.run(cfg)
     pgd, aa = rec["attacks"]
-    assert pgd["attack"] == "pgd" and aa["attack"] == "autoattack" and aa["n_images"] == 32
+    assert pgd["attack"] == "pgd" and aa["attack"] == "autoattack" and aa["n_images"] == 16
     assert aa["version"] == "standard" and aa["n_target_classes"] == 9 and aa["seed"] == 0
     assert aa["robust_top1"] <= pgd["robust_top1"] < rec["clean_top1"]
     # pyautoattack called directly on the same tensors, batch by batch with each batch's seed
     model = create_classifier("resnet18", 10, weights=str(weights)).eval()
     from pyautoattack import AutoAttack
 
-    x, y = _digits(32)
+    x = torch.stack([test[i][0] for i in range(16)])
+    y = torch.tensor([test[i][1] for i in range(16)])
     robust = []
     for k in range(2):
         direct = AutoAttack(model, norm="Linf", eps=EPS, version="standard", seed=batch_seed(0, k), device="cpu")
         aa_mod.reduce_budget(direct, N_ITER, N_QUERIES)
-        _, y_adv = direct.run_standard_evaluation(x[16 * k:16 * (k + 1)], y[16 * k:16 * (k + 1)], batch_size=16)
-        robust += (y_adv == y[16 * k:16 * (k + 1)]).tolist()
+        _, y_adv = direct.run_standard_evaluation(x[8 * k:8 * (k + 1)], y[8 * k:8 * (k + 1)], batch_size=8)
+        robust += (y_adv == y[8 * k:8 * (k + 1)]).tolist()
     assert aa["n_robust"] == sum(robust)
     with open(tmp_path / "per_image.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -93,7 +97,7 @@ def test_autoattack_not_above_pgd_and_same_robust_images_as_pyautoattack(tmp_pat
 
 def test_killed_autoattack_run_resumes_to_the_same_result(tmp_path, digits_pretrained, monkeypatch):
     weights = digits_pretrained[1] / "model_final.pth"
-    extra = ["DATA.MAX_TEST", "24", "SOLVER.BATCH_SIZE", "8", "ATTACK.TYPES", "['autoattack']"]
+    extra = ["DATA.MAX_TEST", "12", "SOLVER.BATCH_SIZE", "4", "ATTACK.TYPES", "['autoattack']"]
     whole = ev.run(_cfg(weights, tmp_path / "whole", *extra))
     real, calls = aa_mod.run_autoattack, []
 
@@ -132,7 +136,7 @@ def _run(cmd, **kw):
 @pytest.mark.timeout(900)
 def test_two_gloo_processes_give_the_same_result_as_one(tmp_path, digits_pretrained):
     args = ["--weights", digits_pretrained[1] / "model_final.pth", "--dataset", "digits", "--attack", "pgd",
-            "autoattack", *_SMALL, "DATA.MAX_TEST", "24", "SOLVER.BATCH_SIZE", "8", "RUNTIME.DEVICE", "cpu"]
+            "autoattack", *_SMALL, "DATA.MAX_TEST", "12", "SOLVER.BATCH_SIZE", "4", "RUNTIME.DEVICE", "cpu"]
     args = list(map(str, args))
     _run([sys.executable, "-m", "rdet", "evaluate", *args, "--output-dir", str(tmp_path / "one")])
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "rdet.cli.evaluate",
