@@ -404,3 +404,31 @@ def test_a_stop_request_checkpoints_at_the_next_step_and_resumes_exactly(tmp_pat
     a = torch.load(tmp_path / "stopped" / FINAL, weights_only=True)["model"]
     b = torch.load(tmp_path / "plain" / FINAL, weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_robustness_kind_evaluates_each_backbone_under_attack(tmp_path, capsys):
+    """The robust-evaluation kind (``rdet.study.kinds.robustness``): one cell per backbone, PGD at
+    every eps, its console summary; a finished study runs nothing again."""
+    from rdet.backbones import get_spec
+
+    torch.manual_seed(0)
+    torch.save({"model": get_spec("resnet18").builder(10).state_dict(),
+                "rdet": {"arch": "resnet18", "norm": "l2", "eps": 0.5}}, tmp_path / "r18.pth")
+    path = tmp_path / "s.yaml"
+    path.write_text(f"""
+output_dir: {tmp_path / 'out'}
+backbones: [{{name: r18, weights: {tmp_path / 'r18.pth'}}}]
+robustness: {{dataset: digits, attacks: [pgd], opts: [DATA.TRAIN_SIZE, 16, DATA.TEST_RESIZE, 16, DATA.MAX_TEST, 32,
+              ATTACK.EPS, "[0.25, 0.5]", ATTACK.STEPS, 2, SOLVER.BATCH_SIZE, 16, DATA.NUM_WORKERS, 2]}}
+""")
+    run_study(path)
+    console = capsys.readouterr().out
+    rec = read_record(tmp_path / "out" / "robustness" / "r18" / "result.json")
+    assert rec["task"] == "robustness" and rec["n_images"] == 32
+    assert [a["eps"] for a in rec["attacks"]] == [0.25, 0.5]
+    assert all(a["robust_top1"] <= rec["clean_top1"] for a in rec["attacks"])
+    worst = min(a["robust_top1"] for a in rec["attacks"])
+    assert re.search(rf"cell 1/1 robustness robustness/r18: done in \d+ s: clean top-1 {rec['clean_top1']:.2f}%, "
+                     rf"worst attack top-1 {worst:.2f}%", console), console
+    run_study(path)
+    assert "finished before, skipped" in capsys.readouterr().out

@@ -21,6 +21,7 @@ one cell)::
     detection: [...]           # rdet.study.kinds.detection (then_3x: the paper's COCO protocol)
     commands: [...]            # rdet.study.kinds.commands
     select: {...}              # rdet.study.kinds.select
+    robustness: {...}          # rdet.study.kinds.robustness (PGD, AutoAttack)
 
 Each section is expanded by the task kind registered for it (``rdet.study.base.register_kind``;
 the built-in kinds and their sections: ``rdet.study.kinds``), in the kinds' ``order``: the

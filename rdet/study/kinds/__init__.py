@@ -9,6 +9,7 @@ backbones      (none)              :mod:`rdet.study.kinds.pretrain` (provides ba
 classification classify            :mod:`rdet.study.kinds.transfer`
 detection      convert, detect     :mod:`rdet.study.kinds.detection` (COCO 1x -> 3x follow-ups)
 select         select              :mod:`rdet.study.kinds.select`
+robustness     robustness          :mod:`rdet.study.kinds.robustness` (PGD, AutoAttack)
 =============  ==================  ==========================================================
 """
-from rdet.study.kinds import commands, detection, pretrain, select, transfer  # noqa: F401  (registration)
+from rdet.study.kinds import commands, detection, pretrain, robustness, select, transfer  # noqa: F401  (registration)

@@ -1,0 +1,58 @@
+"""``robustness``: every backbone evaluated clean and under attack by ``rdet.tasks.robustness``
+(PGD and/or AutoAttack at every ``ATTACK.EPS``)::
+
+    robustness:
+      config: configs/evaluate_demo.yaml     # optional: an evaluation (or transfer) config
+      dataset: imagenet                      # DATA.DATASET
+      attacks: [pgd, autoattack]             # ATTACK.TYPES
+      opts: [ATTACK.NORM, linf, ATTACK.EPS, "[0.0156862745]", EVAL.SUBSET, robustbench]
+
+Cells ``robustness/<backbone>`` (a pretrained backbone's cell needs its pretraining); a killed
+evaluation resumes batch by batch."""
+from __future__ import annotations
+
+from rdet.config import get_evaluate_cfg, merge_config
+from rdet.core.errors import ConfigError
+from rdet.study.base import Cell, TaskKind, backbone_weights, register_kind, resolve_config
+
+KEYS = {"config", "dataset", "attacks", "opts"}
+
+
+class Robustness(TaskKind):
+    name, section, order = "robustness", "robustness", 45
+
+    def expand(self, section, ex):
+        if not isinstance(section, dict):
+            raise ConfigError(f"{ex.path}: the robustness section is a mapping (config, dataset, attacks, opts)")
+        unknown = set(section) - KEYS
+        if unknown:
+            raise ConfigError(f"{ex.path}: unknown robustness entries {', '.join(sorted(unknown))}")
+        return [Cell(self.name, f"robustness/{b.name}", "transfer",
+                     {"config": section.get("config"), "dataset": section.get("dataset"),
+                      "attacks": list(section.get("attacks") or []), "opts": list(section.get("opts", [])),
+                      "weights": b.weights, "producer": b.producer}, (b.producer,) if b.producer else ())
+                for b in ex.need_backbones("robustness")]
+
+    def run(self, cell, study):
+        from rdet.tasks import robustness as task
+
+        p = cell.params
+        cfg = get_evaluate_cfg()
+        if p["config"]:
+            task.merge_config_file(cfg, resolve_config(study, p["config"]))
+        merge_config(cfg, None, p["opts"])
+        own = ["MODEL.WEIGHTS", backbone_weights(study, p), "OUTPUT_DIR", str(cell.output_dir(study.output_dir))]
+        if p["dataset"]:
+            own += ["DATA.DATASET", p["dataset"]]
+        if p["attacks"]:
+            own += ["ATTACK.TYPES", str(p["attacks"])]
+        merge_config(cfg, None, own)
+        task.run(cfg)
+
+    def summary(self, rec):
+        worst = min((a["robust_top1"] for a in rec.get("attacks") or []), default=None)
+        tail = f", worst attack top-1 {worst:.2f}%" if worst is not None else ""
+        return f"clean top-1 {rec['clean_top1']:.2f}%{tail}"
+
+
+register_kind(Robustness())
