@@ -135,8 +135,8 @@ def _run(cmd, **kw):
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_two_gloo_processes_give_the_same_result_as_one(tmp_path, digits_pretrained):
-    args = ["--weights", digits_pretrained[1] / "model_final.pth", "--dataset", "digits", "--attack", "pgd",
-            "autoattack", *_SMALL, "DATA.MAX_TEST", "12", "SOLVER.BATCH_SIZE", "4", "RUNTIME.DEVICE", "cpu"]
+    args = ["--weights", digits_pretrained[1] / "model_final.pth", "--dataset", "digits", *_SMALL, "DATA.MAX_TEST",
+            "12", "SOLVER.BATCH_SIZE", "4", "RUNTIME.DEVICE", "cpu", "--attack", "pgd", "autoattack"]  # nargs: last
     args = list(map(str, args))
     _run([sys.executable, "-m", "rdet", "evaluate", *args, "--output-dir", str(tmp_path / "one")])
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "rdet.cli.evaluate",
