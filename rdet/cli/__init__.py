@@ -39,8 +39,12 @@ def setup_logging() -> None:
     """rdet's library loggers (``rdet.*``) print their INFO lines on the main process only; other
     torchrun ranks show warnings and errors. Called once by each CLI, never by the library."""
     log = logging.getLogger("rdet")
-    if any(getattr(h, "_rdet_console", False) for h in log.handlers):
-        return
+    for h in log.handlers:
+        if getattr(h, "_rdet_console", False):
+            # the same handler, on today's stdout (a caller may have replaced sys.stdout since)
+            if h.stream is not sys.stdout:
+                h.setStream(sys.stdout)
+            return
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
     handler._rdet_console = True
