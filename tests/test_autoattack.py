@@ -64,6 +64,7 @@ def test_reduced_budget_is_what_pyautoattacks_constructor_gives():
     assert info["sub_attacks"] == ["apgd-ce", "apgd-t", "fab-t", "square"] and not info["standard_budget"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_autoattack_not_above_pgd_and_same_robust_images_as_pyautoattack(tmp_path, digits_pretrained):
     weights = digits_pretrained[1] / "model_final.pth"
@@ -95,6 +96,7 @@ def test_autoattack_not_above_pgd_and_same_robust_images_as_pyautoattack(tmp_pat
     assert all(int(r[col]) <= int(r["clean_correct"]) for r in rows)
 
 
+@pytest.mark.slow
 def test_killed_autoattack_run_resumes_to_the_same_result(tmp_path, digits_pretrained, monkeypatch):
     weights = digits_pretrained[1] / "model_final.pth"
     extra = ["DATA.MAX_TEST", "12", "SOLVER.BATCH_SIZE", "4", "ATTACK.TYPES", "['autoattack']"]
@@ -195,6 +197,7 @@ def _imagenet_folder(root, names, wnids):
         Image.new("RGB", (20, 18), (40 * i % 256, 90, 200)).save(root / "val" / n, "JPEG")
 
 
+@pytest.mark.slow
 def test_robustbench_subset_missing_image_is_one_line_nothing_written(tmp_path):
     names = read_list()
     _imagenet_folder(tmp_path / "in", names[:2], {n.split("/")[0] for n in names})

@@ -70,6 +70,7 @@ def test_resume_after_kill(tmp_path, weights, monkeypatch):
     (["--dataset", "digits", "--weights", "/nonexistent.pth"], "no such file"),
     (["--dataset", "digits", "--arch", "resnet9"], "unknown architecture"),
 ])
+@pytest.mark.slow
 def test_bad_inputs(tmp_path, args, match):
     out = tmp_path / "o"
     proc = subprocess.run([sys.executable, "-m", "rdet", "classify", *args, "--output-dir", str(out)],
@@ -92,6 +93,7 @@ def test_paper_config_runs_the_per_epoch_protocol_and_records_final_and_best(tmp
     assert rec["best_value"] == max(v for _, v in rec["evaluations"])
 
 
+@pytest.mark.slow
 def test_class_mismatch_is_one_line(tmp_path):
     from PIL import Image
 

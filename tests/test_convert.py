@@ -56,6 +56,7 @@ def _independent_d2_features_error(tv_sd, arch, pkl, yaml_path):
     return compare_features(tv_sd, arch, cfg, resnet, size=64, seed=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50", "wide_resnet50_2"])
 def test_equivalence_from_robustness_layout(tmp_path, arch, r50):
     if arch == "resnet50":
@@ -173,6 +174,7 @@ def test_bad_inputs_fail_cleanly(tmp_path, kind, r50, capsys):
     assert set(tmp_path.rglob("*")) == before  # no output, no temp file
 
 
+@pytest.mark.slow
 def test_cli_success_message(tmp_path, r50):
     sd, _ = r50
     save_robustness_checkpoint(sd, "resnet50", tmp_path / "resnet50_l2_eps1.ckpt")

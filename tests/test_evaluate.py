@@ -76,6 +76,7 @@ def test_fit_head_on_request(tmp_path, digits_pretrained):
     assert res["results"][0]["top1"] > 80  # 3 classes: a random head sits near 33%
 
 
+@pytest.mark.slow
 def test_help_example_with_training_config(tmp_path, fashion_mnist_root):
     """`--config-file configs/pretrain_demo.yaml` (a pretraining config) as in the module's help:
     its DATA section (Fashion-MNIST classes 0-4 at 32 px) is used, its training sections are not."""
@@ -93,6 +94,7 @@ def test_help_example_with_training_config(tmp_path, fashion_mnist_root):
     assert "trained: standard" in proc.stdout
 
 
+@pytest.mark.slow
 def test_cli_bad_inputs_one_line_nothing_written(tmp_path):
     weights = tmp_path / "w.pth"
     torch.save({}, weights)
@@ -116,6 +118,7 @@ def test_cli_bad_inputs_one_line_nothing_written(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["a_file", "bad.yaml", "w.pth"]
 
 
+@pytest.mark.slow
 def test_cli_second_run_on_a_held_folder(tmp_path, digits_pretrained):
     _, out = digits_pretrained
     folder = tmp_path / "held"

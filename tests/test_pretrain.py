@@ -25,6 +25,7 @@ def _pgd_accuracy(cfg, weights):
     return evaluate(model, build_loader(test, cfg, rt, train=False), rt, n, perturb=attack)["top1"]
 
 
+@pytest.mark.slow
 def test_adversarial_training_is_more_robust(tmp_path, digits_pretrained):
     std_rec, std_out = digits_pretrained
     cfg = digits_pretrain_cfg(tmp_path / "adv", eps=EPS, norm="linf", epochs=6)
@@ -48,6 +49,7 @@ class _Killed(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_resume_continues_epochs_and_schedule(tmp_path, monkeypatch):
     extra = ["DATA.MAX_TRAIN", "320", "DATA.MAX_TEST", "64", "SOLVER.LR_STEP_EPOCHS", "1"]
     full = pretrain.run(digits_pretrain_cfg(tmp_path / "full", eps=EPS, epochs=3, extra=extra))
@@ -65,6 +67,7 @@ def test_resume_continues_epochs_and_schedule(tmp_path, monkeypatch):
     assert resumed["value"] == pytest.approx(full["value"])
 
 
+@pytest.mark.slow
 def test_bad_input_cli(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "rdet", "pretrain", "--dataset", "digits", "--norm", "l2",
                            "--output-dir", str(tmp_path / "o"), "ADV.STEPS"], capture_output=True, text=True)
@@ -72,6 +75,7 @@ def test_bad_input_cli(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_fast_method_cli_names_the_method(tmp_path):
     out = tmp_path / "fgsm"
     proc = subprocess.run([sys.executable, "-m", "rdet", "pretrain", "--dataset", "digits", "--eps", "0.03", "--norm", "linf",
@@ -94,6 +98,7 @@ def test_overrides_before_flags_are_understood(tmp_path):
     assert resume and cfg.SOLVER.EPOCHS == 7 and cfg.ADV.EPS == 0.5 and cfg.DATA.DATASET == "digits"
 
 
+@pytest.mark.slow
 def test_bad_values_refused_before_work(tmp_path):
     out = tmp_path / "o"
     for opts, match in ((["SOLVER.EPOCHS", "-1"], "SOLVER.EPOCHS must be >= 1"), (["ADV.EPS", "-0.5"], "ADV.EPS must be >= 0"),

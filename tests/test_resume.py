@@ -105,6 +105,7 @@ def _free_cfg(out, extra=()):
                                              "SOLVER.LR_STEP_EPOCHS", "2", *extra])
 
 
+@pytest.mark.slow
 def test_free_training_resumed_continues_its_perturbation(tmp_path, monkeypatch):
     """3 epochs with 2 replays: 2 passes, the second one half (12 optimizer steps, the lr drop after
     8); killed at the start of pass 2 and resumed, it ends with the uninterrupted run's weights,
@@ -137,6 +138,7 @@ def _scripted_guard(monkeypatch, values):
     return calls
 
 
+@pytest.mark.slow
 def test_guard_stop_survives_a_kill_and_resume(tmp_path, monkeypatch):
     """The guard fires after epoch 2 (50% -> 10%); the run is killed in its final evaluation; the
     resumed run trains no further, its record names the stop and model_final says it holds epoch

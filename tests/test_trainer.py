@@ -103,6 +103,7 @@ def test_resume_adds_wall_time_and_removes_stale_temps(tmp_path):
     assert 0 < again["train_time_s"] == loop_time < trained_for  # carried over, evaluations excluded
 
 
+@pytest.mark.slow
 def test_fp16_loss_scaler_state_survives_a_kill(tmp_path, monkeypatch):
     import rdet.engine.rundir as rundir
 

@@ -42,8 +42,7 @@ def setup_logging() -> None:
     for h in log.handlers:
         if getattr(h, "_rdet_console", False):
             # the same handler, on today's stdout (a caller may have replaced sys.stdout since)
-            if h.stream is not sys.stdout:
-                h.setStream(sys.stdout)
+            h.stream = sys.stdout  # not setStream: it flushes the old stream, which may be closed
             return
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
