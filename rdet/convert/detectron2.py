@@ -17,7 +17,7 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
 
@@ -126,25 +126,18 @@ def convert_to_detectron2(src: str | Path, output: str | Path, arch: Optional[st
     }
     d2_sd = to_detectron2(loaded.state_dict)
     config = output.with_suffix(".yaml")
-    _write(output, config, d2_sd, meta)
-    err = None
-    if verify:
-        try:
-            err = verify_conversion(loaded.state_dict, loaded.arch, output, config)
-        except BaseException:
-            output.unlink(missing_ok=True)
-            config.unlink(missing_ok=True)
-            raise
-        if not err <= MAX_REL_ERROR:
-            output.unlink(missing_ok=True)
-            config.unlink(missing_ok=True)
-            raise CheckpointError(f"{src}: conversion check failed: detectron2 and torchvision features differ "
-                                  f"by {err:.2e} (relative; limit {MAX_REL_ERROR:g}); nothing written")
+    check = (lambda: verify_conversion(loaded.state_dict, loaded.arch, output, config)) if verify else None
+    err = write_checked(output, config, d2_sd, meta, _yaml_text(meta, output), check, str(src), "torchvision")
     return ConversionResult(output, config, meta, err)
 
 
-def _write(output: Path, config: Path, d2_sd: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> None:
-    payload = {"__author__": "rdet", "matching_heuristics": True, "rdet": meta}
+def write_checked(output: Path, config: Path, d2_sd: Dict[str, torch.Tensor], meta: Dict[str, Any], yaml_text: str,
+                  check: Optional[Callable[[], float]], src: str, reference: str,
+                  matching_heuristics: bool = True) -> Optional[float]:
+    """Write the weights file (``.pkl`` in detectron2's pickle format, or ``.pth``) and its config,
+    then ``check()`` (the max relative feature error against ``reference``'s network, when given).
+    A check that fails, or raises, removes both files: a converted file is always a checked one."""
+    payload = {"__author__": "rdet", "matching_heuristics": matching_heuristics, "rdet": meta}
     if output.suffix == ".pkl":
         payload["model"] = {k: v.detach().cpu().numpy() for k, v in d2_sd.items()}
         with atomic_path(output) as tmp, open(tmp, "wb") as f:
@@ -154,10 +147,18 @@ def _write(output: Path, config: Path, d2_sd: Dict[str, torch.Tensor], meta: Dic
         torch_save(payload, output)
     try:
         with atomic_path(config) as tmp:
-            tmp.write_text(_yaml_text(meta, output))
+            tmp.write_text(yaml_text)
+        err = None if check is None else check()
     except BaseException:
         output.unlink(missing_ok=True)
+        config.unlink(missing_ok=True)
         raise
+    if err is not None and not err <= MAX_REL_ERROR:
+        output.unlink(missing_ok=True)
+        config.unlink(missing_ok=True)
+        raise CheckpointError(f"{src}: conversion check failed: detectron2 and {reference} features differ by "
+                              f"{err:.2e} (relative; limit {MAX_REL_ERROR:g}); nothing written")
+    return err
 
 
 def build_d2_backbone(config: Path):

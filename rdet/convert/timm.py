@@ -18,14 +18,12 @@ Above :data:`MAX_REL_ERROR` both outputs are removed and an error is raised.
 """
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 import torch
 
-from rdet.convert.detectron2 import MAX_REL_ERROR, ConversionResult
-from rdet.core.atomic import atomic_path, torch_save
+from rdet.convert.detectron2 import ConversionResult, write_checked
 from rdet.core.errors import ArchError, CheckpointError
 
 PREFIX = {"hierarchical": "backbone.bottom_up.model.", "vit": "backbone.net.model."}
@@ -90,23 +88,6 @@ def _yaml_text(meta: Dict[str, Any], weights: Path) -> str:
     return head + yaml.safe_dump(d2_config_dict(meta, weights), sort_keys=False)
 
 
-def _write(output: Path, config: Path, d2_sd: Dict[str, torch.Tensor], meta: Dict[str, Any]) -> None:
-    payload = {"__author__": "rdet", "matching_heuristics": False, "rdet": meta}
-    if output.suffix == ".pkl":
-        payload["model"] = {k: v.numpy() for k, v in d2_sd.items()}
-        with atomic_path(output) as tmp, open(tmp, "wb") as f:
-            pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
-    else:
-        payload["model"] = d2_sd
-        torch_save(payload, output)
-    try:
-        with atomic_path(config) as tmp:
-            tmp.write_text(_yaml_text(meta, output))
-    except BaseException:
-        output.unlink(missing_ok=True)
-        raise
-
-
 def convert_timm(sd: Mapping[str, torch.Tensor], arch: str, output: str | Path, meta: Optional[Dict[str, Any]] = None,
                  verify: bool = True, src: Optional[str] = None) -> ConversionResult:
     """Write ``output`` (+ ``.yaml``) from timm state dict ``sd`` of ``arch`` (classifier head
@@ -125,20 +106,9 @@ def convert_timm(sd: Mapping[str, torch.Tensor], arch: str, output: str | Path, 
             "timm_arch": _timm_name(arch),
             "mean": [float(v) for v in m.get("mean", default_mean)], "std": [float(v) for v in m.get("std", default_std)]}
     config = output.with_suffix(".yaml")
-    _write(output, config, d2_sd, meta)
-    err = None
-    if verify:
-        try:
-            err = verify_conversion(sd, arch, config)
-        except BaseException:
-            output.unlink(missing_ok=True)
-            config.unlink(missing_ok=True)
-            raise
-        if not err <= MAX_REL_ERROR:
-            output.unlink(missing_ok=True)
-            config.unlink(missing_ok=True)
-            raise CheckpointError(f"{src}: conversion check failed: detectron2 and timm features differ by "
-                                  f"{err:.2e} (relative; limit {MAX_REL_ERROR:g}); nothing written")
+    check = (lambda: verify_conversion(sd, arch, config)) if verify else None
+    err = write_checked(output, config, d2_sd, meta, _yaml_text(meta, output), check, str(src), "timm",
+                        matching_heuristics=False)
     return ConversionResult(output, config, meta, err)
 
 
