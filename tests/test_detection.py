@@ -123,7 +123,7 @@ def test_faster_rcnn_fpn_trains_and_evaluates(faster_fpn, backbones):
     assert rec["mask_AP"] is None and rec["iterations"] == 4 and rec["eval_only"] is False
     # the config names its schedule demo-300, but 4 iterations ran
     assert rec["schedule"] == "4 iters"
-    assert rec["backbone"] == {"arch": "resnet18", "norm": "l2", "eps": 0.5,
+    assert rec["backbone"] == {"arch": "resnet18", "norm": "l2", "eps": 0.5, "method": None,  # not in that file
                                "source": str(Path(backbones["r18"]).with_suffix(".pth"))}
     assert len(_losses(out)) >= 1 and all(math.isfinite(x) for x in _losses(out))
     final = torch.load(out / "model_final.pth", weights_only=True)["model"]
