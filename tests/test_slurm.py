@@ -125,7 +125,7 @@ def test_slurm_cell_at_its_time_limit_requeues_itself_and_resumes(tmp_path, slur
     small = ("[DATA.DATASET, digits, DATA.TRAIN_SIZE, 16, DATA.TEST_RESIZE, 16, DATA.CROP_SCALE_MIN, 0.7, "
              "DATA.MAX_TRAIN, 256, DATA.MAX_TEST, 64, SOLVER.BATCH_SIZE, 64, MODEL.ARCH, resnet18, "
              "SOLVER.LR_STEP_EPOCHS, 4, RUNTIME.LOG_EVERY, 1]")  # LOG_EVERY: a stop may be taken at every step
-    epochs = {"w0": 6, "w2": 3}
+    epochs = {"w0": 10, "w2": 3}  # w0: about 3 minutes of training on an idle 2-core machine
     study = tmp_path / "study.yaml"
     slurm = "{cpus_per_task: 1, timeout_min: 1, signal_delay_s: 10, max_requeues: 12, name: rdet_requeue_test}"
     study.write_text(f"""
@@ -136,7 +136,7 @@ pretrain:
   config: configs/pretrain_demo.yaml
   opts: {small}
   runs:
-    - {{name: w0, eps: 0, opts: [DATA.NUM_WORKERS, 0, SOLVER.EPOCHS, {epochs['w0']}]}}
+    - {{name: w0, eps: 0, opts: [DATA.NUM_WORKERS, 0, DATA.MAX_TRAIN, 640, SOLVER.EPOCHS, {epochs['w0']}]}}
     - {{name: w2, eps: 0, opts: [DATA.NUM_WORKERS, 2, SOLVER.EPOCHS, {epochs['w2']}]}}
 """)
     start = time.time()

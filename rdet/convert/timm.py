@@ -18,6 +18,7 @@ Above :data:`MAX_REL_ERROR` both outputs are removed and an error is raised.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
@@ -153,7 +154,15 @@ def build_detection_backbone(config: Path):
     cfg.MODEL.FPN.IN_FEATURES = list(cfg.MODEL.TIMM.OUT_FEATURES)  # detectron2's default is none
     holder = torch.nn.Module()
     holder.backbone = build_backbone(cfg)
-    DetectionCheckpointer(holder).load(cfg.MODEL.WEIGHTS)
+    # The file holds the bottom-up network only: fvcore would warn (on stderr, once detectron2's
+    # logging is set up) that the pyramid's own layers are missing, which is expected here.
+    ckpt_log = logging.getLogger("fvcore.common.checkpoint")
+    level = ckpt_log.level
+    ckpt_log.setLevel(logging.ERROR)
+    try:
+        DetectionCheckpointer(holder).load(cfg.MODEL.WEIGHTS)
+    finally:
+        ckpt_log.setLevel(level)
     # A tensor the file lacks stays at random init: the feature check then fails.
     inner = getattr(holder.backbone, "bottom_up", None) or holder.backbone.net
     return cfg, inner.eval()
