@@ -92,6 +92,24 @@ def restarted_by_torchrun() -> bool:
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0
 
 
+def init_process_group(backend: str, rank: int, world: int) -> None:
+    """The process group, with the keys of this torchrun attempt apart from the previous ones.
+
+    torchrun (c10d rendezvous, ``TORCHELASTIC_USE_AGENT_STORE=True``) keeps one store for all its
+    restarts, and ``env://`` puts each group's keys (every rank's gloo/NCCL address) under the
+    same names every time: a restarted rank could read the address of a process that died with
+    the previous attempt and fail with "connection refused" (seen with ``--max-restarts`` on a
+    loaded machine, about half the restarts). The keys of attempt ``TORCHELASTIC_RESTART_COUNT``
+    go under their own prefix; every other launch keeps ``env://``."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        dist.init_process_group(backend)
+        return
+    attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world, is_master=False)
+    dist.init_process_group(backend, store=dist.PrefixStore(f"rdet/attempt_{attempt}/", store), rank=rank,
+                            world_size=world)
+
+
 def setup_runtime(cfg) -> Runtime:
     """Runtime from ``cfg.RUNTIME`` and the torchrun environment (initialises the process group)."""
     want = cfg.RUNTIME.DEVICE
@@ -112,5 +130,5 @@ def setup_runtime(cfg) -> Runtime:
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
     if distributed and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        init_process_group("nccl" if device.type == "cuda" else "gloo", rank, world)
     return Runtime(device, _AMP[cfg.RUNTIME.AMP], bool(cfg.RUNTIME.CHANNELS_LAST), rank, world, distributed)
