@@ -39,9 +39,10 @@ class ConversionResult:
     max_rel_error: Optional[float]
 
 
-def d2_config_dict(meta: Dict[str, Any], weights: Path) -> Dict[str, Any]:
-    """The detectron2 config keys (nested dict) for a converted backbone described by ``meta``."""
-    g = meta["d2"]
+def d2_settings(meta: Dict[str, Any], weights: Path, model: Dict[str, Any]) -> Dict[str, Any]:
+    """The detectron2 config keys (nested dict) every converted file gets, the weights and the
+    pixel statistics of ``meta`` (RGB, 0-255, as detectron2 wants them), plus ``model``: the
+    backbone's own ``MODEL`` keys."""
     return {
         "VERSION": 2,
         "INPUT": {"FORMAT": "RGB"},
@@ -49,15 +50,21 @@ def d2_config_dict(meta: Dict[str, Any], weights: Path) -> Dict[str, Any]:
             "WEIGHTS": str(weights),
             "PIXEL_MEAN": [round(255.0 * m, 4) for m in meta["mean"]],
             "PIXEL_STD": [round(255.0 * s, 4) for s in meta["std"]],
-            "RESNETS": {
-                "DEPTH": g["depth"],
-                "RES2_OUT_CHANNELS": g["res2_out_channels"],
-                "WIDTH_PER_GROUP": g["width_per_group"],
-                "NUM_GROUPS": g["num_groups"],
-                "STRIDE_IN_1X1": False,
-            },
+            **model,
         },
     }
+
+
+def d2_config_dict(meta: Dict[str, Any], weights: Path) -> Dict[str, Any]:
+    """The detectron2 config keys (nested dict) for a converted backbone described by ``meta``."""
+    g = meta["d2"]
+    return d2_settings(meta, weights, {"RESNETS": {
+        "DEPTH": g["depth"],
+        "RES2_OUT_CHANNELS": g["res2_out_channels"],
+        "WIDTH_PER_GROUP": g["width_per_group"],
+        "NUM_GROUPS": g["num_groups"],
+        "STRIDE_IN_1X1": False,
+    }})
 
 
 def _yaml_text(meta: Dict[str, Any], weights: Path) -> str:

@@ -24,7 +24,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import torch
 
-from rdet.convert.detectron2 import ConversionResult, write_checked
+from rdet.convert.detectron2 import ConversionResult, d2_settings, write_checked
 from rdet.core.errors import ArchError, CheckpointError
 
 PREFIX = {"hierarchical": "backbone.bottom_up.model.", "vit": "backbone.net.model."}
@@ -65,19 +65,11 @@ def backbone_state_dict(sd: Mapping[str, torch.Tensor], arch: str, family: str, 
 
 
 def d2_config_dict(meta: Dict[str, Any], weights: Path) -> Dict[str, Any]:
+    """The detectron2 config keys for a converted timm backbone: rdet's backbone for its family."""
     from rdet.detection.timm_backbones import BACKBONE_FOR_FAMILY
 
-    return {
-        "VERSION": 2,
-        "INPUT": {"FORMAT": "RGB"},
-        "MODEL": {
-            "WEIGHTS": str(weights),
-            "PIXEL_MEAN": [round(255.0 * m, 4) for m in meta["mean"]],
-            "PIXEL_STD": [round(255.0 * s, 4) for s in meta["std"]],
-            "BACKBONE": {"NAME": BACKBONE_FOR_FAMILY[meta["family"]], "FREEZE_AT": 0},
-            "TIMM": {"ARCH": meta["arch"]},
-        },
-    }
+    return d2_settings(meta, weights, {"BACKBONE": {"NAME": BACKBONE_FOR_FAMILY[meta["family"]], "FREEZE_AT": 0},
+                                       "TIMM": {"ARCH": meta["arch"]}})
 
 
 def _yaml_text(meta: Dict[str, Any], weights: Path) -> str:
