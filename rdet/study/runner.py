@@ -93,8 +93,8 @@ def run_cell_job(study_path: str, cell_name: str) -> Dict:
     must be registered on import of ``rdet.study``). Returns ``{"status": "done"|"failed",
     "message"}``; the traceback is in the cell's log. In a job of several tasks each task is one
     process of the cell's distributed run (torchrun's variables exported), and the cell's lock is
-    left out. A cell that was requeued gets ``requeues`` (and Slurm's ``SLURM_RESTART_COUNT``) in
-    its record."""
+    left out. The cell's record gets ``requeues`` (0 when the job ran through; and Slurm's
+    ``SLURM_RESTART_COUNT``), so a record from a job says how often it was requeued."""
     import submitit
 
     study = load_study(study_path)
@@ -117,7 +117,7 @@ def run_cell_job(study_path: str, cell_name: str) -> Dict:
 
 def _note_requeues(out: Path) -> None:
     n = jobs.requeue_count(out)
-    if n and has_record(out):
+    if has_record(out):
         rec = read_record(out / RECORD_NAME)
         if rec.get("requeues") != n:
             rec["requeues"] = n
