@@ -1,6 +1,7 @@
 """A non-editable install works from any folder: the wheel carries the configs the CLIs default to
 and every console script; installed with ``--no-deps`` into a fresh folder, its ``rdet.pretrain``
 and ``rdet.classify`` default offline runs succeed from a folder that is not the checkout."""
+import concurrent.futures
 import configparser
 import json
 import os
@@ -76,10 +77,16 @@ def test_every_console_script_and_module_form_errs_in_one_line(installed, tmp_pa
     """A bad flag to each console script, and to its ``python -m rdet <command>`` form, is one
     ``error:`` line and exit 2 (argparse's usage block would be several lines)."""
     _, site = installed
-    for script in SCRIPTS:
-        for cmd in ([str(site / "bin" / script)], [sys.executable, "-m", "rdet", script[len("rdet-"):]]):
-            proc = subprocess.run([*cmd, "--no-such-flag"], capture_output=True, text=True, env=_env(site),
-                                  cwd=tmp_path, timeout=120)
+    forms = [cmd for script in SCRIPTS
+             for cmd in ([str(site / "bin" / script)], [sys.executable, "-m", "rdet", script[len("rdet-"):]])]
+
+    def bad_flag(cmd):
+        return subprocess.run([*cmd, "--no-such-flag"], capture_output=True, text=True, env=_env(site), cwd=tmp_path,
+                              timeout=120)
+
+    # one per core at a time: each is mostly a fresh interpreter's imports
+    with concurrent.futures.ThreadPoolExecutor(max(2, os.cpu_count() or 1)) as pool:
+        for cmd, proc in zip(forms, pool.map(bad_flag, forms)):
             err = proc.stderr.strip()
             assert proc.returncode == 2 and err.count("\n") == 0 and err.startswith("error:"), (cmd, proc.stderr)
             # argparse names a missing required argument (evaluate's --weights, convert's input) first

@@ -2,7 +2,7 @@
 guard, periodic evaluation), run signatures on resume, fp16 loss scaling in the checkpoint."""
 import pytest
 import torch
-from helpers import digits_pretrain_cfg, kill_in_epoch
+from helpers import digits_pretrain_cfg, digits_transfer_cfg, kill_in_epoch
 
 from rdet.tasks import pretrain
 from rdet.engine import LAST, EpochTrainer, Runtime
@@ -184,3 +184,28 @@ def test_mid_epoch_checkpoints_by_wall_time_and_by_iterations():
                               (tr.position()["epoch"], tr.position()["batches"])), **kwargs)
         tr.train()
         assert seen == expected, kwargs
+
+
+@pytest.mark.parametrize("task", ["pretrain", "transfer"])
+def test_loader_workers_are_gone_when_a_run_returns(tmp_path, task):
+    """With the garbage collector off, as between its passes: a run's persistent loader workers
+    end when it returns. (Left to the collector, each worker of a loader held in the trainer's
+    reference cycles costs torch's 5 s join timeout; a study's local cells pay it cell after cell.)"""
+    import gc
+    import multiprocessing
+
+    from rdet.tasks import transfer
+
+    extra = ["DATA.NUM_WORKERS", "2", "DATA.MAX_TRAIN", "128", "DATA.MAX_TEST", "64"]
+    gc.collect()
+    before = set(multiprocessing.active_children())
+    gc.disable()
+    try:
+        if task == "pretrain":
+            pretrain.run(digits_pretrain_cfg(tmp_path, epochs=2, extra=extra))
+        else:
+            transfer.run(digits_transfer_cfg(tmp_path, mode="full", epochs=2, extra=extra))
+        left = set(multiprocessing.active_children()) - before
+    finally:
+        gc.enable()
+    assert not left, left

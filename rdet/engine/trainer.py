@@ -125,29 +125,38 @@ class EpochTrainer:
         return max(0, self.total_steps - self.iter)
 
     def train(self) -> Dict[str, float]:
-        for h in self._hooks:
-            h.before_train()
-        if self.stop_reason:  # decided before a resume (the overfitting guard): train no further
-            logger.warning("not training further: %s", self.stop_reason)
-        for epoch in range(self.start_epoch, self.epochs):
-            if self.stop_reason or not self.steps_left():
-                break
-            self.epoch = epoch
-            set_loader_epoch(self.loader, epoch)
-            self.train_mode(self.ddp)
-            started = time.perf_counter()
-            self.stats = self.run_epoch()
-            self.stats["time_s"] = self._epoch_time + time.perf_counter() - started
-            # the training loop's own time, summed over epochs and resumed segments (no hooks, no evals)
-            self.history["train_time_s"] = self.history.get("train_time_s", 0.0) + self.stats["time_s"]
+        """Train to the end (or a stop), then let go of the loader and the hooks. The hooks point
+        back at the trainer, and what a hook holds (an evaluation's test loader) would otherwise
+        be freed only by the garbage collector, whose weakref callbacks close a loader's index
+        queues before its iterator shuts the persistent workers down: the workers never hear
+        the shutdown and each costs torch's 5 s join timeout. Let go here, the caller's last
+        references free them at once. A trainer trains once."""
+        try:
             for h in self._hooks:
-                h.after_epoch()
-            if self.stop_reason:
-                logger.warning("stopping after epoch %d: %s", epoch + 1, self.stop_reason)
-                break
-        for h in self._hooks:
-            h.after_train()
-        return self.stats
+                h.before_train()
+            if self.stop_reason:  # decided before a resume (the overfitting guard): train no further
+                logger.warning("not training further: %s", self.stop_reason)
+            for epoch in range(self.start_epoch, self.epochs):
+                if self.stop_reason or not self.steps_left():
+                    break
+                self.epoch = epoch
+                set_loader_epoch(self.loader, epoch)
+                self.train_mode(self.ddp)
+                started = time.perf_counter()
+                self.stats = self.run_epoch()
+                self.stats["time_s"] = self._epoch_time + time.perf_counter() - started
+                # the training loop's own time, summed over epochs and resumed segments (no hooks, no evals)
+                self.history["train_time_s"] = self.history.get("train_time_s", 0.0) + self.stats["time_s"]
+                for h in self._hooks:
+                    h.after_epoch()
+                if self.stop_reason:
+                    logger.warning("stopping after epoch %d: %s", epoch + 1, self.stop_reason)
+                    break
+            for h in self._hooks:
+                h.after_train()
+            return self.stats
+        finally:
+            self.loader, self._hooks = None, []
 
     def run_epoch(self) -> Dict[str, float]:
         """One pass (or the rest of one, after a mid-epoch resume); mean loss and accuracy (%) over
