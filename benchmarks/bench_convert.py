@@ -2,7 +2,10 @@
 
 Prints absolute seconds and ratios against a baseline measured in the same process: reading and
 re-saving the same checkpoint with torch (the unavoidable I/O of any conversion).
+
+    python benchmarks/bench_convert.py [--reps 3]
 """
+import argparse
 import sys
 import tempfile
 import time
@@ -27,12 +30,16 @@ def best_of(fn, n=3):
 
 
 def main():
-    d = Path(tempfile.mkdtemp())
-    src = d / "resnet50_l2_eps3.ckpt"
-    save_robustness_checkpoint(get_spec("resnet50").builder(1000).state_dict(), "resnet50", src)
-    base = best_of(lambda: torch.save(torch.load(src, weights_only=True), d / "copy.pth"))
-    plain = best_of(lambda: convert_to_detectron2(src, d / "r50.pkl", verify=False))
-    verified = best_of(lambda: convert_to_detectron2(src, d / "r50v.pkl", verify=True))
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reps", type=int, default=3, help="best of this many runs of each")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        src = d / "resnet50_l2_eps3.ckpt"
+        save_robustness_checkpoint(get_spec("resnet50").builder(1000).state_dict(), "resnet50", src)
+        base = best_of(lambda: torch.save(torch.load(src, weights_only=True), d / "copy.pth"), args.reps)
+        plain = best_of(lambda: convert_to_detectron2(src, d / "r50.pkl", verify=False), args.reps)
+        verified = best_of(lambda: convert_to_detectron2(src, d / "r50v.pkl", verify=True), args.reps)
     print(f"baseline torch.load+save of the checkpoint: {base:.2f} s")
     print(f"convert R50 -> .pkl, no verification:      {plain:.2f} s  ({plain / base:.1f}x baseline)")
     print(f"convert R50 -> .pkl, verified:             {verified:.2f} s  ({verified / base:.1f}x baseline)")

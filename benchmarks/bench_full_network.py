@@ -4,12 +4,14 @@
     python benchmarks/bench_full_network.py [--arch resnet50] [--batch 16] [--size 224]
 """
 import argparse
-import time
 
 import torch
 
+from bench_adv_train import step_seconds  # the same timed EpochTrainer pass
+
 from rdet.backbones import create_classifier
-from rdet.engine import Runtime, train_one_epoch
+from rdet.engine import Runtime
+from rdet.engine.steps import StandardStep
 
 
 def main():
@@ -26,14 +28,7 @@ def main():
                      ("bf16 + channels_last", Runtime(torch.device("cpu"), torch.bfloat16, True))):
         torch.manual_seed(0)
         model = rt.prepare(create_classifier(args.arch, 10)).train()
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        train_one_epoch(model, [(x, y)], opt, rt)
-        ts = []
-        for _ in range(args.reps):
-            t = time.perf_counter()
-            train_one_epoch(model, [(x, y)], opt, rt)
-            ts.append(time.perf_counter() - t)
-        times[name] = min(ts)
+        times[name] = step_seconds(rt, model, x, y, StandardStep(), args.reps)
     base = times["fp32 NCHW"]
     print(f"full-network step, {args.arch}, batch {args.batch}, {args.size}px, {torch.get_num_threads()} threads")
     for name, t in times.items():

@@ -1,0 +1,23 @@
+"""Every script in benchmarks/ still imports what it uses from rdet and parses its options
+(``--help``): the benchmarks are not run by the tests (they time things), so a library change
+that drops a name they import would otherwise go unnoticed until someone measures."""
+import concurrent.futures
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted((ROOT / "benchmarks").glob("*.py"))
+
+
+def test_every_benchmark_script_imports_and_parses_its_options(tmp_path):
+    assert len(SCRIPTS) >= 8, SCRIPTS
+
+    def help_of(script):
+        return subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, cwd=tmp_path,
+                              timeout=120)
+
+    with concurrent.futures.ThreadPoolExecutor(max(2, os.cpu_count() or 1)) as pool:
+        for script, proc in zip(SCRIPTS, pool.map(help_of, SCRIPTS)):
+            assert proc.returncode == 0 and proc.stdout.startswith("usage:"), (script.name, proc.stderr[-2000:])
