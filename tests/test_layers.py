@@ -137,3 +137,18 @@ def test_private_attributes_only_in_their_adapter_module():
     assert not stray, "private attributes read outside their adapter module:\n" + "\n".join(stray)
     # the adapter list is current: each entry is still read where it is declared
     assert all(PRIVATE_READS[m] <= found[m] for m in PRIVATE_READS)
+
+
+def test_each_task_kind_module_is_found_registers_and_is_in_the_table():
+    """A study task kind is one module in rdet/study/kinds: the package imports each module it
+    holds (no list to edit), each registers at least one kind, and the package's table names it."""
+    import pkgutil
+
+    import rdet.study.kinds as kinds
+    from rdet.study.base import TASK_KINDS
+
+    modules = {m.name for m in pkgutil.iter_modules(kinds.__path__)}
+    owners = {type(k).__module__.rsplit(".", 1)[-1] for k in TASK_KINDS.values()}
+    assert modules <= owners, modules - owners
+    for name in modules:
+        assert f":mod:`rdet.study.kinds.{name}`" in kinds.__doc__, name

@@ -1,4 +1,5 @@
-"""The built-in study task kinds; importing this package registers them (``rdet.study.base``).
+"""The built-in study task kinds; importing this package imports each of its modules, which
+register their kinds (``rdet.study.base.register_kind``); the expansion order is each kind's ``order``.
 
 =============  ==================  ==========================================================
 section        kinds (Cell.kind)   module
@@ -12,4 +13,9 @@ select         select              :mod:`rdet.study.kinds.select`
 robustness     robustness          :mod:`rdet.study.kinds.robustness` (PGD, AutoAttack)
 =============  ==================  ==========================================================
 """
-from rdet.study.kinds import commands, detection, pretrain, robustness, select, transfer  # noqa: F401  (registration)
+import importlib
+import pkgutil
+
+# Every module of this package is imported, so a new kind is one new module here (and a row above).
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
