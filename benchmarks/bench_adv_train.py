@@ -19,12 +19,20 @@ from rdet.engine import EpochTrainer, Runtime
 from rdet.engine.steps import AttackStep, StandardStep
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (a count of reps, a batch, a size), else a one-line usage error."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
+    return value
+
+
 def step_seconds(rt, model, x, y, step, reps: int) -> float:
     """Best of ``reps`` timed passes of ``EpochTrainer`` over one batch (after one warm-up)."""
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     sched = torch.optim.lr_scheduler.StepLR(opt, 1000)
     times = []
-    for rep in range(reps + 1):
+    for _ in range(reps + 1):
         trainer = EpochTrainer(model, [(x, y)], opt, sched, rt, step, 1, scaler=rt.grad_scaler())
         t = time.perf_counter()
         trainer.train()
@@ -68,9 +76,9 @@ def robust_accuracy_check():
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--size", type=int, default=224)
-    p.add_argument("--reps", type=int, default=2)
+    p.add_argument("--batch", type=positive_int, default=16)
+    p.add_argument("--size", type=positive_int, default=224)
+    p.add_argument("--reps", type=positive_int, default=2)
     args = p.parse_args()
     torch.manual_seed(0)
     x = torch.rand(args.batch, 3, args.size, args.size)

@@ -19,6 +19,8 @@ from rdet.backbones import get_spec  # noqa: E402
 from rdet.backbones.robustness_format import save_robustness_checkpoint  # noqa: E402
 from rdet.convert import convert_to_detectron2  # noqa: E402
 
+from bench_adv_train import positive_int  # noqa: E402
+
 
 def best_of(fn, n=3):
     times = []
@@ -31,7 +33,7 @@ def best_of(fn, n=3):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--reps", type=int, default=3, help="best of this many runs of each")
+    p.add_argument("--reps", type=positive_int, default=3, help="best of this many runs of each")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)

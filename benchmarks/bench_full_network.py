@@ -7,7 +7,7 @@ import argparse
 
 import torch
 
-from bench_adv_train import step_seconds  # the same timed EpochTrainer pass
+from bench_adv_train import positive_int, step_seconds  # the same timed EpochTrainer pass
 
 from rdet.backbones import create_classifier
 from rdet.engine import Runtime
@@ -17,9 +17,9 @@ from rdet.engine.steps import StandardStep
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--arch", default="resnet50")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--size", type=int, default=224)
-    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--batch", type=positive_int, default=16)
+    p.add_argument("--size", type=positive_int, default=224)
+    p.add_argument("--reps", type=positive_int, default=3)
     args = p.parse_args()
     x = torch.rand(args.batch, 3, args.size, args.size)
     y = torch.randint(0, 10, (args.batch,))

@@ -21,3 +21,18 @@ def test_every_benchmark_script_imports_and_parses_its_options(tmp_path):
     with concurrent.futures.ThreadPoolExecutor(max(2, os.cpu_count() or 1)) as pool:
         for script, proc in zip(SCRIPTS, pool.map(help_of, SCRIPTS)):
             assert proc.returncode == 0 and proc.stdout.startswith("usage:"), (script.name, proc.stderr[-2000:])
+
+
+def test_a_bad_count_is_refused_before_any_work(tmp_path):
+    """``--reps 0`` (no timed run to take the best of) is argparse's error, exit 2, before anything is built."""
+    names = ["bench_adv_train.py", "bench_convert.py", "bench_full_network.py"]
+
+    def zero_reps(name):
+        return subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), "--reps", "0"], capture_output=True,
+                              text=True, cwd=tmp_path, timeout=120)
+
+    with concurrent.futures.ThreadPoolExecutor(max(2, os.cpu_count() or 1)) as pool:
+        for name, proc in zip(names, pool.map(zero_reps, names)):
+            last = proc.stderr.strip().splitlines()[-1]
+            assert proc.returncode == 2 and last.endswith("--reps: 0: must be at least 1"), (name, proc.stderr)
+    assert not any(tmp_path.iterdir())
