@@ -6,7 +6,7 @@ the fast/baseline ratio, and the adversarial/standard step-time ratio (PGD-3 cos
 forward-backward passes). Then checks that speed does not buy a weaker attack: PGD accuracy of a
 small trained model under the fp32 and the bf16 attack.
 
-    python benchmarks/bench_adv_train.py [--steps 3] [--batch 16] [--size 224]
+    python benchmarks/bench_adv_train.py [--batch 16] [--size 224] [--reps 2]
 """
 import argparse
 import time

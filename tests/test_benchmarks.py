@@ -1,8 +1,10 @@
 """Every script in benchmarks/ still imports what it uses from rdet and parses its options
-(``--help``): the benchmarks are not run by the tests (they time things), so a library change
-that drops a name they import would otherwise go unnoticed until someone measures."""
+(``--help``), and every flag its docstring's usage lines show is one it has: the benchmarks are
+not run by the tests (they time things), so a library change that drops a name they import, or
+a usage line that names a flag that is gone, would otherwise go unnoticed until someone measures."""
 import concurrent.futures
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +23,11 @@ def test_every_benchmark_script_imports_and_parses_its_options(tmp_path):
     with concurrent.futures.ThreadPoolExecutor(max(2, os.cpu_count() or 1)) as pool:
         for script, proc in zip(SCRIPTS, pool.map(help_of, SCRIPTS)):
             assert proc.returncode == 0 and proc.stdout.startswith("usage:"), (script.name, proc.stderr[-2000:])
+            usage = [ln for ln in script.read_text().split('"""')[1].splitlines()
+                     if ln.strip().startswith(f"python benchmarks/{script.name}")]
+            shown = {f for ln in usage for f in re.findall(r"(--[a-z][a-z0-9-]*)", ln)}
+            helped = set(re.findall(r"(--[a-z][a-z0-9-]*)", proc.stdout.split("\n\n")[0]))  # argparse's usage
+            assert shown <= helped, (script.name, shown - helped)
 
 
 def test_a_bad_count_is_refused_before_any_work(tmp_path):
