@@ -432,3 +432,26 @@ robustness: {{dataset: digits, attacks: [pgd], opts: [DATA.TRAIN_SIZE, 16, DATA.
                      rf"worst attack top-1 {worst:.2f}%", console), console
     run_study(path)
     assert "finished before, skipped" in capsys.readouterr().out
+
+
+def test_a_requeue_whose_scontrol_is_stopped_by_it_exits_without_a_result():
+    """``scontrol requeue`` killed by the SIGTERM of the requeue it sent: the job exits as on a
+    requeue (SystemExit, which submitit saves no result for) instead of a saved failure; scontrol
+    failing on its own, or any other error, still raises."""
+    from rdet.study.jobs import requeue_then_exit
+
+    def handler_raising(error):
+        def handler(sig, frame):
+            raise error
+        return requeue_then_exit(handler)
+
+    with pytest.raises(SystemExit) as stop:
+        handler_raising(subprocess.CalledProcessError(-signal.SIGTERM, ["scontrol", "requeue", "42"]))(None, None)
+    assert stop.value.code == -1
+    with pytest.raises(subprocess.CalledProcessError):
+        handler_raising(subprocess.CalledProcessError(1, ["scontrol", "requeue", "42"]))(None, None)
+    with pytest.raises(subprocess.CalledProcessError):
+        handler_raising(subprocess.CalledProcessError(-signal.SIGTERM, ["sbatch", "x"]))(None, None)
+    calls = []
+    requeue_then_exit(lambda sig, frame: calls.append(sig))(signal.SIGUSR2, None)
+    assert calls == [signal.SIGUSR2]

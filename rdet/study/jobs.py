@@ -158,6 +158,26 @@ def requeue_count(cell_dir: Path) -> int:
         return 0
 
 
+def requeue_then_exit(handler: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """submitit's requeue handler, for a race it loses: ``scontrol requeue`` makes Slurm end the
+    job's processes, and the SIGTERM can reach scontrol itself before it exits. submitit then
+    raises ``CalledProcessError``, which it saves as the job's result: the driver would report a
+    failed cell while Slurm runs the requeued job. An ``scontrol requeue`` ended by a signal is
+    taken as sent, and the process exits as submitit's own requeue path does (no result; had
+    the requeue not gone through, the job ends without one and the driver reports that)."""
+    def requeue(sig, frame) -> None:
+        try:
+            handler(sig, frame)
+        except subprocess.CalledProcessError as e:
+            if e.returncode >= 0 or list(e.cmd[:2]) != ["scontrol", "requeue"]:
+                raise
+            logger.warning("scontrol requeue ended by signal %d as the job's processes were stopped: exiting",
+                           -e.returncode)
+            raise SystemExit(-1) from None
+
+    return requeue
+
+
 class CellJob(submitit.helpers.Checkpointable):
     """What a submitit job runs: ``fn(*args)`` (the runner's job function), requeued with the same
     arguments when Slurm's time-limit or preemption signal arrives. Picklable: ``fn`` is a
@@ -191,6 +211,7 @@ class CellJob(submitit.helpers.Checkpointable):
         handler, pid = signal.getsignal(signum) if signum else None, self._pid
         if not callable(handler):
             return
+        handler = requeue_then_exit(handler)
         state = {"asked": False, "force": False}
 
         def force() -> None:  # the grace time is over: requeue from the previous checkpoint
