@@ -139,16 +139,26 @@ def test_private_attributes_only_in_their_adapter_module():
     assert all(PRIVATE_READS[m] <= found[m] for m in PRIVATE_READS)
 
 
-def test_each_task_kind_module_is_found_registers_and_is_in_the_table():
-    """A study task kind is one module in rdet/study/kinds: the package imports each module it
-    holds (no list to edit), each registers at least one kind, and the package's table names it."""
+def test_each_task_kind_module_is_found_registers_and_is_listed(capsys):
+    """A study task kind is one module in rdet/study/kinds and nothing else: the package imports
+    each module it holds (no list to edit), each registers at least one kind, and ``python -m
+    rdet study --kinds`` lists every kind from the registry (no hand-kept table)."""
     import pkgutil
 
     import rdet.study.kinds as kinds
+    from rdet.cli.study import main
     from rdet.study.base import TASK_KINDS
 
     modules = {m.name for m in pkgutil.iter_modules(kinds.__path__)}
     owners = {type(k).__module__.rsplit(".", 1)[-1] for k in TASK_KINDS.values()}
     assert modules <= owners, modules - owners
-    for name in modules:
-        assert f":mod:`rdet.study.kinds.{name}`" in kinds.__doc__, name
+    assert main(["--kinds"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["section", "kind", "module"]
+    listed = {(line.split()[1], line.split()[2]) for line in lines[1:]}
+    assert listed == {(k.name, type(k).__module__) for k in TASK_KINDS.values()}
+    assert "rdet.study.kinds.robustness" in {m for _, m in listed}  # the AutoAttack kind, added in its own module
+    # each row says what the kind does (its docstring), in the kinds' expansion order
+    assert all(len(line.split()) > 3 for line in lines[1:])
+    sections = [line.split()[0] for line in lines[1:] if line.split()[0] != "-"]
+    assert sections[:3] == ["commands", "pretrain", "backbones"]

@@ -21,9 +21,20 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("study", nargs="?", default=str(DEMO), help="study YAML (default: the offline demo)")
     p.add_argument("--no-report", action="store_true", help="run the cells only")
+    p.add_argument("--kinds", action="store_true",
+                   help="list the registered task kinds (study section, cell kind, module) and exit")
     p.add_argument("--heartbeat", type=float, default=60.0, metavar="S",
                    help="while a local cell runs, a progress line every S seconds (0: none)")
     args = p.parse_args(argv)
+    if args.kinds:
+        import rdet.study  # noqa: F401 - registers the built-in kinds
+        from rdet.study.base import kinds_table
+
+        rows = [("section", "kind", "module", "what")] + kinds_table()
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[3])
+        return 0
     start = time.time()
     study = run_study(args.study, heartbeat_s=args.heartbeat)
     if not args.no_report:

@@ -11,6 +11,7 @@ module that calls :func:`register_kind` (the built-in ones are in ``rdet.study.k
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -136,6 +137,18 @@ def sections() -> Dict[str, TaskKind]:
     """``{study section: kind}`` in expansion order."""
     kinds = sorted((k for k in TASK_KINDS.values() if k.section), key=lambda k: k.order)
     return {k.section: k for k in kinds}
+
+
+def kinds_table() -> List[Tuple[str, str, str, str]]:
+    """``(section, kind, module, what)`` for every registered kind, sections in expansion order
+    and section-less kinds (cells other kinds make) last: ``python -m rdet study --kinds``. Read
+    from the registry, so a new kind's module is all that changes."""
+    def what(k: TaskKind) -> str:
+        doc = type(k).__doc__ or sys.modules[type(k).__module__].__doc__ or ""
+        return " ".join(doc.strip().split("\n\n")[0].split()).split("::")[0].replace("``", "")
+
+    ordered = sorted(TASK_KINDS.values(), key=lambda k: (k.section is None, k.order, k.name))
+    return [(k.section or "-", k.name, type(k).__module__, what(k)) for k in ordered]
 
 
 def resolve_config(study: Study, path: Optional[str]) -> Optional[str]:

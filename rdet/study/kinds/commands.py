@@ -23,6 +23,7 @@ def need(d, key: str, where: str, path=None):
 
 
 class Commands(TaskKind):
+    """Shell steps (data preparation, ...), one cell per grid point, in the cell's folder."""
     name, section, order = "command", "commands", 0
 
     def expand(self, section, ex):

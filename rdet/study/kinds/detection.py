@@ -46,6 +46,7 @@ class Convert(TaskKind):
 
 
 class Detect(TaskKind):
+    """Faster/Mask R-CNN per backbone x task through Detectron2; COCO's 1x -> 3x follow-ups."""
     name, section, order = "detect", "detection", 40
 
     def expand(self, section, ex):

@@ -31,6 +31,7 @@ def check_arch(arch, where: str) -> str:
 
 
 class Pretrain(TaskKind):
+    """Backbones trained by ``rdet.tasks.pretrain`` (standard or adversarial), per arch x run."""
     name, section, order = "pretrain", "pretrain", 10
 
     def expand(self, pre, ex):

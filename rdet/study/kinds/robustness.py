@@ -19,6 +19,7 @@ KEYS = {"config", "dataset", "attacks", "opts"}
 
 
 class Robustness(TaskKind):
+    """Clean, PGD and AutoAttack accuracy of every backbone (``rdet.tasks.robustness``)."""
     name, section, order = "robustness", "robustness", 45
 
     def expand(self, section, ex):

@@ -21,6 +21,7 @@ KEYS = {"config", "dataset", "opts", "cache_dir", "allow_pickle"}
 
 
 class Select(TaskKind):
+    """Transfer-free fixed-feature model selection (``rdet.select``), one cell per backbone."""
     name, section, order = "select", "select", 50
 
     def expand(self, section, ex):

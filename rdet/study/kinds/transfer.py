@@ -18,6 +18,7 @@ from rdet.study.kinds.commands import need
 
 
 class Classify(TaskKind):
+    """Fixed-feature and full-network transfer per backbone x dataset x mode x lr x seed."""
     name, section, order = "classify", "classification", 30
 
     def expand(self, cls, ex):
