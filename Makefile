@@ -2,6 +2,9 @@
 # environment (use a venv or conda env if you want it isolated).
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
+# pytest-xdist workers for the suite (one thread each; tests/conftest.py): one per core of the 2-core machines
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: setup demo test test-fast bench
 
@@ -15,10 +18,10 @@ demo: setup
 	$(PYTHON) -m rdet study
 
 test: setup
-	$(PYTHON) -m pytest -q --durations=15
+	$(PYTHON) -m pytest -q $(XDIST) --durations=15
 
 test-fast:  # the quick loop: everything but the integration tests (torchrun, detectron2 training, Slurm, packaging)
-	$(PYTHON) -m pytest -q -m "not slow"
+	$(PYTHON) -m pytest -q $(XDIST) -m "not slow"
 
 bench:
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PYTHON) $$b || exit 1; done

@@ -1,13 +1,23 @@
 """Shared test set-up: small thread pools (2-core machines), a per-session dataset root with
-Fashion-MNIST staged from Debian's package when it is installed, and deterministic seeds."""
+Fashion-MNIST staged from Debian's package when it is installed, and deterministic seeds.
+
+``make test`` runs the suite in pytest-xdist workers, one test file per worker at a time
+(``--dist loadfile``, so a module's fixtures are built once), the longest files first. Each worker
+and every process its tests start use one thread: two workers of two threads each on 2 cores
+spin-wait each other's OpenMP threads into far slower runs."""
 from __future__ import annotations
 
 import os
 
 import pytest
-import torch
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if XDIST_WORKER:
+    os.environ["OMP_NUM_THREADS"] = "1"  # before torch is imported; subprocesses inherit it
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1 if XDIST_WORKER else max(1, min(2, os.cpu_count() or 1)))
 
 # Integration modules, slow as a whole (torchrun, detectron2 training, Slurm, packaging, the GPU
 # rehearsal, studies in subprocesses): `pytest -m "not slow"` leaves them out. Single slow tests
@@ -15,11 +25,28 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 SLOW_MODULES = {"test_slurm", "test_packaging", "test_gpu_check", "test_engine", "test_detection", "test_study",
                 "test_detection_timm", "test_torchrun_restart"}
 
+# The files that take longest, longest first: run first, so that under xdist no long file starts
+# last while the other worker idles (the Slurm requeue test alone is about 5 minutes).
+LONG_FIRST = ("test_slurm", "test_gpu_check", "test_autoattack", "test_pretrain", "test_engine", "test_resume",
+              "test_detection", "test_trainer", "test_evaluate", "test_packaging")
+
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+        if _module(item) in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+    rank = {m: i for i, m in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(_module(item), len(rank)))  # stable: file order otherwise
+
+
+def _module(item) -> str:
+    return item.module.__name__.rsplit(".", 1)[-1]
+
+
+def _shared_dir(tmp_path_factory) -> "os.PathLike":
+    """A folder all xdist workers of this run share (this session's temporary folder without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if XDIST_WORKER else base
 
 
 @pytest.fixture(scope="session")
@@ -56,13 +83,20 @@ def _seed():
 
 @pytest.fixture(scope="session")
 def digits_pretrained(tmp_path_factory):
-    """A ResNet-18 pretrained (standard) on digits at 16px by rdet.pretrain: (record, output dir)."""
+    """A ResNet-18 pretrained (standard) on digits at 16px by rdet.pretrain: (record, output dir).
+    Trained once per run: the first xdist worker to need it trains it, the others read it."""
+    from filelock import FileLock
     from helpers import digits_pretrain_cfg
 
+    from rdet.core.records import read_record
     from rdet.tasks import pretrain
 
-    out = tmp_path_factory.mktemp("digits_std")
-    return pretrain.run(digits_pretrain_cfg(out, eps=0.0, epochs=6)), out
+    shared = _shared_dir(tmp_path_factory)
+    out = shared / "digits_std"
+    with FileLock(str(shared / "digits_std.lock")):
+        if (out / "result.json").is_file():
+            return read_record(out / "result.json"), out
+        return pretrain.run(digits_pretrain_cfg(out, eps=0.0, epochs=4)), out
 
 
 @pytest.fixture(scope="session")

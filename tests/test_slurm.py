@@ -128,8 +128,10 @@ SMALL = ("[DATA.DATASET, digits, DATA.TRAIN_SIZE, 16, DATA.TEST_RESIZE, 16, DATA
          "SOLVER.LR_STEP_EPOCHS, 4, RUNTIME.LOG_EVERY, 1]")  # LOG_EVERY: a stop may be taken at every step
 
 
-def _requeue_study(path: Path, out: Path, epochs: int, executor: str = "slurm") -> Path:
+def _requeue_study(path: Path, out: Path, epochs: int, executor: str = "slurm", workers=(0, 2)) -> Path:
     slurm = "{cpus_per_task: 1, timeout_min: 1, signal_delay_s: 10, max_requeues: 12, name: rdet_requeue_test}"
+    runs = "".join(f"    - {{name: w{w}, eps: 0, opts: [DATA.NUM_WORKERS, {w}, SOLVER.EPOCHS, {epochs}]}}\n"
+                   for w in workers)
     path.write_text(f"""
 output_dir: {out}
 executor: {executor}
@@ -138,9 +140,7 @@ pretrain:
   config: configs/pretrain_demo.yaml
   opts: {SMALL}
   runs:
-    - {{name: w0, eps: 0, opts: [DATA.NUM_WORKERS, 0, SOLVER.EPOCHS, {epochs}]}}
-    - {{name: w2, eps: 0, opts: [DATA.NUM_WORKERS, 2, SOLVER.EPOCHS, {epochs}]}}
-""")
+{runs}""")
     return path
 
 
@@ -173,9 +173,10 @@ def test_slurm_cell_at_its_time_limit_requeues_itself_and_resumes(tmp_path, slur
     itself (same job id) and resumes from that checkpoint, and one driver, never restarted,
     follows them to the end. Every epoch is trained once, and the final weights equal an
     uninterrupted run's with the same settings (DATA.NUM_WORKERS 0 in one cell, 2 in the other).
-    The cells' epochs are chosen for about 100 s of work each run alone on this machine; the
-    uninterrupted runs, one after the other in a third process meanwhile, make it about 150 s
-    in the jobs (three processes on 2 cores). A job gets its warning 10 s before its minute
+    rdet's random streams do not depend on the loader's worker count, so one uninterrupted run
+    (no workers) is the reference of both. The cells' epochs are chosen for about 100 s of work
+    each run alone on this machine; the uninterrupted run, in a third process meanwhile, makes it
+    about 150 s in the jobs (three processes on 2 cores). A job gets its warning 10 s before its minute
     (slurmctld checks time limits every 30 s: after 20-50 s of work in its first run, about 45
     s in the later ones): at least 2 requeues each, about 5 minutes in all."""
     import re
@@ -198,8 +199,8 @@ def test_slurm_cell_at_its_time_limit_requeues_itself_and_resumes(tmp_path, slur
     start = time.time()
     driver = subprocess.Popen([sys.executable, "-m", "rdet", "study", str(study), "--no-report"], env=env,
                               stdout=open(tmp_path / "driver.txt", "w"), stderr=subprocess.STDOUT)
-    # meanwhile, in a fresh process: the same cells uninterrupted (same settings, another folder)
-    ref = _requeue_study(tmp_path / "ref.yaml", tmp_path / "ref", epochs, executor="local")
+    # meanwhile, in a fresh process: the same training uninterrupted (same settings, another folder)
+    ref = _requeue_study(tmp_path / "ref.yaml", tmp_path / "ref", epochs, executor="local", workers=(0,))
     proc = subprocess.run([sys.executable, "-m", "rdet", "study", str(ref), "--no-report"], env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -223,7 +224,7 @@ def test_slurm_cell_at_its_time_limit_requeues_itself_and_resumes(tmp_path, slur
         # (a signal during start-up finds no trainer: after the grace time the requeue goes ahead)
         assert 1 <= log.count("checkpointing at the next boundary") <= rec["requeues"]
         assert "mid-epoch checkpoint" in log and re.search(r"resuming .* in epoch \d+ after \d+ batches", log)
-        a, b = _weights(out / "model_final.pth"), _weights(tmp_path / "ref" / "pretrain" / name / "model_final.pth")
+        a, b = _weights(out / "model_final.pth"), _weights(tmp_path / "ref" / "pretrain" / "w0" / "model_final.pth")
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
         assert re.search(rf"cell \d/2 pretrain pretrain/{name}: done in \d+ s after {rec['requeues']} requeue",
                          console), console

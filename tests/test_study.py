@@ -212,17 +212,38 @@ def test_followup_cells_take_the_top3_robust_and_the_standard_backbone_to_3x(tmp
 
 
 def test_c4_rule_follows_the_registry_geometry_and_the_roi_heads():
-    from rdet.study.kinds.detection import check_c4
+    from rdet.detection.train import build_cfg, check_c4
 
     voc_c4, voc_fpn = str(ROOT / "configs" / "voc_r50_c4.yaml"), str(ROOT / "configs" / "voc_r50_fpn.yaml")
     for arch in ("resnet50", "wide_resnet50_2", "resnext50_32x4d"):
-        check_c4("c", voc_c4, [], arch)  # Bottleneck nets
-    with pytest.raises(ConfigError, match="C4 detector .* needs a Bottleneck ResNet .* not resnet18"):
-        check_c4("c", voc_c4, [], "resnet18")
-    check_c4("c", voc_fpn, [], "resnet18")  # FPN takes any ResNet
+        check_c4(build_cfg(voc_c4), arch)  # Bottleneck nets
+    with pytest.raises(ConfigError, match="C4 detector, which needs a Bottleneck ResNet .* not resnet18"):
+        check_c4(build_cfg(voc_c4), "resnet18")
+    check_c4(build_cfg(voc_fpn), "resnet18")  # FPN takes any ResNet
     # what counts is the config's structure, not its file name
     with pytest.raises(ConfigError, match="not resnet34"):
-        check_c4("c", voc_fpn, ["MODEL.ROI_HEADS.NAME", "Res5ROIHeads"], "resnet34")
+        check_c4(build_cfg(voc_fpn, ["MODEL.ROI_HEADS.NAME", "Res5ROIHeads"]), "resnet34")
+
+
+def test_a_converters_config_is_merged_over_the_task_config_and_its_overrides(tmp_path):
+    """A detection cell runs an R50 task config with the backbone it is given: the converter's
+    MODEL keys win over the task's file and KEY VALUE overrides; its MODEL.WEIGHTS does not
+    replace the run's."""
+    import yaml
+
+    from rdet.detection.train import build_cfg
+
+    conv = tmp_path / "r18_d2.yaml"
+    conv.write_text(yaml.safe_dump({"MODEL": {"WEIGHTS": "elsewhere.pkl", "PIXEL_MEAN": [1.0, 2.0, 3.0],
+                                              "RESNETS": {"DEPTH": 18, "RES2_OUT_CHANNELS": 64}}}))
+    cfg = build_cfg(str(ROOT / "configs" / "voc_r50_fpn.yaml"),
+                    ["MODEL.RESNETS.DEPTH", "101", "MODEL.WEIGHTS", "run.pkl", "SOLVER.MAX_ITER", "7"], str(conv))
+    assert cfg.MODEL.RESNETS.DEPTH == 18 and cfg.MODEL.RESNETS.RES2_OUT_CHANNELS == 64
+    assert list(cfg.MODEL.PIXEL_MEAN) == [1.0, 2.0, 3.0]
+    assert cfg.MODEL.WEIGHTS == "run.pkl" and cfg.SOLVER.MAX_ITER == 7
+    conv.write_text(yaml.safe_dump({"MODEL": {"RESNETS": {"NO_SUCH_KEY": 1}}}))
+    with pytest.raises(ConfigError, match="NO_SUCH_KEY"):
+        build_cfg(str(ROOT / "configs" / "voc_r50_fpn.yaml"), [], str(conv))
 
 
 def test_grid_expansion_and_dependencies(tmp_path):

@@ -107,7 +107,9 @@ def test_resume_adds_wall_time_and_removes_stale_temps(tmp_path):
 def test_fp16_loss_scaler_state_survives_a_kill(tmp_path, monkeypatch):
     import rdet.engine.rundir as rundir
 
-    cfg = digits_pretrain_cfg(tmp_path, eps=0.0, epochs=2, extra=SMALL + ["RUNTIME.AMP", "fp16", "DATA.MAX_TRAIN", "128"])
+    # one step of 16 images an epoch: fp16 backward is slow on a CPU (22 s a step of 64 images here)
+    cfg = digits_pretrain_cfg(tmp_path, eps=0.0, epochs=2, extra=SMALL + ["RUNTIME.AMP", "fp16", "DATA.MAX_TRAIN", "16",
+                                                                         "SOLVER.BATCH_SIZE", "16"])
     undo = kill_in_epoch(monkeypatch, 2)  # killed in epoch 2
     with pytest.raises(KeyboardInterrupt):
         pretrain.run(cfg)

@@ -136,7 +136,7 @@ def write_study(study: Dict) -> Path:
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:
-    from rdet.study import load_study, run_study
+    from rdet.study import run_study
 
     start = time.time()
     args = parse(argv)
@@ -149,7 +149,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     path = write_study(study_dict)
     print(f"data: {data['note']}")
     study = run_study(path)  # prints the study's description (what the models and the data are)
-    cells = [c for c in load_study(path).cells if c.kind == "select"]
+    cells = [c for c in study.cells if c.kind == "select"]
     records = [read_record(c.output_dir(study.output_dir) / "result.json") for c in cells]
     rows = ranking.ranked_rows(records)
     files = ranking.write_tables(rows, Path(study.output_dir))
@@ -182,7 +182,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _run_full_network(cfg, select_study: Dict, top: List[Dict]) -> List[Dict]:
     """--full-network: the top models' transfer cells as a study of their own, then their table."""
-    from rdet.study import load_study, run_study
+    from rdet.study import run_study
 
     spec = full_network_study(cfg, select_study, top)
     out = Path(spec["output_dir"])
@@ -190,8 +190,7 @@ def _run_full_network(cfg, select_study: Dict, top: List[Dict]) -> List[Dict]:
     path = out / "study.yaml"
     with atomic_path(path) as tmp:
         tmp.write_text(yaml.safe_dump(spec, sort_keys=False))
-    run_study(path)
-    rows = full_network_rows(load_study(path))
+    rows = full_network_rows(run_study(path))
     lines = ["| model | lr (chosen on validation) | validation | test | best test over lrs |", "|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['lr']:g} | {r['val']:.2f} | {r['test']:.2f} | {r['best_test']:.2f} |" for r in rows]
     with atomic_path(out / "ranking.md") as tmp:

@@ -27,8 +27,11 @@ from rdet.core.records import read_record, write_record
 logger = logging.getLogger(__name__)
 
 
-def build_cfg(config_file: str, opts: Sequence[str] = ()):
-    """detectron2's defaults + rdet's ``RDET`` keys, then the file, then ``KEY VALUE`` overrides."""
+def build_cfg(config_file: str, opts: Sequence[str] = (), backbone_config: Optional[str] = None):
+    """detectron2's defaults + rdet's ``RDET`` keys, then the file, then ``KEY VALUE`` overrides,
+    then ``backbone_config``: the ``MODEL`` section (less ``MODEL.WEIGHTS``) of the config a
+    converter wrote beside its weights (pixel mean/std; the ResNet depth, widths and groups, or
+    the timm backbone and arch), so a config written for one backbone runs the one it is given."""
     import yaml
     from detectron2.config import CfgNode, get_cfg
 
@@ -54,6 +57,10 @@ def build_cfg(config_file: str, opts: Sequence[str] = ()):
             if len(opts) % 2:
                 raise ConfigError(f"overrides come in KEY VALUE pairs, got: {' '.join(opts)}")
             cfg.merge_from_list(list(opts))
+        if backbone_config:
+            model = dict(yaml.safe_load(Path(backbone_config).read_text())["MODEL"])
+            model.pop("WEIGHTS", None)
+            cfg.merge_from_other_cfg(CfgNode({"MODEL": model}))
     except (KeyError, ValueError, AssertionError, TypeError, yaml.YAMLError, OSError) as e:
         raise ConfigError(f"{config_file}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     return cfg
@@ -84,6 +91,21 @@ def check_weights(cfg, eval_only: bool = False, allow_pickle: bool = False) -> O
     return info
 
 
+def check_c4(cfg, arch: Optional[str]) -> None:
+    """A C4 detector (``Res5ROIHeads``: its box head is the backbone's res5 stage, which
+    detectron2 always builds from Bottleneck blocks) needs a Bottleneck ResNet (depth >= 50 in
+    the registry's Detectron2 geometry: ResNet-50/101, WRN-50-2/4, ResNeXt-50); FPN detectors
+    take any convertible backbone. ``arch``: the converted backbone's (``None``: not known)."""
+    from rdet.backbones import get_spec
+
+    if arch is None or cfg.MODEL.ROI_HEADS.NAME != "Res5ROIHeads":
+        return
+    d2 = get_spec(arch).d2
+    if d2 is None or d2.depth < 50:
+        raise ConfigError(f"MODEL.ROI_HEADS.NAME Res5ROIHeads is a C4 detector, which needs a Bottleneck ResNet "
+                          f"(depth >= 50), not {arch}")
+
+
 def _check_resume_checkpoint(output_dir: str, allow_pickle: bool) -> None:
     """With ``--resume`` detectron2 loads the checkpoint ``OUTPUT_DIR/last_checkpoint`` names
     instead of ``MODEL.WEIGHTS``: the same checks apply to it."""
@@ -93,15 +115,16 @@ def _check_resume_checkpoint(output_dir: str, allow_pickle: bool) -> None:
 
 
 def setup(config_file: str, opts: Sequence[str] = (), eval_only: bool = False, allow_pickle: bool = False,
-          resume: bool = False) -> Tuple[Any, Optional[WeightsInfo]]:
+          resume: bool = False, backbone_config: Optional[str] = None) -> Tuple[Any, Optional[WeightsInfo]]:
     """The run's frozen config and what its weights hold, every input checked."""
-    cfg = build_cfg(config_file, opts)
+    cfg = build_cfg(config_file, opts, backbone_config)
     check_output_dir(cfg.OUTPUT_DIR)
     info = check_weights(cfg, eval_only, allow_pickle)
     from rdet.detection.timm_backbones import check_timm_config
     from rdet.detection.trainer import check_optimizer_config
 
     check_timm_config(cfg, info.meta if info and info.kind == "backbone" else None)
+    check_c4(cfg, info.backbone.get("arch") if info and info.kind == "backbone" else None)
     check_optimizer_config(cfg)
     if resume:
         _check_resume_checkpoint(cfg.OUTPUT_DIR, allow_pickle)
@@ -183,16 +206,18 @@ def _check_launch(num_gpus: int, num_machines: int, machine_rank: int, dist_url:
 
 def run(config_file: str, opts: Sequence[str] = (), resume: bool = False, eval_only: bool = False,
         num_gpus: int = 1, num_machines: int = 1, machine_rank: int = 0, dist_url: str = "auto",
-        allow_pickle: bool = False, console: bool = True) -> Optional[Dict[str, Any]]:
+        allow_pickle: bool = False, console: bool = True,
+        backbone_config: Optional[str] = None) -> Optional[Dict[str, Any]]:
     """Check, then train (or evaluate) in ``num_gpus`` x ``num_machines`` processes; returns the
     record (also in ``OUTPUT_DIR/result.json``), or ``None`` on a machine other than rank 0.
 
     ``allow_pickle``: let a ``.pkl`` ``MODEL.WEIGHTS`` name any Python callable (trusted files
-    only). ``console=False``: detectron2's whole log goes only to ``OUTPUT_DIR/log.txt``."""
+    only). ``console=False``: detectron2's whole log goes only to ``OUTPUT_DIR/log.txt``.
+    ``backbone_config``: a converter's config, merged last (:func:`build_cfg`)."""
     from detectron2.engine import launch
 
     _check_launch(num_gpus, num_machines, machine_rank, dist_url)
-    cfg, info = setup(config_file, opts, eval_only, allow_pickle, resume)
+    cfg, info = setup(config_file, opts, eval_only, allow_pickle, resume, backbone_config)
     # What detectron2's default_setup logs as the command line.
     args = argparse.Namespace(config_file=config_file, opts=list(opts), resume=resume, eval_only=eval_only,
                               num_gpus=num_gpus, num_machines=num_machines, machine_rank=machine_rank,

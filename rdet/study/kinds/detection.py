@@ -5,8 +5,9 @@
 
 Each backbone is converted once (``convert/<backbone>``, ``rdet.convert``: ResNets and timm's
 ConvNeXt/Swin/ViT), then trained per task (``detect/<task>/<backbone>``). The converter's config
-(pixel mean/std, the ResNet geometry or the timm backbone and arch) overrides the task config,
-so a config written for R50 runs the backbone it is given. ``then_3x``: once every backbone's 1x
+(pixel mean/std, the ResNet geometry or the timm backbone and arch) is merged over the task's
+(``rdet.detection.run(backbone_config=...)``), so a config written for R50 runs the backbone it is
+given; a C4 task with a backbone C4 cannot take is refused by ``rdet.detection``. ``then_3x``: once every backbone's 1x
 run of the task finished, the top-``top_k`` robust backbones by box AP and the standard one go on
 to 3x (``detect/<task>_3x/<backbone>``; Salman et al.'s COCO protocol)."""
 from __future__ import annotations
@@ -16,7 +17,6 @@ import time
 from pathlib import Path
 from typing import List
 
-from rdet.core.errors import ConfigError
 from rdet.core.records import RECORD_NAME, iter_records, read_record, write_record
 from rdet.study.base import Cell, TaskKind, backbone_weights, register_kind, resolve_config
 from rdet.study.kinds.commands import need
@@ -69,11 +69,9 @@ class Detect(TaskKind):
 
         p = cell.params
         conv = read_record(Path(study.output_dir) / p["convert"] / RECORD_NAME)
-        config = resolve_config(study, p["config"])
-        opts = list(p["opts"]) + converter_opts(conv["config"]) + [
-            "MODEL.WEIGHTS", conv["weights"], "OUTPUT_DIR", str(cell.output_dir(study.output_dir))]
-        check_c4(cell.name, config, opts, conv["backbone"]["arch"])
-        detection_run(config, opts, resume=True, console=False)
+        opts = list(p["opts"]) + ["MODEL.WEIGHTS", conv["weights"], "OUTPUT_DIR", str(cell.output_dir(study.output_dir))]
+        detection_run(resolve_config(study, p["config"]), opts, resume=True, console=False,
+                      backbone_config=conv["config"])
 
     def summary(self, rec):
         mask = f", mask AP {rec['mask_AP']:.2f}" if rec.get("mask_AP") is not None else ""
@@ -112,42 +110,6 @@ def three_x_cells(study, exclude=()) -> List[Cell]:
                     cells.append(Cell("detect", f"detect/{task['name']}_3x/{c.params['backbone']}", "followup",
                                       dict(c.params, config=task["then_3x"]), c.deps))
     return cells
-
-
-def check_c4(name: str, config: str, opts, arch: str) -> None:
-    """A C4 detector (``Res5ROIHeads``: the box head is the backbone's res5 stage, which
-    detectron2 always builds from Bottleneck blocks) needs a Bottleneck ResNet (depth >= 50 in the
-    registry's Detectron2 geometry: ResNet-50/101, WRN-50-2/4, ResNeXt-50); FPN detectors take any
-    convertible backbone."""
-    from rdet.backbones import get_spec
-    from rdet.detection.train import build_cfg
-
-    if build_cfg(config, opts).MODEL.ROI_HEADS.NAME != "Res5ROIHeads":
-        return
-    d2 = get_spec(arch).d2
-    if d2 is None or d2.depth < 50:
-        raise ConfigError(f"{name}: {Path(config).name} is a C4 detector (Res5ROIHeads), which needs a "
-                          f"Bottleneck ResNet (depth >= 50), not {arch}")
-
-
-def converter_opts(converter_yaml: str) -> List[str]:
-    """The converter's backbone settings as KEY VALUE overrides: every ``MODEL.*`` entry of the
-    config it wrote except the weights (pixel mean/std; the ResNet depth, widths and groups, or
-    the timm backbone name and arch), so a detection config written for one backbone runs the
-    one it is given."""
-    import yaml
-
-    opts: List[str] = []
-
-    def walk(prefix: str, node) -> None:
-        for k, v in node.items():
-            if isinstance(v, dict):
-                walk(f"{prefix}{k}.", v)
-            elif f"{prefix}{k}" != "MODEL.WEIGHTS":
-                opts.extend([f"{prefix}{k}", str(v)])
-
-    walk("MODEL.", yaml.safe_load(Path(converter_yaml).read_text())["MODEL"])
-    return opts
 
 
 register_kind(Convert())
