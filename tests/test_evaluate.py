@@ -95,25 +95,37 @@ def test_help_example_with_training_config(tmp_path, fashion_mnist_root):
 
 
 @pytest.mark.slow
-def test_cli_bad_inputs_one_line_nothing_written(tmp_path):
+def test_cli_bad_inputs_one_line_nothing_written(tmp_path, capsys):
+    """The command's own main, in this process (what the console script and ``python -m rdet
+    evaluate`` call; test_packaging runs those with a bad flag)."""
+    from rdet.cli.evaluate import main
+
+    def refusal(*args):
+        code = main([str(a) for a in args])
+        err = capsys.readouterr().err
+        assert code == 2, err[-2000:]
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), err[-2000:]
+        return lines[0]
+
     weights = tmp_path / "w.pth"
     torch.save({}, weights)
     out = tmp_path / "o"
-    line = _one_line_refusal(_cli("--weights", tmp_path / "no.pth", "--dataset", "digits", "--output-dir", out))
+    line = refusal("--weights", tmp_path / "no.pth", "--dataset", "digits", "--output-dir", out)
     assert "no such file and not a catalog model" in line
-    line = _one_line_refusal(_cli("--weights", "resnet50_l2_eps30", "--dataset", "digits", "--output-dir", out))
+    line = refusal("--weights", "resnet50_l2_eps30", "--dataset", "digits", "--output-dir", out)
     assert "did you mean resnet50_l2_eps3" in line
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    line = _one_line_refusal(_cli("--weights", weights, "--dataset", "digits", "--output-dir", blocker / "out"))
+    line = refusal("--weights", weights, "--dataset", "digits", "--output-dir", blocker / "out")
     assert f"cannot be created: {blocker} is not a folder" in line
-    line = _one_line_refusal(_cli("--weights", weights, "--dataset", "digits", "--output-dir", "/proc/rdet_ev"))
+    line = refusal("--weights", weights, "--dataset", "digits", "--output-dir", "/proc/rdet_ev")
     assert "output folder /proc/rdet_ev cannot be created in /proc" in line
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("DATA:\n  DATASET: digits\n  CLASSES: [0, 1\n")
-    line = _one_line_refusal(_cli("--weights", weights, "--config-file", bad_yaml, "--output-dir", out))
+    line = refusal("--weights", weights, "--config-file", bad_yaml, "--output-dir", out)
     assert f"{bad_yaml}:" in line and "malformed YAML" in line
-    line = _one_line_refusal(_cli("--weights", weights, "--dataset", "digits", "--output-dir", out, "--eps", "-1"))
+    line = refusal("--weights", weights, "--dataset", "digits", "--output-dir", out, "--eps", "-1")
     assert "ATTACK.EPS items must be >= 0, not -1.0" in line
     assert sorted(os.listdir(tmp_path)) == ["a_file", "bad.yaml", "w.pth"]
 

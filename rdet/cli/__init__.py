@@ -9,7 +9,8 @@ import logging
 import os
 import sys
 import importlib
-from typing import Callable, Dict, Optional, Sequence
+from pathlib import Path
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 from rdet.core.errors import ConfigError, RdetError
 
@@ -28,6 +29,24 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise ConfigError(f"{self.prog}: {message} (--help lists the options)")
+
+
+def module_doc(module: str) -> str:
+    """The docstring of the rdet module ``module``, read from its source without importing it,
+    so that a command's ``--help`` and a bad flag's one line come before torch is imported
+    (about 4 s); the command imports its task once the flags parsed."""
+    import ast
+
+    path = Path(__file__).resolve().parents[1].joinpath(*module.split(".")[1:]).with_suffix(".py")
+    return ast.get_docstring(ast.parse(path.read_text())) or ""
+
+
+def choices(key: str) -> Tuple[str, ...]:
+    """The values the config key ``key`` accepts (its rule in ``rdet.config.schema``), for the
+    flag that sets it; the empty value (unset) is left out."""
+    from rdet.config.schema import rule_of
+
+    return tuple(c for c in rule_of(key).choices if c != "")
 
 
 def is_main_process() -> bool:

@@ -14,12 +14,9 @@ import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
-from rdet.cli import ArgumentParser, is_main_process, parse_with_overrides, entry_point
-from rdet.config import CONFIG_DIR, build_config, get_transfer_cfg
-from rdet.engine.runtime import restarted_by_torchrun
+from rdet.cli import ArgumentParser, choices, entry_point, is_main_process, module_doc, parse_with_overrides
 from rdet.cli import pretrain as pretrain_cli
-from rdet.tasks import pretrain
-from rdet.tasks.transfer import __doc__ as TASK_DOC, grid_cells, run
+from rdet.config import CONFIG_DIR, build_config, get_transfer_cfg
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +24,7 @@ DEMO_CONFIG = CONFIG_DIR / "classify_demo.yaml"
 
 
 def build_cfg(argv: Optional[Sequence[str]] = None):
-    p = ArgumentParser(prog="python -m rdet classify", description=TASK_DOC,
+    p = ArgumentParser(prog="python -m rdet classify", description=module_doc("rdet.tasks.transfer"),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config-file", help=f"YAML config (default with no data arguments: {DEMO_CONFIG.name})")
     p.add_argument("--dataset", help="aircraft, birdsnap, caltech101, caltech256, cars, cifar10, cifar100, dtd, "
@@ -35,7 +32,7 @@ def build_cfg(argv: Optional[Sequence[str]] = None):
     p.add_argument("--data-root", help="folder holding the dataset (default $RDET_DATASETS or ./datasets)")
     p.add_argument("--arch")
     p.add_argument("--weights", help="catalog name (python -m rdet backbones catalog) or checkpoint file")
-    p.add_argument("--mode", choices=("fixed", "full"))
+    p.add_argument("--mode", choices=choices("TRANSFER.MODE"))
     p.add_argument("--downscale", type=int, help="resize to this size first (32: the paper's unified scale)")
     p.add_argument("--output-dir")
     p.add_argument("--grid", action="store_true", help="run every TRANSFER.LR_GRID x TRANSFER.SEEDS cell")
@@ -56,6 +53,8 @@ def _demo_weights(cfg) -> None:
     weights = Path(cfg.MODEL.WEIGHTS)
     if weights.is_file():
         return
+    from rdet.tasks import pretrain
+
     logger.info("demo: no %s yet; pretraining it first (python -m rdet pretrain, offline demo)", weights)
     pcfg, _ = pretrain_cli.build_cfg(["OUTPUT_DIR", str(weights.parent)])
     pretrain.run(pcfg)
@@ -63,6 +62,9 @@ def _demo_weights(cfg) -> None:
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:
     cfg, args, demo = build_cfg(argv)
+    from rdet.engine.runtime import restarted_by_torchrun
+    from rdet.tasks.transfer import grid_cells, run
+
     if demo:
         _demo_weights(cfg)
     cells = grid_cells(cfg) if args.grid else [cfg]

@@ -15,8 +15,6 @@ from rdet.cli import ArgumentParser, entry_point
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:
-    from rdet.convert import MAX_REL_ERROR, convert_to_detectron2
-
     p = ArgumentParser(prog="python -m rdet convert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", help="checkpoint file (robustness, torchvision, rdet) or catalog name")
     p.add_argument("output", help="output weights: .pkl (detectron2 format) or .pth")
@@ -25,6 +23,8 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--allow-pickle", action="store_true",
                    help="read checkpoints with full unpickling (can execute code: trusted files only)")
     args = p.parse_args(argv)
+    from rdet.convert import MAX_REL_ERROR, convert_to_detectron2
+
     res = convert_to_detectron2(args.input, args.output, arch=args.arch, verify=not args.no_verify,
                                 allow_pickle=args.allow_pickle)
     m = res.meta

@@ -13,29 +13,25 @@ import argparse
 from pathlib import Path
 from typing import Optional, Sequence
 
-from rdet.attacks import NORMS
-from rdet.attacks.autoattack import VERSIONS as AA_VERSIONS
-from rdet.cli import ArgumentParser, is_main_process, parse_with_overrides, entry_point
+from rdet.cli import ArgumentParser, choices, entry_point, is_main_process, module_doc, parse_with_overrides
 from rdet.config import CfgNode, build_config, get_evaluate_cfg
-from rdet.data.robustbench import SUBSETS
-from rdet.tasks.robustness import ATTACK_TYPES, PER_IMAGE_NAME, RESULT_NAME, __doc__ as TASK_DOC, merge_config_file, run
 
 
 def build_cfg(argv: Optional[Sequence[str]] = None) -> CfgNode:
-    p = ArgumentParser(prog="python -m rdet evaluate", description=TASK_DOC,
+    p = ArgumentParser(prog="python -m rdet evaluate", description=module_doc("rdet.tasks.robustness"),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", required=True, help="catalog name or checkpoint file")
     p.add_argument("--config-file", help="evaluation config, or the model's training config (its DATA.* is used)")
     p.add_argument("--data", help="dataset root (ImageNet layout: val/<wnid>/*)")
     p.add_argument("--dataset", help="dataset name (default imagenet)")
-    p.add_argument("--norm", choices=NORMS)
+    p.add_argument("--norm", choices=choices("ATTACK.NORM"))
     p.add_argument("--eps", type=float, nargs="+", help="radii for [0,1] images (put KEY VALUE overrides before it)")
     p.add_argument("--steps", type=int)
     p.add_argument("--restarts", type=int, help="PGD restarts")
-    p.add_argument("--attack", nargs="+", choices=ATTACK_TYPES, help="attacks to run at every eps (ATTACK.TYPES; "
+    p.add_argument("--attack", nargs="+", choices=choices("ATTACK.TYPES"), help="attacks to run at every eps (ATTACK.TYPES; "
                    "default pgd)")
-    p.add_argument("--aa-version", choices=AA_VERSIONS, help="AutoAttack version (ATTACK.AA_VERSION; default standard)")
-    p.add_argument("--subset", choices=SUBSETS, help="robustbench: RobustBench's 5000 ImageNet validation images "
+    p.add_argument("--aa-version", choices=choices("ATTACK.AA_VERSION"), help="AutoAttack version (ATTACK.AA_VERSION; default standard)")
+    p.add_argument("--subset", choices=choices("EVAL.SUBSET"), help="robustbench: RobustBench's 5000 ImageNet validation images "
                    "(EVAL.SUBSET; --dataset imagenet)")
     p.add_argument("--seed", type=int, help="seed of the attacks' random starts (SEED; default 0)")
     p.add_argument("--output-dir", help="where result.json and per_image.csv go (default output/evaluate)")
@@ -43,6 +39,8 @@ def build_cfg(argv: Optional[Sequence[str]] = None) -> CfgNode:
                    help="when the checkpoint's head is not for this dataset, fit a linear head first (EVAL.FIT_HEAD)")
     p.add_argument("--allow-pickle", action="store_true", help="full unpickling of --weights (trusted files only)")
     args = parse_with_overrides(p, argv)
+    from rdet.tasks.robustness import merge_config_file
+
     cfg = get_evaluate_cfg()
     if args.config_file:
         merge_config_file(cfg, args.config_file)
@@ -57,6 +55,8 @@ def build_cfg(argv: Optional[Sequence[str]] = None) -> CfgNode:
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:
     cfg = build_cfg(argv)
+    from rdet.tasks.robustness import PER_IMAGE_NAME, RESULT_NAME, run
+
     res = run(cfg)
     if not is_main_process():
         return 0

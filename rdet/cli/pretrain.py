@@ -12,29 +12,28 @@ import argparse
 from pathlib import Path
 from typing import Optional, Sequence
 
-from rdet.attacks import NORMS
-from rdet.cli import ArgumentParser, is_main_process, parse_with_overrides, entry_point
+from rdet.cli import ArgumentParser, choices, entry_point, is_main_process, module_doc, parse_with_overrides
 from rdet.config import CONFIG_DIR, build_config, get_pretrain_cfg
-from rdet.engine.runtime import restarted_by_torchrun
-from rdet.tasks.pretrain import __doc__ as TASK_DOC, run
 
 DEMO_CONFIG = CONFIG_DIR / "pretrain_demo.yaml"
 
 
 def build_cfg(argv: Optional[Sequence[str]] = None):
-    p = ArgumentParser(prog="python -m rdet pretrain", description=TASK_DOC,
+    p = ArgumentParser(prog="python -m rdet pretrain", description=module_doc("rdet.tasks.pretrain"),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config-file", help=f"YAML config (default with no arguments: {DEMO_CONFIG.name})")
     p.add_argument("--arch", help="registry architecture (python -m rdet backbones list)")
     p.add_argument("--data", help="dataset root (ImageNet layout: train/<wnid>/, val/<wnid>/)")
     p.add_argument("--dataset", help="dataset name: imagenet (default with --data), fashion_mnist, digits, ...")
     p.add_argument("--eps", type=float, help="attack radius for [0,1] images; 0 = standard training")
-    p.add_argument("--norm", choices=NORMS)
-    p.add_argument("--method", choices=("pgd", "fgsm_rs", "free"), help="adversarial training method (ADV.METHOD)")
+    p.add_argument("--norm", choices=choices("ADV.NORM"))
+    p.add_argument("--method", choices=choices("ADV.METHOD"), help="adversarial training method (ADV.METHOD)")
     p.add_argument("--output-dir")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint.pth")
     p.add_argument("--allow-pickle", action="store_true", help="full unpickling of MODEL.WEIGHTS (trusted files only)")
     args = parse_with_overrides(p, argv)
+    from rdet.engine.runtime import restarted_by_torchrun
+
     config_file = args.config_file
     if config_file is None and args.data is None and args.dataset is None:
         config_file = str(DEMO_CONFIG)
@@ -48,6 +47,8 @@ def build_cfg(argv: Optional[Sequence[str]] = None):
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:
     cfg, resume = build_cfg(argv)
+    from rdet.tasks.pretrain import run
+
     rec = run(cfg, resume=resume)
     if not is_main_process():
         return 0

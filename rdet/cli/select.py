@@ -32,12 +32,7 @@ from rdet.cli import ArgumentParser, entry_point
 from rdet.config import CONFIG_DIR, merge_config
 from rdet.core.errors import ConfigError
 from rdet.core.records import read_record
-from rdet.data.classification import image_files_of
-from rdet.select import ranking
 from rdet.config import get_select_cfg
-from rdet.select.fixed import selection_data
-from rdet.select.full import check_holdout, full_network_rows, full_network_study
-from rdet.select.models import resolve_models
 
 DEMO_CONFIG = CONFIG_DIR / "select_demo.yaml"
 DEMO_DIR = Path("output/select_demo")
@@ -113,6 +108,8 @@ def build(args):
     if demo:
         study["pretrain"] = DEMO_PRETRAIN
     else:
+        from rdet.select.models import resolve_models
+
         refs = resolve_models(args.models, args.archs, args.norm, args.allow_pickle)
         study["backbones"] = [{"name": r.name, "weights": r.weights} for r in refs]
     return cfg, study
@@ -136,10 +133,14 @@ def write_study(study: Dict) -> Path:
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:
-    from rdet.study import run_study
-
     start = time.time()
     args = parse(argv)
+    from rdet.data.classification import image_files_of
+    from rdet.select import ranking
+    from rdet.select.fixed import selection_data
+    from rdet.select.full import check_holdout
+    from rdet.study import run_study
+
     cfg, study_dict = build(args)
     data = selection_data(cfg)  # a missing dataset or an impossible split fails before any work
     if args.full_network:
@@ -182,6 +183,7 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _run_full_network(cfg, select_study: Dict, top: List[Dict]) -> List[Dict]:
     """--full-network: the top models' transfer cells as a study of their own, then their table."""
+    from rdet.select.full import full_network_rows, full_network_study
     from rdet.study import run_study
 
     spec = full_network_study(cfg, select_study, top)
