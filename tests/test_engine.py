@@ -5,6 +5,7 @@ Exactness needs the same inputs and the same normalisation in both runs. Augment
 per sample, so it no longer depends on the process count (tests/test_streams.py); these runs keep
 DATA.AUGMENT False anyway, to test the reduction path alone, and use MODEL.BN fixed_stats (per-process BatchNorm batch statistics differ from whole-batch ones, and
 SyncBatchNorm is GPU-only in PyTorch)."""
+import importlib
 import os
 import subprocess
 import sys
@@ -20,6 +21,11 @@ COMMON = ["DATA.DATASET", "digits", "DATA.TRAIN_SIZE", "16", "DATA.TEST_RESIZE",
 
 
 def _torchrun(nproc, module, args, timeout=300):
+    """``module``'s command with ``args`` in ``nproc`` gloo processes under torchrun; one process
+    is the command's own main in this process (torchrun at world size 1 is the GPU check's)."""
+    if nproc == 1:
+        assert importlib.import_module(module).main(args) == 0
+        return
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", module,
            *args]
