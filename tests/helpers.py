@@ -36,3 +36,14 @@ def kill_in_epoch(monkeypatch, n, exc=KeyboardInterrupt):
 
     monkeypatch.setattr(EpochTrainer, "run_epoch", dying)
     return lambda: monkeypatch.setattr(EpochTrainer, "run_epoch", real)
+
+
+def cli_refusal(main, capsys, *args):
+    """A command's own ``main`` run in this process on ``args`` (what its console script and
+    ``python -m rdet`` form call; test_packaging runs those with a bad flag): asserts exit 2 and
+    one ``error:`` line on stderr, and returns that line."""
+    code = main([str(a) for a in args])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err[-2000:]
+    return lines[0]

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from helpers import cli_refusal
 
 from rdet.tasks import robustness as ev
 from rdet.backbones import create_classifier
@@ -101,12 +102,7 @@ def test_cli_bad_inputs_one_line_nothing_written(tmp_path, capsys):
     from rdet.cli.evaluate import main
 
     def refusal(*args):
-        code = main([str(a) for a in args])
-        err = capsys.readouterr().err
-        assert code == 2, err[-2000:]
-        lines = err.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), err[-2000:]
-        return lines[0]
+        return cli_refusal(main, capsys, *args)
 
     weights = tmp_path / "w.pth"
     torch.save({}, weights)

@@ -2,7 +2,7 @@
 resume continues epochs and lr schedule exactly."""
 import pytest
 import torch
-from helpers import digits_pretrain_cfg, kill_in_epoch
+from helpers import cli_refusal, digits_pretrain_cfg, kill_in_epoch
 
 from rdet.cli import pretrain as pretrain_cli
 from rdet.tasks import pretrain
@@ -65,18 +65,8 @@ def test_resume_continues_epochs_and_schedule(tmp_path, monkeypatch):
     assert resumed["value"] == pytest.approx(full["value"])
 
 
-def _refusal(capsys, *args):
-    """The command's own main, in this process (what ``rdet-pretrain`` and ``python -m rdet
-    pretrain`` call; test_packaging runs those with a bad flag): exit 2 and one ``error:`` line."""
-    code = pretrain_cli.main([str(a) for a in args])
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err[-2000:]
-    return lines[0]
-
-
 def test_bad_input_cli(tmp_path, capsys):
-    _refusal(capsys, "--dataset", "digits", "--norm", "l2", "--output-dir", tmp_path / "o", "ADV.STEPS")
+    cli_refusal(pretrain_cli.main, capsys, "--dataset", "digits", "--norm", "l2", "--output-dir", tmp_path / "o", "ADV.STEPS")
     assert not (tmp_path / "o").exists()
 
 
@@ -106,5 +96,5 @@ def test_bad_values_refused_before_work(tmp_path, capsys):
     out = tmp_path / "o"
     for opts, match in ((["SOLVER.EPOCHS", "-1"], "SOLVER.EPOCHS must be >= 1"), (["ADV.EPS", "-0.5"], "ADV.EPS must be >= 0"),
                         (["ADV.METHOD", "fgsm"], "ADV.METHOD must be one of")):
-        assert match in _refusal(capsys, "--dataset", "digits", "--output-dir", out, *opts)
+        assert match in cli_refusal(pretrain_cli.main, capsys, "--dataset", "digits", "--output-dir", out, *opts)
         assert not out.exists()

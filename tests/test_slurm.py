@@ -1,10 +1,9 @@
 """``executor: slurm`` against a real one-node Slurm cluster that the test starts itself
 (tools/slurm_local.sh): the driver is interrupted while jobs are queued and running, started
 again, re-attaches to the jobs instead of submitting the cells twice, and every cell finishes
-exactly once with a complete report; cells at their time limit checkpoint, requeue themselves
-and resume (a signal sent mid-run, as a preemption notice, too), followed by one driver, to the
-uninterrupted run's weights. Skips where there is no
-root or no apt-get (fails under CI=1)."""
+exactly once with a complete report; a cell at its time limit (and at a signal sent mid-run, as
+a preemption notice) checkpoints, requeues itself and resumes, followed by one driver, to the
+uninterrupted run's weights. Skips where there is no root or no apt-get (fails under CI=1)."""
 import json
 import os
 import shutil
@@ -213,11 +212,15 @@ def test_slurm_cell_at_its_time_limit_requeues_itself_and_resumes(tmp_path, slur
         assert driver.poll() is None, (tmp_path / "driver.txt").read_text()  # it ended before a requeue
         return (out / "log.txt").is_file() and "resuming" in (out / "log.txt").read_text()
 
-    _wait(resumed, "the first requeue (Slurm's time-limit warning) and its resume", 300)
-    job_id = json.loads((out / "job.json").read_text())["job_id"]
-    subprocess.run(["scancel", "--signal=USR2", str(job_id)], check=True, timeout=30)
-    assert ref_proc.wait(timeout=900) == 0, (tmp_path / "ref.txt").read_text()
-    assert driver.wait(timeout=800) == 0, (tmp_path / "driver.txt").read_text()
+    try:
+        _wait(resumed, "the first requeue (Slurm's time-limit warning) and its resume", 300)
+        job_id = json.loads((out / "job.json").read_text())["job_id"]
+        subprocess.run(["scancel", "--signal=USR2", str(job_id)], check=True, timeout=30)
+        assert ref_proc.wait(timeout=900) == 0, (tmp_path / "ref.txt").read_text()
+        assert driver.wait(timeout=800) == 0, (tmp_path / "driver.txt").read_text()
+    finally:  # a failure leaves no reference run holding a core for the tests after this one
+        ref_proc.kill()
+        ref_proc.wait()
     wall = time.time() - start
     console = (tmp_path / "driver.txt").read_text()
     assert "submitted" in console and "waiting for it" not in console  # one driver, from submission to the end
