@@ -45,7 +45,14 @@ def _imports(path: Path, module: str):
             yield from (a.name for a in node.names if a.name.startswith("rdet."))
 
 
+# ``python -m rdet.<command>`` entry points (rdet/classify.py, rdet/select/__main__.py, ...): the
+# command line's layer wherever they sit, since all they do is call ``rdet.cli.<command>.main``.
+ENTRY_MODULES = {"classify", "pretrain", "evaluate", "train_det"}
+
+
 def _package(module: str) -> str:
+    if module.endswith(".__main__") or module.split(".")[-1] in ENTRY_MODULES and module.count(".") == 1:
+        return "__main__"
     return module.split(".")[1] if "." in module else "__init__"
 
 
