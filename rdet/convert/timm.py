@@ -3,32 +3,44 @@
 Outputs, for ``OUTPUT`` = ``name.pkl`` (or ``name.pth``), as the ResNet converter's:
 
 * ``name.pkl``: ``{'model': {name: np.ndarray}, '__author__': 'rdet', 'matching_heuristics':
-  False, 'rdet': meta}``. Names are exact: ``backbone.bottom_up.model.<timm name>`` for the FPN
-  backbone (ConvNeXt, Swin), ``backbone.net.model.<timm name>`` for ViTDet's SimpleFeaturePyramid
-  (ViT); only the tensors the detection backbone holds (no classifier head, no final norm).
-  detectron2's suffix matching stays off: ViT names repeat per block, and exact names load exactly.
+  False, 'rdet': meta}``. Names are exact, those of the detection network rdet builds
+  (``rdet.detection.timm_backbones.build_bottom_up``): ``backbone.bottom_up.model.<timm name>``
+  (ConvNeXt, timm's own network), ``backbone.bottom_up.<name>`` of detectron2's
+  ``SwinTransformer`` (timm's patch merging moved to the stage it ends; the output norms
+  ``norm0..3`` as detectron2 initialises them, weight 1 and bias 0; the relative position index),
+  ``backbone.net.<name>`` of detectron2's ``ViT`` (the class token dropped, ``pos_embed`` kept
+  with its class entry). No classifier head or final norm. Every tensor of the detection network
+  is written and each shape checked. detectron2's suffix matching stays off: names repeat per
+  block, and exact names load exactly.
 * ``name.yaml``: ``MODEL.BACKBONE.NAME``, ``MODEL.TIMM.ARCH``, RGB input and the model's
   mean / std in 0-255 (timm's ViTs use 0.5 / 0.5, not ImageNet's statistics).
 
 Check: detectron2's backbone is rebuilt from the ``.yaml`` through the registered builder, the
-written file loaded through ``DetectionCheckpointer``, and its bottom-up features (``res2..res5``,
-or the ViT's ``last_feat`` with global attention, i.e. ``MODEL.TIMM.WINDOW_SIZE 0``) compared with
-those of timm's own ``features_only`` model loaded from the same weights by timm's own loader.
-Above :data:`MAX_REL_ERROR` both outputs are removed and an error is raised.
+written file loaded through ``DetectionCheckpointer``, and its bottom-up features compared with
+an independent reference, timm's own model on the same weights, at a size where the two networks
+must agree exactly (:data:`CHECK_SIZE`): ConvNeXt through timm's ``features_only`` path; Swin
+with timm built for 448 px, where every stage side is a multiple of the 7-token window and
+larger than it, so timm shifts every odd block and pads nothing, as detectron2's Swin does (the
+output norms applied to timm's stages); ViT at 224 px with ViTDet's windows (14 tokens: the whole
+grid is one window, so windowed equals global) against timm's blocks run on the grid tokens
+without the class token. Above :data:`MAX_REL_ERROR` both outputs are removed and an error is
+raised.
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 
 from rdet.convert.detectron2 import ConversionResult, d2_settings, write_checked
 from rdet.core.errors import ArchError, CheckpointError
 
-PREFIX = {"hierarchical": "backbone.bottom_up.model.", "vit": "backbone.net.model."}
-CHECK_SIZE = (64, 96)  # H, W of the check's random batch: not 224, so ViT resamples its position embedding
+PREFIX = {"hierarchical": "backbone.bottom_up.", "vit": "backbone.net."}
+# kind -> (images, H, W) of the check's random batch: sizes where the reference is exact (above);
+# ConvNeXt at a size that is no multiple of 32, so every stage's padding is exercised.
+CHECK_SIZE = {"convnext": (2, 64, 96), "swin": (1, 448, 448), "vit": (2, 224, 224)}
 
 
 def _family(arch: str) -> str:
@@ -40,28 +52,46 @@ def _family(arch: str) -> str:
     return family
 
 
-def _detection_net(arch: str, family: str) -> torch.nn.Module:
-    from rdet.detection.timm_backbones import TimmStages, TimmViT
+def _kind(arch: str) -> str:
+    from rdet.detection.timm_backbones import timm_kind
 
-    return TimmViT(arch) if family == "vit" else TimmStages(arch)
+    return timm_kind(arch)
 
 
 def backbone_state_dict(sd: Mapping[str, torch.Tensor], arch: str, family: str, src: str) -> Dict[str, torch.Tensor]:
-    """The detection backbone's tensors from timm state dict ``sd``, under their detectron2 names.
+    """Every tensor of ``arch``'s detection bottom-up, under its detectron2 name: mapped from timm
+    state dict ``sd`` (``rdet.detection.timm_backbones.d2_weight_name``), or, for the few no
+    classifier holds (Swin's output norms and position index), the network's own initial value.
 
-    A name the backbone needs that ``sd`` lacks, or a shape that differs, is a one-line
-    :class:`CheckpointError` (another arch or variant than ``arch``)."""
-    wanted = {k[len("model."):]: v.shape for k, v in _detection_net(arch, family).state_dict().items()}
-    missing = [k for k in wanted if k not in sd]
+    A tensor the network needs that ``sd`` lacks, one ``sd`` holds that the network has no place
+    for, or a shape that differs, is a one-line :class:`CheckpointError` (another arch or variant)."""
+    from rdet.detection.timm_backbones import build_bottom_up, d2_weight_name, fresh_tensor
+
+    net = build_bottom_up(arch).state_dict()
+    mapped = {}
+    for k, v in sd.items():
+        name = d2_weight_name(arch, k)
+        if name is not None:
+            mapped[name] = (k, v)
+    extra = [k for name, (k, _) in mapped.items() if name not in net]
+    if extra:
+        raise CheckpointError(f"{src}: holds {extra[0]}, which rdet's {arch} detection backbone has no place for "
+                              f"({len(extra)} such tensors); check --arch")
+    missing = [n for n in net if n not in mapped and not fresh_tensor(arch, n)]
     if missing:
         raise CheckpointError(f"{src}: not a {arch} checkpoint ({len(missing)} of its backbone tensors missing, "
                               f"e.g. {missing[0]}); check --arch")
-    wrong = [k for k, shape in wanted.items() if tuple(sd[k].shape) != tuple(shape)]
+    wrong = [(k, v, n) for n, (k, v) in mapped.items() if tuple(v.shape) != tuple(net[n].shape)]
     if wrong:
-        k = wrong[0]
-        raise CheckpointError(f"{src}: not a {arch} checkpoint ({k} is {tuple(sd[k].shape)}, {arch} has "
-                              f"{tuple(wanted[k])}); check --arch")
-    return {PREFIX[family] + k: sd[k].detach().float().cpu().contiguous() for k in wanted}
+        k, v, n = wrong[0]
+        raise CheckpointError(f"{src}: not a {arch} checkpoint ({k} is {tuple(v.shape)}, {arch} has "
+                              f"{tuple(net[n].shape)}); check --arch")
+    out = {}
+    for n, init in net.items():
+        t = mapped[n][1] if n in mapped else init
+        t = t.detach().cpu()
+        out[PREFIX[family] + n] = (t.float() if t.is_floating_point() else t).contiguous()
+    return out
 
 
 def d2_config_dict(meta: Dict[str, Any], weights: Path) -> Dict[str, Any]:
@@ -86,6 +116,7 @@ def convert_timm(sd: Mapping[str, torch.Tensor], arch: str, output: str | Path, 
     """Write ``output`` (+ ``.yaml``) from timm state dict ``sd`` of ``arch`` (classifier head
     optional); ``meta``: the checkpoint's norm / eps / method / source / mean / std (RGB, 0-1)."""
     from rdet.convert.detectron2 import _check_output
+    from rdet.detection.timm_backbones import WEIGHT_LAYOUT
 
     output = Path(output).absolute()
     _check_output(output)
@@ -96,7 +127,7 @@ def convert_timm(sd: Mapping[str, torch.Tensor], arch: str, output: str | Path, 
     default_mean, default_std = _timm_stats(arch)
     meta = {"arch": arch, "norm": m.get("norm"), "eps": m.get("eps"), "method": m.get("method"),
             "source": m.get("source", src), "format": m.get("format"), "family": family,
-            "timm_arch": _timm_name(arch),
+            "timm_arch": _timm_name(arch), "layout": WEIGHT_LAYOUT[_kind(arch)],
             "mean": [float(v) for v in m.get("mean", default_mean)], "std": [float(v) for v in m.get("std", default_std)]}
     config = output.with_suffix(".yaml")
     check = (lambda: verify_conversion(sd, arch, config)) if verify else None
@@ -130,10 +161,11 @@ def _timm_stats(arch: str):
     return tuple(mean), tuple(std)
 
 
-def build_detection_backbone(config: Path):
+def build_detection_backbone(config: Path, opts: Sequence[str] = ()):
     """detectron2's backbone (``build_backbone``, the registered timm builder) from a converter
-    ``.yaml``, with the file its ``MODEL.WEIGHTS`` names loaded through ``DetectionCheckpointer``;
-    returns ``(cfg, bottom_up)`` where ``bottom_up`` is the FPN's ``bottom_up`` or the SFP's ``net``."""
+    ``.yaml`` and ``KEY VALUE`` ``opts``, with the file its ``MODEL.WEIGHTS`` names loaded through
+    ``DetectionCheckpointer``; returns ``(cfg, bottom_up)`` where ``bottom_up`` is the FPN's
+    ``bottom_up`` or the SFP's ``net``."""
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.config import get_cfg
     from detectron2.modeling import build_backbone
@@ -143,6 +175,7 @@ def build_detection_backbone(config: Path):
     cfg = get_cfg()
     add_timm_config(cfg)
     cfg.merge_from_file(str(config))
+    cfg.merge_from_list(list(opts))
     cfg.MODEL.FPN.IN_FEATURES = list(cfg.MODEL.TIMM.OUT_FEATURES)  # detectron2's default is none
     holder = torch.nn.Module()
     holder.backbone = build_backbone(cfg)
@@ -161,39 +194,66 @@ def build_detection_backbone(config: Path):
 
 
 def reference_features(sd: Mapping[str, torch.Tensor], arch: str, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-    """timm's own features for weights ``sd`` on normalised input ``x`` (NCHW), through timm's
-    feature APIs rather than the detection backbone's code path: ConvNeXt / Swin through
-    ``FeatureListNet`` (what ``features_only=True`` builds: the model's modules run in sequence,
-    Swin's NHWC stage outputs permuted here), ViT through ``get_intermediate_layers`` (last block,
-    no final norm). Keys as the detection backbone names them."""
+    """timm's own features for weights ``sd`` on normalised input ``x`` (NCHW, the kind's
+    :data:`CHECK_SIZE`), through timm's modules rather than the detection backbone's: ConvNeXt
+    through ``FeatureListNet`` (what ``features_only=True`` builds), Swin through it with timm's
+    model built for ``x``'s size and detectron2's output norms (fresh: weight 1, bias 0) applied,
+    ViT as timm's patch embedding, position embedding (grid entries) and blocks on the grid
+    tokens (last block, no final norm). Keys as the detection backbone names them."""
+    import torch.nn.functional as F
     from timm.models import FeatureListNet
 
-    from rdet.detection.timm_backbones import create_timm_net, out_feature_names
+    from rdet.detection.timm_backbones import create_timm_net, out_feature_names, timm_name
 
-    family = _family(arch)
+    kind = _kind(arch)
     head = "head.fc.weight" if "head.fc.weight" in sd else "head.weight"
-    net = create_timm_net(arch, num_classes=int(sd[head].shape[0]) if head in sd else 1000)
+    classes = int(sd[head].shape[0]) if head in sd else 1000
+    if kind == "swin":
+        import timm
+
+        net = timm.create_model(timm_name(arch), pretrained=False, num_classes=classes, img_size=tuple(x.shape[-2:]))
+    else:
+        net = create_timm_net(arch, num_classes=classes)
     missing, unexpected = net.load_state_dict(dict(sd), strict=False)
     assert not unexpected and all(k.startswith("head") for k in missing), (missing[:3], unexpected[:3])
     net.eval()
-    if family == "vit":
-        feats = net.get_intermediate_layers(x, n=[len(net.blocks) - 1], reshape=True, norm=False)
+    if kind == "vit":
+        tokens = net.patch_embed(x)  # (N, h, w, C): built with dynamic_img_size
+        n, h, w, c = tokens.shape
+        assert (h, w) == tuple(net.patch_embed.grid_size), "the ViT reference runs at its pretraining grid"
+        tokens = net.blocks(net.norm_pre(tokens.reshape(n, h * w, c) + net.pos_embed[:, net.num_prefix_tokens:]))
+        feats = [tokens.transpose(1, 2).reshape(n, c, h, w)]
     else:
-        ref = FeatureListNet(net, out_indices=(0, 1, 2, 3), flatten_sequential=True).eval()
-        feats = ref(x)
-        if type(net).__module__ == "timm.models.swin_transformer":  # Swin's stages are (N, H, W, C)
-            feats = [f.permute(0, 3, 1, 2) for f in feats]
-    return dict(zip(out_feature_names(family), feats))
+        feats = FeatureListNet(net, out_indices=(0, 1, 2, 3), flatten_sequential=True).eval()(x)
+        if kind == "swin":  # (N, H, W, C) stages, each under a fresh output LayerNorm
+            feats = [F.layer_norm(f, f.shape[-1:]).permute(0, 3, 1, 2) for f in feats]
+    return dict(zip(out_feature_names(_family(arch)), feats))
+
+
+def check_opts(arch: str) -> List[str]:
+    """Config overrides for the check's detection backbone: for a ViT, ViTDet's windows with the
+    pretraining grid as the window (14 tokens at 224 px) and global attention in every quarter's
+    last block (2, 5, 8, 11 of 12), so the windowed path runs and is exact at :data:`CHECK_SIZE`."""
+    if _kind(arch) != "vit":
+        return []
+    from rdet.detection.timm_backbones import meta_timm_net
+
+    net = meta_timm_net(arch)
+    depth = len(net.blocks)
+    blocks = [(k + 1) * depth // 4 - 1 for k in range(4)]
+    return ["MODEL.TIMM.WINDOW_SIZE", str(net.patch_embed.grid_size[0]),
+            "MODEL.TIMM.GLOBAL_BLOCKS", str(blocks)]
 
 
 @torch.no_grad()
 def compare_features(sd: Mapping[str, torch.Tensor], arch: str, cfg, bottom_up, seed: int = 0) -> float:
-    """Max over the features of max|d2 - timm| / max|timm| on one random [0, 1] RGB batch
-    (2 x 3 x :data:`CHECK_SIZE`): timm normalises with the checkpoint's mean / std (0-1),
-    detectron2 with ``MODEL.PIXEL_MEAN / PIXEL_STD`` on the same pixels times 255."""
+    """Max over the features of max|d2 - timm| / max|timm| on one random [0, 1] RGB batch of the
+    kind's :data:`CHECK_SIZE`: timm normalises with the checkpoint's mean / std (0-1), detectron2
+    with ``MODEL.PIXEL_MEAN / PIXEL_STD`` on the same pixels times 255."""
     meta_mean = torch.tensor(cfg.MODEL.PIXEL_MEAN).view(1, 3, 1, 1) / 255.0
     meta_std = torch.tensor(cfg.MODEL.PIXEL_STD).view(1, 3, 1, 1) / 255.0
-    x = torch.rand(2, 3, *CHECK_SIZE, generator=torch.Generator().manual_seed(seed))
+    n, h, w = CHECK_SIZE[_kind(arch)]
+    x = torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(seed))
     ref = reference_features(sd, arch, (x - meta_mean) / meta_std)
     pm = torch.tensor(cfg.MODEL.PIXEL_MEAN).view(1, 3, 1, 1)
     ps = torch.tensor(cfg.MODEL.PIXEL_STD).view(1, 3, 1, 1)
@@ -202,5 +262,5 @@ def compare_features(sd: Mapping[str, torch.Tensor], arch: str, cfg, bottom_up, 
 
 
 def verify_conversion(sd: Mapping[str, torch.Tensor], arch: str, config: Path) -> float:
-    cfg, bottom_up = build_detection_backbone(config)
+    cfg, bottom_up = build_detection_backbone(config, check_opts(arch))
     return compare_features(sd, arch, cfg, bottom_up)

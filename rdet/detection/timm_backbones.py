@@ -1,27 +1,30 @@
-"""Detectron2 backbones over timm models, registered in detectron2's ``BACKBONE_REGISTRY`` so a
-yacs config selects them with ``MODEL.BACKBONE.NAME``:
+"""Detectron2 backbones over timm classifiers' weights, registered in detectron2's
+``BACKBONE_REGISTRY`` so a yacs config selects them with ``MODEL.BACKBONE.NAME``:
 
-* ``build_timm_fpn_backbone``: a hierarchical timm model (ConvNeXt, Swin) whose four stage
-  outputs (strides 4, 8, 16, 32; named ``res2..res5`` after detectron2's ResNet so the FPN bases
-  apply unchanged) feed detectron2's own ``FPN`` + ``LastLevelMaxPool`` (``p2..p6``).
-* ``build_timm_vit_sfp_backbone``: a timm ViT (one stride-16 map, ``last_feat``) under
-  detectron2's own ``SimpleFeaturePyramid`` (ViTDet: ``p2..p6`` from one map), optionally with
-  ViTDet's window attention (``MODEL.TIMM.WINDOW_SIZE`` > 0) in every block except
-  ``MODEL.TIMM.GLOBAL_BLOCKS``.
+* ``build_timm_fpn_backbone``: four stage outputs (strides 4, 8, 16, 32; named ``res2..res5``
+  after detectron2's ResNet so the FPN bases apply unchanged) into detectron2's own ``FPN`` +
+  ``LastLevelMaxPool`` (``p2..p6``). Swin runs as detectron2's own ``SwinTransformer`` with its
+  output norms (:mod:`rdet.detection.swin`: timm's Swin windows differ from the authors' at
+  detection sizes); ConvNeXt runs as timm's model (no windows, nothing to differ), held as
+  ``.model`` so its tensors keep timm's names.
+* ``build_timm_vit_sfp_backbone``: detectron2's own ``ViT`` (:mod:`rdet.detection.vit`) under its
+  ``SimpleFeaturePyramid`` (ViTDet: ``p2..p6`` from one stride-16 map), window attention of
+  ``MODEL.TIMM.WINDOW_SIZE`` tokens in every block except ``MODEL.TIMM.GLOBAL_BLOCKS``.
 
-The timm network is held as ``.model`` (its own parameter names), so a converted file names
-``backbone.bottom_up.model.<timm name>`` (FPN) or ``backbone.net.model.<timm name>`` (SFP).
+A converted file (:mod:`rdet.convert.timm`) names ``backbone.bottom_up.model.<timm name>``
+(ConvNeXt), ``backbone.bottom_up.<detectron2 SwinTransformer name>`` (Swin) or
+``backbone.net.<detectron2 ViT name>`` (ViT); :func:`d2_weight_name` maps timm's names onto them.
 Input: what detectron2 feeds a backbone, ``(N, 3, H, W)`` normalised with ``MODEL.PIXEL_MEAN/STD``
-(0-255 statistics, RGB: the converter's ``.yaml`` sets both from the timm model's mean/std).
+(0-255 statistics, RGB: the converter's ``.yaml`` sets both from the timm model's mean / std).
 """
 from __future__ import annotations
 
 import math
+import re
 from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from detectron2.config import CfgNode
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import BACKBONE_REGISTRY, FPN, Backbone
@@ -29,28 +32,38 @@ from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 from detectron2.modeling.backbone.vit import SimpleFeaturePyramid
 
 from rdet.core.errors import ConfigError
+from rdet.detection import swin, vit
+from rdet.detection.augment import add_lsj_config, check_lsj_config
+from rdet.detection.swin import build_swin_stages
+from rdet.detection.vit import ViTBlocks, build_vit
 
 FPN_BACKBONE, SFP_BACKBONE = "build_timm_fpn_backbone", "build_timm_vit_sfp_backbone"
-# timm modules (where each family's model class lives) -> rdet's detection family.
-_FAMILIES = {"timm.models.convnext": "hierarchical", "timm.models.swin_transformer": "hierarchical",
-             "timm.models.vision_transformer": "vit"}
+# timm modules (where each model class lives) -> the kind of bottom-up rdet builds for it.
+_KINDS = {"timm.models.convnext": "convnext", "timm.models.swin_transformer": "swin",
+          "timm.models.vision_transformer": "vit"}
+_FAMILY_OF_KIND = {"convnext": "hierarchical", "swin": "hierarchical", "vit": "vit"}
 BACKBONE_FOR_FAMILY = {"hierarchical": FPN_BACKBONE, "vit": SFP_BACKBONE}
+# The names a converted file must follow for each kind (its 'rdet' metadata's "layout"; files
+# without one predate the detectron2 Swin / ViT and follow timm's).
+WEIGHT_LAYOUT = {"convnext": "timm", "swin": "detectron2.SwinTransformer", "vit": "detectron2.ViT"}
 
 
 def add_timm_config(cfg: CfgNode) -> None:
-    """rdet's ``MODEL.TIMM`` keys (added to detectron2's defaults by rdet's ``build_cfg``)."""
+    """rdet's ``MODEL.TIMM`` keys and the ViTDet recipe's ``INPUT.LSJ`` (added to detectron2's
+    defaults by rdet's ``build_cfg``)."""
     cfg.MODEL.TIMM = CfgNode()
     cfg.MODEL.TIMM.ARCH = ""  # timm (or rdet registry) name, e.g. convnext_tiny, vit_base_patch16_224
     cfg.MODEL.TIMM.DROP_PATH_RATE = 0.0  # stochastic depth while training (ViTDet-B 0.1, Swin-T 0.2)
     cfg.MODEL.TIMM.OUT_FEATURES = ["res2", "res3", "res4", "res5"]  # hierarchical: stride 4..32 stages
-    # ViT only. 0: global attention in every block (timm's own forward). > 0: ViTDet's window
-    # attention (windows of WINDOW_SIZE x WINDOW_SIZE tokens, the class token dropped) in every
-    # block but GLOBAL_BLOCKS (ViTDet-B: 14 and [2, 5, 8, 11]).
+    # ViT only (detectron2's ViT, no class token). 0: global attention in every block. > 0: window
+    # attention (WINDOW_SIZE x WINDOW_SIZE tokens) in every block but GLOBAL_BLOCKS (ViTDet-B: 14
+    # and [2, 5, 8, 11]).
     cfg.MODEL.TIMM.WINDOW_SIZE = 0
     cfg.MODEL.TIMM.GLOBAL_BLOCKS = []
     cfg.MODEL.TIMM.SFP_SCALE_FACTORS = [4.0, 2.0, 1.0, 0.5]  # p2..p5 from the stride-16 map (+ p6 pooled)
     cfg.MODEL.TIMM.SFP_NORM = "LN"
     cfg.MODEL.TIMM.SQUARE_PAD = 0  # ViTDet pads every image to a 1024 square; 0: no square padding
+    add_lsj_config(cfg)
 
 
 def _rdet_spec(arch: str):
@@ -67,8 +80,8 @@ def timm_name(arch: str) -> str:
     return (getattr(spec, "timm_name", None) or arch) if spec is not None else arch
 
 
-def timm_family(arch: str) -> Optional[str]:
-    """``"hierarchical"`` (ConvNeXt, Swin), ``"vit"``, or ``None`` (not a timm model rdet detects with)."""
+def timm_kind(arch: str) -> Optional[str]:
+    """``"convnext"``, ``"swin"``, ``"vit"``, or ``None`` (not a timm model rdet detects with)."""
     import timm
     from timm.models import model_entrypoint
 
@@ -77,13 +90,18 @@ def timm_family(arch: str) -> Optional[str]:
     name = timm_name(arch)
     if not timm.is_model(name):
         return None
-    return _FAMILIES.get(model_entrypoint(name).__module__)
+    return _KINDS.get(model_entrypoint(name).__module__)
+
+
+def timm_family(arch: str) -> Optional[str]:
+    """``"hierarchical"`` (ConvNeXt, Swin: FPN), ``"vit"`` (SimpleFeaturePyramid), or ``None``."""
+    return _FAMILY_OF_KIND.get(timm_kind(arch))
 
 
 def create_timm_net(arch: str, drop_path_rate: float = 0.0, num_classes: int = 1000) -> nn.Module:
-    """A randomly initialised ``arch`` that accepts any input size (detection images vary): Swin
-    builds its shifted-window masks per input and pads to whole windows; ViT resamples its
-    position embedding (bicubic, as timm does for other resolutions) to the token grid.
+    """A randomly initialised timm ``arch`` that accepts any input size (ConvNeXt's detection
+    bottom-up, and the converter's reference for it). Swin and ViT are built with
+    ``dynamic_img_size`` (timm pads Swin to whole windows, resamples ViT's position embedding).
 
     An rdet registry name is built by its registry builder (so Singh et al.'s ConvStem variants
     get their stem), with stochastic depth set afterwards; a plain timm name by ``timm.create_model``."""
@@ -115,8 +133,8 @@ def _set_drop_path(net: nn.Module, rate: float) -> None:
 
 
 class TimmStages(Backbone):
-    """A hierarchical timm model's stage outputs, ``res2..res5`` = strides 4..32, NCHW (Swin's
-    NHWC tokens are permuted by timm's ``forward_intermediates``), before any final norm."""
+    """A timm ConvNeXt's stage outputs, ``res2..res5`` = strides 4..32, NCHW, before any final
+    norm; the timm network is ``.model`` (its own tensor names)."""
 
     def __init__(self, arch: str, out_features: Sequence[str] = ("res2", "res3", "res4", "res5"),
                  drop_path_rate: float = 0.0):
@@ -140,79 +158,48 @@ class TimmStages(Backbone):
         return dict(zip(self._out_features, feats))
 
 
-def _window_partition(x: torch.Tensor, ws: int):
-    """``(B, H, W, C)`` -> ``(B * nW, ws * ws, C)`` windows, zero-padding H and W up to whole windows."""
-    B, H, W, C = x.shape
-    ph, pw = (ws - H % ws) % ws, (ws - W % ws) % ws
-    x = F.pad(x, (0, 0, 0, pw, 0, ph))
-    Hp, Wp = H + ph, W + pw
-    x = x.view(B, Hp // ws, ws, Wp // ws, ws, C).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, ws * ws, C), (Hp, Wp)
+def meta_timm_net(arch: str) -> nn.Module:
+    """``arch``'s timm network on the meta device (no memory, no init): what detectron2's Swin and
+    ViT read their geometry (and the ViT its ConvStem) from."""
+    import timm
+
+    spec = _rdet_spec(arch)
+    with torch.device("meta"):
+        return spec.builder(1000) if spec is not None else timm.create_model(arch, pretrained=False)
 
 
-def _window_unpartition(w: torch.Tensor, ws: int, padded, size, batch: int) -> torch.Tensor:
-    (Hp, Wp), (H, W) = padded, size
-    x = w.view(batch, Hp // ws, Wp // ws, ws, ws, -1).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(batch, Hp, Wp, -1)[:, :H, :W].contiguous()
+def build_bottom_up(arch: str, out_features: Sequence[str] = ("res2", "res3", "res4", "res5"),
+                    window_size: int = 0, global_blocks: Sequence[int] = (), drop_path_rate: float = 0.0) -> Backbone:
+    """The network under the pyramid for ``arch``, randomly initialised: :class:`TimmStages`
+    (ConvNeXt), :class:`~rdet.detection.swin.SwinStages` or :class:`~rdet.detection.vit.ViTBlocks`
+    (``window_size`` / ``global_blocks`` are the ViT's; ``out_features`` the hierarchical ones')."""
+    kind = timm_kind(arch)
+    if kind == "swin":
+        return build_swin_stages(meta_timm_net(arch), out_features, drop_path_rate)
+    if kind == "vit":
+        return build_vit(meta_timm_net(arch), window_size, global_blocks, drop_path_rate)
+    return TimmStages(arch, out_features, drop_path_rate)
 
 
-class TimmViT(Backbone):
-    """A timm ViT's last block output as one stride-``patch`` map ``last_feat`` (NCHW, before the
-    final norm, as ViTDet's ViT). ``window_size`` 0 runs timm's own forward (global attention,
-    class token kept): exactly timm's features. ``window_size`` > 0 is ViTDet's schedule on the
-    same weights: no class token, position embedding resampled to the grid, each block except
-    ``global_blocks`` attending within non-overlapping windows (zero-padded to whole windows, as
-    ViTDet). timm's blocks are per-token except attention, so running a block on a batch of
-    windows is window attention with the block's own weights. ViTDet's relative position biases
-    have no counterpart in timm's weights and are not added."""
+def _convnext_name(timm_name: str) -> Optional[str]:
+    return None if timm_name.startswith("head.") else "model." + timm_name
 
-    def __init__(self, arch: str, window_size: int = 0, global_blocks: Sequence[int] = (),
-                 drop_path_rate: float = 0.0):
-        super().__init__()
-        self.model = create_timm_net(arch, drop_path_rate)
-        depth = len(self.model.blocks)
-        bad = [b for b in global_blocks if not 0 <= b < depth]
-        if bad:
-            raise ConfigError(f"MODEL.TIMM.GLOBAL_BLOCKS {bad[0]}: {arch} has blocks 0..{depth - 1}")
-        self.model.prune_intermediate_layers([depth - 1], prune_norm=True, prune_head=True)
-        self.window_size, self.global_blocks = int(window_size), set(global_blocks)
-        if self.window_size and getattr(self.model, "cls_token", None) is not None:
-            self.model.cls_token.requires_grad_(False)  # unused with windows; kept so the file loads as is
-        stride = self.model.patch_embed.patch_size[0]
-        self._out_features = ["last_feat"]
-        self._out_feature_strides = {"last_feat": stride}
-        self._out_feature_channels = {"last_feat": self.model.embed_dim}
 
-    @property
-    def num_layers(self) -> int:
-        return len(self.model.blocks)
+# kind -> (timm name -> bottom-up name or None, bottom-up tensors no classifier holds)
+_WEIGHT_NAMES = {"convnext": (_convnext_name, re.compile(r"$^")), "swin": (swin.d2_name, swin.FRESH),
+                 "vit": (vit.d2_name, vit.FRESH)}
 
-    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        if not self.window_size:
-            return {"last_feat": self.model.forward_intermediates(x, indices=[self.num_layers - 1],
-                                                                  intermediates_only=True)[0]}
-        return {"last_feat": self._windowed(x)}
 
-    def _windowed(self, x: torch.Tensor) -> torch.Tensor:
-        from timm.layers import resample_abs_pos_embed
+def d2_weight_name(arch: str, timm_name: str) -> Optional[str]:
+    """The name timm tensor ``timm_name`` of ``arch`` has in :func:`build_bottom_up`'s network;
+    ``None`` for the classifier's own tensors (head, final norm, class token)."""
+    return _WEIGHT_NAMES[timm_kind(arch)][0](timm_name)
 
-        m = self.model
-        t = m.patch_embed(x)  # (B, h, w, C): dynamic_img_size keeps the grid
-        B, h, w, C = t.shape
-        if m.pos_embed is not None:
-            prefix = 0 if m.no_embed_class else m.num_prefix_tokens
-            pos = m.pos_embed[:, prefix:]  # the grid's entries (the class token's is dropped)
-            t = t + resample_abs_pos_embed(pos, new_size=(h, w), old_size=m.patch_embed.grid_size,
-                                           num_prefix_tokens=0).view(1, h, w, C)
-        t = m.norm_pre(m.pos_drop(t))
-        ws = self.window_size
-        for i, blk in enumerate(m.blocks):
-            if i in self.global_blocks:
-                t = blk(t.view(B, h * w, C)).view(B, h, w, C)
-            else:
-                win, padded = _window_partition(t, ws)
-                t = _window_unpartition(blk(win), ws, padded, (h, w), B)
-        return t.permute(0, 3, 1, 2).contiguous()
+
+def fresh_tensor(arch: str, name: str) -> bool:
+    """Whether bottom-up tensor ``name`` has no counterpart in a classifier (Swin's output norms
+    and relative position index): it keeps the detection network's own initial value."""
+    return bool(_WEIGHT_NAMES[timm_kind(arch)][1].search(name))
 
 
 def same_network(a: str, b: str) -> bool:
@@ -250,8 +237,15 @@ def check_timm_config(cfg: CfgNode, weights_meta: Optional[Dict] = None) -> None
                           "stage here (freezing is for ResNets); set 0")
     if family == "vit" and cfg.MODEL.TIMM.WINDOW_SIZE < 0:
         raise ConfigError(f"MODEL.TIMM.WINDOW_SIZE {cfg.MODEL.TIMM.WINDOW_SIZE}: must be >= 0")
+    check_lsj_config(cfg)
+    _check_square_pad(cfg, family)
     if weights_arch and not same_network(weights_arch, arch):
         raise ConfigError(f"MODEL.WEIGHTS holds a {weights_arch} backbone, but MODEL.TIMM.ARCH is {arch}")
+    layout = WEIGHT_LAYOUT[timm_kind(arch)]
+    if weights_arch and meta.get("layout", "timm") != layout:
+        raise ConfigError(f"MODEL.WEIGHTS names its {weights_arch} tensors for rdet's earlier timm {timm_kind(arch)} "
+                          f"network, which detectron2's {layout} would load nothing from: convert the "
+                          "checkpoint again (tools/convert_backbone.py)")
     for key in ("mean", "std"):
         want = meta.get(key)
         have = list(getattr(cfg.MODEL, f"PIXEL_{key.upper()}"))
@@ -260,20 +254,37 @@ def check_timm_config(cfg: CfgNode, weights_meta: Optional[Dict] = None) -> None
                               f"{[round(255.0 * w, 4) for w in want]} (0-255, RGB; merge the converter's .yaml)")
 
 
+def _check_square_pad(cfg: CfgNode, family: str) -> None:
+    """detectron2 pads every image to the square: an image larger than it would fail mid-run."""
+    pad = cfg.MODEL.TIMM.SQUARE_PAD
+    if not pad or family != "vit":
+        return
+    inp = cfg.INPUT
+    sizes = {"INPUT.MAX_SIZE_TEST": inp.MAX_SIZE_TEST}
+    sizes.update({"INPUT.LSJ.IMAGE_SIZE": inp.LSJ.IMAGE_SIZE} if inp.LSJ.ENABLED else
+                 {"INPUT.MAX_SIZE_TRAIN": inp.MAX_SIZE_TRAIN})
+    for key, size in sizes.items():
+        if size > pad:
+            raise ConfigError(f"{key} {size}: larger than MODEL.TIMM.SQUARE_PAD {pad}, the square every image is "
+                              "padded to; lower it or raise SQUARE_PAD")
+
+
 @BACKBONE_REGISTRY.register()
 def build_timm_fpn_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> Backbone:
     """ConvNeXt / Swin stages (``MODEL.TIMM``) + detectron2's FPN (``MODEL.FPN``) -> p2..p6."""
     t = cfg.MODEL.TIMM
-    bottom_up = TimmStages(t.ARCH, t.OUT_FEATURES, t.DROP_PATH_RATE)
+    bottom_up = build_bottom_up(t.ARCH, t.OUT_FEATURES, drop_path_rate=t.DROP_PATH_RATE)
     return FPN(bottom_up=bottom_up, in_features=cfg.MODEL.FPN.IN_FEATURES, out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
                norm=cfg.MODEL.FPN.NORM, top_block=LastLevelMaxPool(), fuse_type=cfg.MODEL.FPN.FUSE_TYPE)
 
 
 @BACKBONE_REGISTRY.register()
 def build_timm_vit_sfp_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> Backbone:
-    """timm ViT (``MODEL.TIMM``) + detectron2's SimpleFeaturePyramid -> p2..p6 (ViTDet)."""
+    """detectron2's ViT with a timm ViT's geometry (``MODEL.TIMM``) + its SimpleFeaturePyramid
+    -> p2..p6 (ViTDet)."""
     t = cfg.MODEL.TIMM
-    net = TimmViT(t.ARCH, t.WINDOW_SIZE, t.GLOBAL_BLOCKS, t.DROP_PATH_RATE)
+    net = build_bottom_up(t.ARCH, window_size=t.WINDOW_SIZE, global_blocks=t.GLOBAL_BLOCKS,
+                          drop_path_rate=t.DROP_PATH_RATE)
     return SimpleFeaturePyramid(net=net, in_feature="last_feat", out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
                                 scale_factors=tuple(t.SFP_SCALE_FACTORS), top_block=LastLevelMaxPool(),
                                 norm=t.SFP_NORM, square_pad=t.SQUARE_PAD)
@@ -282,7 +293,7 @@ def build_timm_vit_sfp_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> Backbon
 def vit_num_layers(backbone: nn.Module) -> Optional[int]:
     """Blocks of the ViT inside a built SFP backbone (for layer-wise lr decay); ``None`` otherwise."""
     net = getattr(backbone, "net", None)
-    return net.num_layers if isinstance(net, TimmViT) else None
+    return net.num_layers if isinstance(net, ViTBlocks) else None
 
 
 def out_feature_names(family: str) -> List[str]:

@@ -14,7 +14,8 @@ detectron2's yacs solver builds SGD only; ConvNeXt, Swin and ViT are fine-tuned 
 BIAS_LR_FACTOR, WEIGHT_DECAY_BIAS, CLIP_GRADIENTS) plus rdet's ``SOLVER.BETAS`` and
 ``SOLVER.LAYER_DECAY`` (block ``i`` of ``L`` gets ``LAYER_DECAY ** (L - i)`` of the lr; patch and
 position embedding ``LAYER_DECAY ** (L + 1)``; detectron2's ``get_vit_lr_decay_rate``). Position
-embeddings and the class token get no weight decay (ViTDet).
+embeddings (ViTDet) and Swin's relative position tables (Swin's detection recipe) get no weight
+decay. ``INPUT.LSJ``: ViTDet's large-scale jitter in the training loader (rdet.detection.augment).
 """
 from __future__ import annotations
 
@@ -64,6 +65,15 @@ class Trainer(DefaultTrainer):
         if cfg.SOLVER.OPTIMIZER == "SGD":
             return super().build_optimizer(cfg, model)
         return build_adamw(cfg, model)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        """detectron2's loader, with ViTDet's large-scale jitter when ``INPUT.LSJ.ENABLED``."""
+        from detectron2.data import build_detection_train_loader
+
+        from rdet.detection.augment import build_train_mapper
+
+        return build_detection_train_loader(cfg, mapper=build_train_mapper(cfg))
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -122,7 +132,9 @@ def build_adamw(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
     params = get_default_optimizer_params(
         model, base_lr=s.BASE_LR, weight_decay=s.WEIGHT_DECAY, weight_decay_norm=s.WEIGHT_DECAY_NORM,
         bias_lr_factor=s.BIAS_LR_FACTOR, weight_decay_bias=s.WEIGHT_DECAY_BIAS, lr_factor_func=lr_factor,
-        overrides={"pos_embed": {"weight_decay": 0.0}, "cls_token": {"weight_decay": 0.0}})
+        overrides={"pos_embed": {"weight_decay": 0.0}, "cls_token": {"weight_decay": 0.0},
+                   # Swin's detection recipe (mmdet paramwise_cfg custom_keys) decays no position tables
+                   "relative_position_bias_table": {"weight_decay": 0.0}})
     return maybe_add_gradient_clipping(cfg, torch.optim.AdamW)(params, lr=s.BASE_LR, betas=tuple(s.BETAS))
 
 
