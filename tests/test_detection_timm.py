@@ -1,26 +1,36 @@
-"""timm backbones in Detectron2 (rdet.detection.timm_backbones, rdet.convert.timm): for the
-smallest ConvNeXt, Swin and ViT with random weights, tools/convert_backbone.py writes a file whose
-detection-backbone features equal timm's (its own check, and an independent one here through
-timm's public forward), a check that finds a mismatch removes what it wrote, a checkpoint of
-another family is one line, and tools/train_det.py trains Mask R-CNN a few iterations and
-evaluates; AdamW with layer-wise decay and the pre-start refusals of configs that disagree with
-their weights."""
+"""timm backbones in Detectron2 (rdet.detection.timm_backbones, .swin, .vit, rdet.convert.timm):
+for the smallest ConvNeXt, Swin and ViT (and a ConvStem ViT) with random weights,
+tools/convert_backbone.py writes a file whose detection-backbone features equal an independent
+reference: for Swin and ViT detectron2's own ``SwinTransformer`` / ``ViT`` built here with the same
+weights (renamed by this file's own mapping) at a size that is no multiple of the window, where
+timm's own Swin differs; for ConvNeXt timm's public modules. The converter's check sees a network
+that differs from the reference, a checkpoint of another family is one line, and
+tools/train_det.py trains Mask R-CNN a few iterations and evaluates; ViTDet's heads, square
+padding and large-scale jitter in the ViT recipes; AdamW with layer-wise decay and the pre-start
+refusals of configs that disagree with their weights."""
+import functools
 import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 VAL8 = "rdet_test_timm_val8"  # the composed set's first 8 validation images: evaluation in seconds
-# (rdet arch, demo config, detectron2 feature names)
+# family -> (rdet arch, demo config)
 FAMILIES = {
     "convnext": ("convnext_atto", "demo_mask_convnext_atto_fpn.yaml"),
     "swin": ("swin_tiny", "demo_mask_swin_t_fpn.yaml"),
     "vit": ("vit_tiny", "demo_mask_vit_t_sfp.yaml"),
+    "vit_convstem": ("vit_small_convstem", "demo_mask_vit_t_sfp.yaml"),  # the config's arch is overridden
 }
+TRAINED = ("convnext", "swin", "vit")
+DETECTION_SIZE = (2, 3, 480, 736)  # no side a multiple of Swin's 7 x 4..32 px or ViTDet's 14 x 16 px windows
+VITDET_B = ["MODEL.TIMM.WINDOW_SIZE", "14", "MODEL.TIMM.GLOBAL_BLOCKS", "[2, 5, 8, 11]"]
 FAST = ["INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64", "INPUT.MIN_SIZE_TEST", "64",
         "INPUT.MAX_SIZE_TEST", "64", "SOLVER.IMS_PER_BATCH", "1", "SOLVER.WARMUP_ITERS", "1", "SOLVER.STEPS", "()",
         "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32", "MODEL.RPN.POST_NMS_TOPK_TRAIN", "64",
@@ -67,35 +77,80 @@ def _detection_model(config: str, weights: Path, opts=()):
     return cfg, model.eval()
 
 
+def _rel(a, b) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+# -- detectron2's own networks with timm's weights, renamed here independently of rdet's mapping --------
+
+def _reference_swin_tiny(sd: dict):
+    """detectron2's ``SwinTransformer`` as the Swin authors' detectors build Swin-T (embed 96,
+    depths 2-2-6-2, heads 3-6-12-24, window 7, output norms on all four stages), with timm >= 0.9
+    tensors: the patch merging timm keeps at the start of stage i+1 ends stage i here."""
+    from detectron2.modeling.backbone.swin import SwinTransformer
+
+    net = SwinTransformer(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7,
+                          drop_path_rate=0.0, out_indices=(0, 1, 2, 3))
+    renamed = {}
+    for k, v in sd.items():
+        parts = k.split(".")
+        if parts[0] in ("head", "norm"):
+            continue
+        if parts[0] == "layers" and parts[2] == "downsample":
+            parts[1] = str(int(parts[1]) - 1)
+        renamed[".".join(parts)] = v
+    missing, unexpected = net.load_state_dict(renamed, strict=False)
+    assert not unexpected
+    assert sorted(missing) == sorted([f"norm{i}.{p}" for i in range(4) for p in ("weight", "bias")] +
+                                     [k for k in net.state_dict() if k.endswith("relative_position_index")])
+    return {f"res{i + 2}": f"p{i}" for i in range(4)}, net.eval()
+
+
+def _reference_vit(sd: dict, arch: str):
+    """detectron2's ``ViT`` as ViTDet builds ViT-B (window 14, global attention in blocks 2, 5, 8,
+    11, LayerNorm eps 1e-6, absolute position embedding pretrained with a class token), without
+    relative positions, at ViT-T's or ViT-S's width; the ConvStem ViT with Singh et al.'s stem as
+    its patch projection. timm's names are detectron2's, less the class token, final norm, head."""
+    from detectron2.modeling.backbone.vit import ViT
+
+    from rdet.backbones.timm_models import ConvStem
+
+    dim, heads = (192, 3) if arch == "vit_tiny" else (384, 6)
+    net = ViT(img_size=1024, patch_size=16, embed_dim=dim, depth=12, num_heads=heads, mlp_ratio=4, qkv_bias=True,
+              drop_path_rate=0.0, norm_layer=functools.partial(nn.LayerNorm, eps=1e-6), window_size=14,
+              window_block_indexes=[0, 1, 3, 4, 6, 7, 9, 10], use_rel_pos=False, pretrain_img_size=224,
+              pretrain_use_cls_token=True)
+    if "convstem" in arch:
+        net.patch_embed.proj = ConvStem(((48, 2), (96, 2), (192, 2), (384, 2)), out_channels=dim)
+    net.load_state_dict({k: v for k, v in sd.items() if k != "cls_token" and not k.startswith(("norm.", "head."))})
+    return {"last_feat": "last_feat"}, net.eval()
+
+
 @torch.no_grad()
-def _independent_error(family: str, arch: str, sd: dict, config: str, weights: Path) -> float:
-    """max relative error between the trained detector's bottom-up features and timm's, computed
-    here through timm's public modules (stem / patch embed and stages, or ViT's forward_features
-    after the final norm), not through the converter's check."""
+def _independent_error(family: str, arch: str, sd: dict, weights: Path) -> float:
+    """max relative error between the bottom-up features of the detector train_det builds (ViTs
+    with ViTDet-B's windows) and the reference's: detectron2's own Swin / ViT at
+    :data:`DETECTION_SIZE`, or, for ConvNeXt, timm's public modules (stem and stages) at 64 x 96."""
     from rdet.backbones import get_spec
 
-    cfg, model = _detection_model(config, weights, ["MODEL.TIMM.WINDOW_SIZE", "0"])
-    net = get_spec(arch).builder(1000)
-    net.load_state_dict(sd)
-    net.eval()
-    x = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(1))
-    mean = torch.tensor(cfg.MODEL.PIXEL_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.MODEL.PIXEL_STD).view(1, 3, 1, 1)
-    d2_in = (x * 255 - mean) / std
-    tm_in = (x - torch.tensor(get_spec(arch).mean).view(1, 3, 1, 1)) / torch.tensor(get_spec(arch).std).view(1, 3, 1, 1)
-    rel = lambda a, b: float((a - b).abs().max() / b.abs().max())  # noqa: E731
-    if family == "vit":
-        feat = model.backbone.net(d2_in)["last_feat"]  # (N, C, h, w), before the final norm
-        tokens = net.forward_features(tm_in)[:, net.num_prefix_tokens:]  # after it
-        return rel(net.norm(feat.flatten(2).transpose(1, 2)), tokens)
-    feats = model.backbone.bottom_up(d2_in)
-    h = net.stem(tm_in) if family == "convnext" else net.patch_embed(tm_in)
-    errs = []
-    for i, stage in enumerate(net.stages if family == "convnext" else net.layers):
-        h = stage(h)
-        ref = h if family == "convnext" else h.permute(0, 3, 1, 2)  # Swin's stages are NHWC
-        errs.append(rel(feats[f"res{i + 2}"], ref))
-    return max(errs)
+    config = FAMILIES[family][1]
+    opts = (VITDET_B + ["MODEL.TIMM.ARCH", arch]) if family.startswith("vit") else []
+    _, model = _detection_model(config, weights, opts)
+    bottom_up = model.backbone.net if family.startswith("vit") else model.backbone.bottom_up
+    if family == "convnext":
+        net = get_spec(arch).builder(1000)
+        net.load_state_dict(sd)
+        net.eval()
+        x = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(1))
+        feats, h, errs = bottom_up(x), net.stem(x), []
+        for i, stage in enumerate(net.stages):
+            h = stage(h)
+            errs.append(_rel(feats[f"res{i + 2}"], h))
+        return max(errs)
+    names, ref = _reference_swin_tiny(sd) if family == "swin" else _reference_vit(sd, arch)
+    x = torch.randn(*DETECTION_SIZE, generator=torch.Generator().manual_seed(1))
+    got, want = bottom_up(x), ref(x)
+    return max(_rel(got[k], want[names[k]]) for k in names)
 
 
 @pytest.fixture(scope="module")
@@ -118,14 +173,93 @@ def _converted(converted, family, tmp_path_factory, capsys):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_converted_features_equal_timm(family, converted, tmp_path_factory, capsys):
+def test_converted_features_equal_the_reference(family, converted, tmp_path_factory, capsys):
     arch, sd, pkl, err, out = _converted(converted, family, tmp_path_factory, capsys)
     assert err <= 1e-4  # the converter's own check, as it printed it
     config = yaml_of(pkl)
     assert config["MODEL"]["TIMM"]["ARCH"] == arch and config["INPUT"]["FORMAT"] == "RGB"
-    indep = _independent_error(family, arch, sd, FAMILIES[family][1], pkl)
+    indep = _independent_error(family, arch, sd, pkl)
     print(f"{family}: converter check {err:.2e}, independent check {indep:.2e}")
     assert indep <= 1e-4
+
+
+@pytest.mark.slow
+@torch.no_grad()
+def test_swin_is_the_authors_not_timms_at_detection_sizes(converted, tmp_path_factory, capsys):
+    """The detector's Swin shifts every odd block, the 7 x 7 last stage of a 224-px model
+    included, and normalises each output stage; timm's own Swin on the same weights (output norms
+    applied) is another network at 480 x 736 (shift before pad), the same at 448 x 448."""
+    from rdet.backbones import get_spec
+
+    arch, sd, pkl, _, _ = _converted(converted, "swin", tmp_path_factory, capsys)
+    _, model = _detection_model(FAMILIES["swin"][1], pkl)
+    swin = model.backbone.bottom_up
+    assert [[b.shift_size for b in layer.blocks] for layer in swin.layers] == [[0, 3], [0, 3], [0, 3] * 3, [0, 3]]
+    for i in range(4):  # the output norms, fresh as in the authors' detectors
+        norm = getattr(swin, f"norm{i}")
+        assert torch.equal(norm.weight, torch.ones_like(norm.weight)) and torch.equal(norm.bias, torch.zeros_like(norm.bias))
+    timm_swin = get_spec(arch).builder(1000)
+    timm_swin.load_state_dict(sd)
+    timm_swin.eval()
+    gaps = {}
+    for size in ((448, 448), (480, 736)):
+        x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(2))
+        ours = swin(x)
+        theirs = timm_swin.forward_intermediates(x, intermediates_only=True)  # NCHW stages
+        gaps[size] = [_rel(ours[f"res{i + 2}"], F.layer_norm(t.permute(0, 2, 3, 1), t.shape[1:2]).permute(0, 3, 1, 2))
+                      for i, t in enumerate(theirs)]
+    print("swin vs timm, res2..res5:", gaps)
+    assert max(gaps[(448, 448)]) < 1e-4
+    assert min(gaps[(480, 736)][1:]) > 1e-3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["swin", "vit"])
+def test_the_check_sees_a_network_other_than_the_reference(family, tmp_path, monkeypatch, capsys):
+    """The converter's check runs the detection network's own windowing: Swin's last stage
+    without its shift (timm's choice for a 224-px model), or a ViT with 7-token windows instead of
+    one 14-token window at 224 px, fails it, and nothing is written."""
+    import rdet.detection.timm_backbones as tb
+
+    arch = FAMILIES[family][0]
+    _random_timm_checkpoint(tmp_path / "w.pth", arch)
+    if family == "swin":
+        real = tb.build_swin_stages
+
+        def unshifted_last_stage(*args, **kwargs):
+            net = real(*args, **kwargs)
+            net.layers[3].blocks[1].shift_size = 0
+            return net
+
+        monkeypatch.setattr(tb, "build_swin_stages", unshifted_last_stage)
+    else:
+        real = tb.build_vit
+        monkeypatch.setattr(tb, "build_vit", lambda net, window_size, *a, **k: real(net, window_size and 7, *a, **k))
+    rc, out = _convert_cli([tmp_path / "w.pth", tmp_path / "w.pkl", "--arch", arch], capsys)
+    assert rc == 2 and "conversion check failed" in out.err and len(out.err.strip().splitlines()) == 1, out.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.pth"]
+
+
+def test_converted_names_are_detectron2s(tmp_path):
+    """The file names detectron2's own modules: Swin's patch merging at the end of the stage it
+    ends, its output norms and position index; ViT's position embedding with its class entry, no
+    class token; ConvNeXt under ``model.`` with timm's names."""
+    from rdet.convert.timm import backbone_state_dict
+
+    for arch, family, probes in [
+        ("swin_tiny", "hierarchical", {"layers.0.downsample.reduction.weight": (192, 384), "norm3.weight": (768,),
+                                       "layers.3.blocks.1.attn.relative_position_index": (49, 49)}),
+        ("vit_tiny", "vit", {"pos_embed": (1, 197, 192), "blocks.11.mlp.fc2.weight": (192, 768)}),
+        ("convnext_atto", "hierarchical", {"model.stages.3.blocks.1.conv_dw.weight": (320, 1, 7, 7)})]:
+        sd = _random_timm_checkpoint(tmp_path / f"{arch}.pth", arch)
+        d2 = backbone_state_dict(sd, arch, family, "test")
+        prefix = "backbone.net." if family == "vit" else "backbone.bottom_up."
+        assert all(k.startswith(prefix) for k in d2)
+        for k, shape in probes.items():
+            assert tuple(d2[prefix + k].shape) == shape, k
+        assert not any(k.endswith(("cls_token", "head.fc.weight", "head.weight", "layers.3.downsample.norm.weight"))
+                       for k in d2)
+    assert torch.equal(d2["backbone.bottom_up.model.stem.0.weight"], sd["stem.0.weight"])
 
 
 def yaml_of(pkl: Path) -> dict:
@@ -182,7 +316,7 @@ def val8(tmp_path_factory, fashion_mnist_root):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", list(FAMILIES))
+@pytest.mark.parametrize("family", TRAINED)
 def test_train_det_trains_mask_rcnn_and_evaluates(family, converted, val8, tmp_path, tmp_path_factory, capsys):
     from rdet.cli.train_det import main
 
@@ -218,39 +352,79 @@ def test_adamw_with_layer_decay_for_vit():
     group = {id(p): g for g in opt.param_groups for p in g["params"]}
     named = dict(model.named_parameters())
     lr, d = cfg.SOLVER.BASE_LR, cfg.SOLVER.LAYER_DECAY
-    assert math.isclose(group[id(named["backbone.net.model.blocks.0.attn.qkv.weight"])]["lr"], lr * d ** 12)
-    assert math.isclose(group[id(named["backbone.net.model.blocks.11.mlp.fc1.weight"])]["lr"], lr * d ** 1)
-    assert math.isclose(group[id(named["backbone.net.model.patch_embed.proj.weight"])]["lr"], lr * d ** 13)
+    assert math.isclose(group[id(named["backbone.net.blocks.0.attn.qkv.weight"])]["lr"], lr * d ** 12)
+    assert math.isclose(group[id(named["backbone.net.blocks.11.mlp.fc1.weight"])]["lr"], lr * d ** 1)
+    assert math.isclose(group[id(named["backbone.net.patch_embed.proj.weight"])]["lr"], lr * d ** 13)
     assert math.isclose(group[id(named["backbone.simfp_2.0.weight"])]["lr"], lr)
     assert math.isclose(group[id(named["roi_heads.box_predictor.cls_score.weight"])]["lr"], lr)
-    assert group[id(named["backbone.net.model.pos_embed"])]["weight_decay"] == 0.0
-    assert group[id(named["backbone.net.model.blocks.0.norm1.weight"])]["weight_decay"] == 0.0
-    assert group[id(named["backbone.net.model.blocks.0.attn.qkv.weight"])]["weight_decay"] == cfg.SOLVER.WEIGHT_DECAY
+    assert group[id(named["backbone.net.pos_embed"])]["weight_decay"] == 0.0
+    assert group[id(named["backbone.net.blocks.0.norm1.weight"])]["weight_decay"] == 0.0
+    assert group[id(named["backbone.net.blocks.0.attn.qkv.weight"])]["weight_decay"] == cfg.SOLVER.WEIGHT_DECAY
 
 
-def test_window_attention_runs_timm_blocks_on_windows():
-    """With one window covering the whole grid and no global blocks, the ViTDet path is timm's
-    global attention without the class token: equal to running timm's blocks on the grid tokens."""
-    from rdet.detection.timm_backbones import TimmViT, _window_partition, _window_unpartition
+def test_vit_recipe_is_vitdets_detector():
+    """The ``*vit*`` recipe builds ViTDet's Mask R-CNN: detectron2's ViT with 14-token windows and
+    global blocks 2, 5, 8, 11 (no relative positions), square padding to 1024, a 2-conv RPN head,
+    a 4-conv + 1-fc box head and a mask head with LayerNorm, and large-scale jitter in training."""
+    import detectron2.data.transforms as T
+    from detectron2.layers.batch_norm import LayerNorm
+    from detectron2.modeling import build_model
 
-    x = torch.randn(2, 5, 7, 3)
-    win, padded = _window_partition(x, 3)
-    assert win.shape == (2 * 2 * 3, 9, 3) and padded == (6, 9)
-    assert torch.equal(_window_unpartition(win, 3, padded, (5, 7), 2), x)
+    from rdet.detection.augment import build_train_mapper
+    from rdet.detection.train import build_cfg
 
-    torch.manual_seed(0)
-    vit = TimmViT("vit_tiny_patch16_224", window_size=4).eval()
-    img = torch.randn(1, 3, 64, 64)  # 4 x 4 tokens: one window
-    m = vit.model
-    with torch.no_grad():
-        got = vit(img)["last_feat"]
-        from timm.layers import resample_abs_pos_embed
+    cfg = build_cfg(str(CONFIGS / "coco_mask_vit_b_sfp_1x.yaml"),  # ViT-T's width for speed; ViT-B's layout
+                    ["MODEL.TIMM.ARCH", "vit_tiny", "MODEL.DEVICE", "cpu"])
+    model = build_model(cfg)
+    vit = model.backbone.net
+    assert [b.window_size for b in vit.blocks] == [14, 14, 0, 14, 14, 0, 14, 14, 0, 14, 14, 0]
+    assert not any(b.attn.use_rel_pos for b in vit.blocks) and vit.pos_embed.shape == (1, 197, 192)
+    assert model.backbone.padding_constraints["square_size"] == 1024
+    assert len(model.proposal_generator.rpn_head.conv) == 2
+    box = model.roi_heads.box_head
+    assert len(box.conv_norm_relus) == 4 and len(box.fcs) == 1 and box.fcs[0].out_features == 1024
+    assert all(isinstance(c.norm, LayerNorm) for c in box.conv_norm_relus)
+    mask_convs = model.roi_heads.mask_head.conv_norm_relus
+    assert len(mask_convs) == 4 and all(isinstance(c.norm, LayerNorm) for c in mask_convs)
+    assert (cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST) == (1024, 1024)
+    augs = build_train_mapper(cfg).augmentations.augs
+    assert [type(a) for a in augs] == [T.RandomFlip, T.ResizeScale, T.FixedSizeCrop]
+    assert (augs[1].min_scale, augs[1].max_scale, augs[2].crop_size, augs[2].pad) == (0.1, 2.0, (1024, 1024), False)
 
-        t = m.patch_embed(img)
-        pos = resample_abs_pos_embed(m.pos_embed[:, 1:], new_size=(4, 4), old_size=m.patch_embed.grid_size,
-                                     num_prefix_tokens=0)
-        t = m.blocks(t.flatten(1, 2) + pos)
-    assert torch.allclose(got.flatten(2).transpose(1, 2), t, atol=1e-5)
+
+def test_large_scale_jitter_crops_to_its_square_and_recomputes_boxes(tmp_path):
+    """LSJ on a 200 x 300 image with one square object: every draw is at most the 96-px square,
+    scaled between 0.1 and 2 of the square-fitted size, and boxes follow the cropped masks."""
+    import numpy as np
+    from PIL import Image
+
+    from rdet.detection.augment import build_train_mapper
+    from rdet.detection.train import build_cfg
+
+    Image.fromarray(np.full((200, 300, 3), 90, np.uint8)).save(tmp_path / "im.png")
+    poly = [100.0, 50.0, 180.0, 50.0, 180.0, 130.0, 100.0, 130.0]
+    record = {"file_name": str(tmp_path / "im.png"), "height": 200, "width": 300, "image_id": 0,
+              "annotations": [{"bbox": [100, 50, 80, 80], "bbox_mode": 1, "category_id": 0, "segmentation": [poly],
+                               "iscrowd": 0}]}
+    cfg = build_cfg(str(CONFIGS / "demo_mask_vit_t_sfp.yaml"), ["INPUT.LSJ.IMAGE_SIZE", "96", "MODEL.DEVICE", "cpu"])
+    assert cfg.INPUT.LSJ.ENABLED  # the demo ViT recipe trains with LSJ as ViTDet
+    mapper = build_train_mapper(cfg)
+    np.random.seed(0)
+    sides = []
+    for _ in range(20):
+        out = mapper(dict(record))
+        _, h, w = out["image"].shape
+        assert h <= 96 and w <= 96
+        sides.append(max(h, w))
+        inst = out["instances"]
+        if len(inst):
+            box = inst.gt_boxes.tensor[0]
+            assert 0 <= box[0] < box[2] <= w and 0 <= box[1] < box[3] <= h
+            mask = inst.gt_masks.tensor[0] if hasattr(inst.gt_masks, "tensor") else None
+            if mask is not None:  # bitmask: the box is the mask's extent (recomputed after the crop)
+                ys, xs = torch.nonzero(mask, as_tuple=True)
+                assert abs(float(box[0]) - float(xs.min())) <= 1 and abs(float(box[2]) - float(xs.max() + 1)) <= 1
+    assert min(sides) < 48 and max(sides) == 96  # shrunk to below half the square and cropped to it
 
 
 def test_configs_that_disagree_with_their_weights_are_refused():
@@ -263,17 +437,25 @@ def test_configs_that_disagree_with_their_weights_are_refused():
 
     imagenet = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
     check_timm_config(cfg("demo_mask_convnext_atto_fpn.yaml"), {"arch": "convnext_atto", **imagenet})
-    check_timm_config(cfg("coco_mask_swin_t_fpn_1x.yaml"), {"arch": "swin_tiny", **imagenet})  # same timm model
+    swin_layout = {"layout": "detectron2.SwinTransformer"}
+    check_timm_config(cfg("coco_mask_swin_t_fpn_1x.yaml"), {"arch": "swin_tiny", **imagenet, **swin_layout})
     cases = [
         (cfg("demo_mask_convnext_atto_fpn.yaml"), {"arch": "vit_tiny"}, "MODEL.TIMM.ARCH is convnext_atto"),
         (cfg("demo_mask_r18_fpn.yaml"), {"arch": "convnext_atto"}, "build_timm_fpn_backbone"),
         (cfg("coco_mask_convnext_t_fpn_1x.yaml"), {"arch": "convnext_tiny_convstem"},  # another stem
          "MODEL.TIMM.ARCH is convnext_tiny"),
-        (cfg("demo_mask_vit_t_sfp.yaml"), {"arch": "vit_tiny", "mean": [0.5] * 3, "std": [0.5] * 3},
-         "MODEL.PIXEL_MEAN"),
+        (cfg("demo_mask_vit_t_sfp.yaml"), {"arch": "vit_tiny", "mean": [0.5] * 3, "std": [0.5] * 3,
+                                           "layout": "detectron2.ViT"}, "MODEL.PIXEL_MEAN"),
         (cfg("demo_mask_convnext_atto_fpn.yaml", "MODEL.BACKBONE.FREEZE_AT", "2"), None, "FREEZE_AT 2"),
         (cfg("demo_mask_convnext_atto_fpn.yaml", "MODEL.TIMM.ARCH", "vit_tiny"), None,
          "use build_timm_vit_sfp_backbone"),
+        # a file converted for rdet's earlier timm Swin: its names would load into nothing
+        (cfg("coco_mask_swin_t_fpn_1x.yaml"), {"arch": "swin_tiny", **imagenet}, "convert the checkpoint again"),
+        (cfg("demo_mask_vit_t_sfp.yaml"), {"arch": "vit_tiny", **imagenet, "layout": "timm"}, "detectron2.ViT"),
+        # ViTDet pads to a 1024 square: a larger test image would fail mid-run
+        (cfg("coco_mask_vit_b_sfp_1x.yaml", "INPUT.MAX_SIZE_TEST", "1333"), None,
+         "INPUT.MAX_SIZE_TEST 1333: larger than MODEL.TIMM.SQUARE_PAD 1024"),
+        (cfg("coco_mask_vit_b_sfp_1x.yaml", "INPUT.LSJ.MIN_SCALE", "0.0"), None, "INPUT.LSJ"),
     ]
     for c, meta, words in cases:
         with pytest.raises(ConfigError, match=words.replace(".", r"\.")):

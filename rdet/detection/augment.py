@@ -53,3 +53,9 @@ def check_lsj_config(cfg: CfgNode) -> None:
     if s.ENABLED and not (s.IMAGE_SIZE > 0 and 0 < s.MIN_SCALE <= s.MAX_SCALE):
         raise ConfigError(f"INPUT.LSJ: IMAGE_SIZE {s.IMAGE_SIZE} must be > 0 and 0 < MIN_SCALE {s.MIN_SCALE} "
                           f"<= MAX_SCALE {s.MAX_SCALE}")
+    if s.ENABLED and cfg.MODEL.MASK_ON:
+        import importlib.util
+
+        if importlib.util.find_spec("shapely") is None:  # found mid-run otherwise, at the first polygon crop
+            raise ConfigError("INPUT.LSJ with MODEL.MASK_ON crops polygon masks, which needs shapely: "
+                              "pip install shapely")

@@ -244,8 +244,8 @@ def check_timm_config(cfg: CfgNode, weights_meta: Optional[Dict] = None) -> None
     layout = WEIGHT_LAYOUT[timm_kind(arch)]
     if weights_arch and meta.get("layout", "timm") != layout:
         raise ConfigError(f"MODEL.WEIGHTS names its {weights_arch} tensors for rdet's earlier timm {timm_kind(arch)} "
-                          f"network, which detectron2's {layout} would load nothing from: convert the "
-                          "checkpoint again (tools/convert_backbone.py)")
+                          f"network; today's ({layout}) would load nothing from it: convert the checkpoint again "
+                          "(tools/convert_backbone.py)")
     for key in ("mean", "std"):
         want = meta.get(key)
         have = list(getattr(cfg.MODEL, f"PIXEL_{key.upper()}"))
