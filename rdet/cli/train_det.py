@@ -1,5 +1,6 @@
-"""rdet-train-det (or python tools/train_det.py): train / evaluate Faster or Mask R-CNN with a
-converted rdet backbone, with detectron2's own flags and KEY VALUE overrides.
+"""rdet-train-det (or python tools/train_det.py): train / evaluate Faster or Mask R-CNN, or a
+semantic segmenter (a config whose MODEL.META_ARCHITECTURE is SemanticSegmentor: Semantic FPN,
+UperNet, DeepLabV3+), with a converted rdet backbone, detectron2's own flags and KEY VALUE overrides.
 
     rdet-convert resnet50_l2_eps3 weights/r50_l2_eps3.pkl
     rdet-train-det --config-file configs/coco_r50_fpn_1x.yaml \\
@@ -45,6 +46,10 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"machine rank {args.machine_rank} done; machine rank 0 writes the results")
         return 0
     ap = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+    if rec.get("task") == "segmentation":
+        print(f"mIoU {ap(rec['mIoU'])} (fwIoU {ap(rec['fwIoU'])}, pixel accuracy {ap(rec['pixel_accuracy'])}); "
+              f"data: {rec['data_note']}")
+        return 0
     print(f"box AP {ap(rec['box_AP'])} (AP50 {ap(rec['box_AP50'])}, AP75 {ap(rec['box_AP75'])})"
           + (f", mask AP {ap(rec['mask_AP'])}" if rec.get("mask_AP") is not None else "")
           + f"; data: {rec['data_note']}")

@@ -51,6 +51,9 @@ def build_cfg(config_file: str, opts: Sequence[str] = (), backbone_config: Optio
 
     add_timm_config(cfg)  # MODEL.TIMM: ConvNeXt / Swin / ViT backbones
     add_optimizer_config(cfg)  # SOLVER.OPTIMIZER, BETAS, LAYER_DECAY (AdamW, layer-wise decay)
+    from rdet.detection.semantic import add_semantic_config
+
+    add_semantic_config(cfg)  # DeepLab's keys (crop constraint, poly lr, ASPP, dilation), UperNet's
     try:
         cfg.merge_from_file(config_file)
         if opts:
@@ -60,7 +63,11 @@ def build_cfg(config_file: str, opts: Sequence[str] = (), backbone_config: Optio
         if backbone_config:
             model = dict(yaml.safe_load(Path(backbone_config).read_text())["MODEL"])
             model.pop("WEIGHTS", None)
+            stages = cfg.MODEL.BACKBONE.NAME
             cfg.merge_from_other_cfg(CfgNode({"MODEL": model}))
+            from rdet.detection.semantic import keep_stage_backbone
+
+            keep_stage_backbone(cfg, stages)  # UperNet: the converter's FPN builder gives the stages
     except (KeyError, ValueError, AssertionError, TypeError, yaml.YAMLError, OSError) as e:
         raise ConfigError(f"{config_file}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     return cfg
@@ -120,18 +127,30 @@ def setup(config_file: str, opts: Sequence[str] = (), eval_only: bool = False, a
     cfg = build_cfg(config_file, opts, backbone_config)
     check_output_dir(cfg.OUTPUT_DIR)
     info = check_weights(cfg, eval_only, allow_pickle)
+    from rdet.detection import semantic
     from rdet.detection.timm_backbones import check_timm_config
     from rdet.detection.trainer import check_optimizer_config
 
-    check_timm_config(cfg, info.meta if info and info.kind == "backbone" else None)
-    check_c4(cfg, info.backbone.get("arch") if info and info.kind == "backbone" else None)
+    arch = info.backbone.get("arch") if info and info.kind == "backbone" else None
+    check_timm_config(semantic.as_built(cfg), info.meta if info and info.kind == "backbone" else None)
+    if semantic.is_semantic(cfg):
+        semantic.check_semantic_config(cfg, arch)
+    else:
+        check_c4(cfg, arch)
     check_optimizer_config(cfg)
     if resume:
         _check_resume_checkpoint(cfg.OUTPUT_DIR, allow_pickle)
-    check_datasets(list(cfg.DATASETS.TEST) + ([] if eval_only else list(cfg.DATASETS.TRAIN)))
+    names = list(cfg.DATASETS.TEST) + ([] if eval_only else list(cfg.DATASETS.TRAIN))
+    if semantic.is_semantic(cfg):
+        from rdet.detection.sem_datasets import check_sem_seg_datasets
+
+        check_sem_seg_datasets(names, cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES)
+    check_datasets(names)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logger.warning("CUDA is not available: running on CPU (MODEL.DEVICE cpu)")
         cfg.MODEL.DEVICE = "cpu"
+    if cfg.MODEL.DEVICE == "cpu":
+        semantic.cpu_norms(cfg)
     for k in BACKBONE_KEYS:
         cfg.RDET.BACKBONE[k.upper()] = info.backbone.get(k) if info else None
     cfg.freeze()
@@ -154,6 +173,15 @@ def make_record(cfg, results: Dict, wall_time: float, eval_only: bool = False,
     else:
         iters = cfg.SOLVER.MAX_ITER
         schedule = schedule_name(cfg.RDET.SCHEDULE, iters, cfg.SOLVER.IMS_PER_BATCH)
+    from rdet.detection import semantic
+
+    if semantic.is_semantic(cfg):  # the same provenance, segmentation's metrics
+        return dict({"dataset": ",".join(cfg.DATASETS.TEST), "train_datasets": list(cfg.DATASETS.TRAIN),
+                     "data_note": data_note(list(cfg.DATASETS.TEST)),
+                     "backbone": dict({k: b[k.upper()] for k in BACKBONE_KEYS}, source=b.SOURCE or cfg.MODEL.WEIGHTS),
+                     "weights": cfg.MODEL.WEIGHTS, "eval_only": eval_only},
+                    **semantic.semantic_record_fields(cfg), **semantic.semantic_metrics(cfg, results),
+                    iterations=iters, schedule=schedule, seed=cfg.SEED, wall_time_s=wall_time)
     return {"task": "detection", "detection_task": task, "dataset": ",".join(cfg.DATASETS.TEST),
             "train_datasets": list(cfg.DATASETS.TRAIN), "data_note": data_note(list(cfg.DATASETS.TEST)),
             "backbone": dict({k: b[k.upper()] for k in BACKBONE_KEYS}, source=b.SOURCE or cfg.MODEL.WEIGHTS),
@@ -171,11 +199,18 @@ def train_worker(cfg, args: argparse.Namespace, info: Optional[WeightsInfo] = No
     from detectron2.utils import comm
 
     from rdet.detection.logs import run_logging
-    from rdet.detection.trainer import Trainer, ddp_on_cpu
+    from rdet.detection.semantic import trainer_class
+    from rdet.detection.trainer import ddp_on_cpu
+
+    Trainer = trainer_class(cfg)  # noqa: N806 - detection's, or the semantic one
 
     start = time.time()
     if any(n.startswith("rdet_fashion_det") for n in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)):
         register_demo_dataset()  # a spawned worker starts with detectron2's builtin catalog only
+    from rdet.detection.sem_datasets import SETS, register_sem_seg_dataset
+
+    for name in {n for n in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST) if n in SETS}:
+        register_sem_seg_dataset(name)  # prepared and checked by setup already: reads the stamps
     with run_logging(cfg, args, console=args.console):
         if args.eval_only:
             model = Trainer.build_model(cfg)

@@ -22,7 +22,7 @@ from rdet.core.safe_pickle import load_pickle
 # The timm converter (rdet.convert.timm) writes exact detectron2 names: ``backbone.bottom_up.model.*``
 # (ConvNeXt, Swin under FPN) and ``backbone.net.model.*`` (ViT under SimpleFeaturePyramid).
 _BACKBONE = re.compile(r"^(backbone\.|stem\.conv1\.|res[2-5]\.\d+\.|conv1_w|res_conv1_bn_|res[2-5]_\d+_branch)")
-_HEADS = re.compile(r"^(roi_heads\.box_predictor|proposal_generator)\.")
+_HEADS = re.compile(r"^(roi_heads\.box_predictor|proposal_generator|sem_seg_head)\.")  # a trained model
 BACKBONE_KEYS = ("arch", "norm", "eps", "method", "source")  # method: pgd, fgsm_rs, free, standard
 CONVERT_HINT = "convert it first: python tools/convert_backbone.py INPUT OUTPUT.pkl (or rdet-convert)"
 
