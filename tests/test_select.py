@@ -306,3 +306,71 @@ def test_an_unreadable_feature_cache_entry_is_extracted_again(tmp_path, caplog):
     assert f"feature cache {path} is unreadable" in caplog.text
     again = load_or_extract(tmp_path, "m", key, extract)  # the rewritten entry now loads
     assert calls == [1] and again["hit"]
+
+
+# --- transferability estimators (--estimator) ---------------------------------------------------------
+@pytest.mark.timeout(400)
+def test_estimators_score_the_cached_features_beside_the_ranking(tmp_path, count_extractions):
+    """logme, knn and leep on two models: their columns beside the validation ranking, equal to the
+    estimators run on the cache entries themselves (leep through each file's own 1000-class head);
+    then other estimators on the finished selection: no cell reruns, no extraction."""
+    import json
+
+    from rdet.select import estimators as est
+    from rdet.select.scoring import cached_features
+
+    models = [str(_resnet18_file(tmp_path / f"m{i}.pth", seed=i)) for i in range(2)]
+    out = tmp_path / "sel"
+    argv = ["--dataset", "digits", "--models", *models, "--output-dir", str(out), "--estimator", "logme", "knn", "leep",
+            *SMALL, "SELECT.KNN_K", "5"]
+    assert select_main(argv) == 0
+    rows = [dict(zip(lines[0], r)) for lines in [[l.split(",") for l in (out / "ranking.csv").read_text().splitlines()]]
+            for r in lines[1:]]
+    assert list(rows[0])[-6:] == ["logme", "logme_rank", "knn", "knn_rank", "leep", "leep_rank"]
+    saved = json.loads((out / "estimators.json").read_text())
+    assert saved["estimators"] == ["linear", "logme", "knn", "leep"] and saved["knn_k"] == 5
+    for i in range(2):
+        rec = read_record(out / "select" / f"m{i}" / "result.json")
+        f, y = cached_features(rec)
+        assert len(f) == rec["n_train"] + rec["n_val"] == 250
+        got = saved["scores"][f"m{i}"]
+        assert got["logme"]["score"] == pytest.approx(est.logme(f, y), rel=1e-9)
+        assert got["knn"]["score"] == pytest.approx(est.knn(f, y, k=5), rel=1e-9)
+        fc = torch.load(models[i])
+        logits = torch.from_numpy(f) @ fc["fc.weight"].double().T + fc["fc.bias"].double()
+        assert got["leep"]["score"] == pytest.approx(est.leep(f, y, source_probs=logits.softmax(1)), rel=1e-6)
+        assert got["linear"]["score"] == rec["val_value"] and all(v["time_s"] >= 0 for v in got.values())
+    for name in ("logme", "knn", "leep"):  # rank 1 = the higher score
+        by_rank = sorted(rows, key=lambda r: int(r[f"{name}_rank"]))
+        assert float(by_rank[0][name]) >= float(by_rank[1][name])
+    assert "## Transferability estimators" in (out / "ranking.md").read_text()
+    stamps = [(out / "select" / m / "result.json").stat().st_mtime_ns for m in ("m0", "m1")]
+
+    # the same selection, other estimators: scored from the cache in seconds, cells untouched
+    assert select_main(argv[:argv.index("--estimator")] + ["--estimator", "hscore", "sfda", *SMALL]) == 0
+    assert len(count_extractions) == 2
+    assert [(out / "select" / m / "result.json").stat().st_mtime_ns for m in ("m0", "m1")] == stamps
+    header = (out / "ranking.csv").read_text().splitlines()[0].split(",")
+    assert header[-4:] == ["hscore", "hscore_rank", "sfda", "sfda_rank"] and "logme" not in header
+
+
+def test_select_config_is_checked_before_any_work(tmp_path, capsys):
+    """rdet select builds its config as the other commands do (build_config + the schema check)."""
+    out = tmp_path / "never"
+    for opts, match in ((["SELECT.VIEWS", "0"], "SELECT.VIEWS must be >= 1, not 0"),
+                        (["SELECT.CACHE_DTYPE", "int8"], "SELECT.CACHE_DTYPE must be one of float16, float32"),
+                        (["SELECT.ESTIMATORS", "['logme', 'nope']"], "SELECT.ESTIMATORS items must be one of logme")):
+        assert select_main(["--dataset", "digits", "--models", "resnet18_l2_eps3", "--output-dir", str(out), *opts]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and match in err[0], err
+        assert not out.exists()
+    assert select_main(["--estimator", "logmee", "--output-dir", str(out)]) == 2
+    assert "invalid choice: 'logmee'" in capsys.readouterr().err
+
+
+def test_estimator_names_are_the_schema_choices():
+    from rdet.cli import choices
+    from rdet.select.estimators import ESTIMATOR_NAMES, ESTIMATOR_REGISTRY
+
+    assert choices("SELECT.ESTIMATORS") == ESTIMATOR_NAMES
+    assert sorted(n for n, _ in ESTIMATOR_REGISTRY) == sorted(n for n in ESTIMATOR_NAMES if n != "linear")

@@ -14,6 +14,12 @@ The work is an ordinary study (``OUTPUT_DIR/study.yaml``, one cell per model) ru
 same command resumes an interrupted selection. ``--full-network`` then fine-tunes the top-k models
 with the paper's protocol (ordinary ``rdet.classify`` cells, lr chosen on the same validation split).
 
+``--estimator logme knn ...`` scores every model with transferability estimators (LogME, LEEP,
+N-LEEP, NCE, H-score, SFDA, a leave-one-out k-NN probe; ``linear``: the validation ranking itself)
+from the features the selection cached: one column each beside the validation ranking, with
+their seconds and their agreement with it. They are not part of the cells' settings, so a finished
+selection is re-scored with other estimators in seconds, from its cache.
+
 Without arguments (offline demo): the catalog's weights cannot be downloaded here, so the demo
 ranks ResNet-18s that rdet.pretrain trains on Fashion-MNIST classes 0-4 at L2 eps 0, 0.25 and 1
 for transfer to Fashion-MNIST classes 5-9.
@@ -28,8 +34,8 @@ from typing import Dict, List, Optional, Sequence
 import yaml
 
 from rdet.core.atomic import atomic_path
-from rdet.cli import ArgumentParser, entry_point
-from rdet.config import CONFIG_DIR, merge_config
+from rdet.cli import ArgumentParser, choices, entry_point
+from rdet.config import CONFIG_DIR, build_config
 from rdet.core.errors import ConfigError
 from rdet.core.records import read_record
 from rdet.config import get_select_cfg
@@ -48,6 +54,9 @@ DEMO_DESCRIPTION = ("rdet.select offline demo. Source models: ResNet-18s trained
                     "Real data from Debian's dataset-fashion-mnist, no download; miniature, so the numbers show the "
                     "selection works, not what ImageNet-scale robust backbones do.")
 _IGNORED_ON_RESUME = ("executor", "slurm")
+# keys read after the cells, from their cached features (rdet.select.scoring): left out of the
+# cells' overrides, so changing them never makes a finished selection "another selection"
+_SCORING_KEYS = ("SELECT.ESTIMATORS", "SELECT.KNN_K")
 
 
 def parse(argv):
@@ -67,6 +76,12 @@ def parse(argv):
                                                   "default 0.2")
     p.add_argument("--val-seed", type=int, help="seed of the validation split (default 0)")
     p.add_argument("--views", type=int, help="augmented views per training image in the feature cache (default 5)")
+    p.add_argument("--estimator", nargs="+", metavar="NAME",
+                   help="transferability estimators scored from the cached features beside the validation ranking: "
+                        + ", ".join(choices("SELECT.ESTIMATORS")) + " (linear: the validation-split heads)")
+    p.add_argument("--against-paper", choices=("fixed", "full"),
+                   help="set every ranking beside the paper's Table 8 (fixed) or 9 (full) accuracies (10/11 at "
+                        "DATA.DOWNSCALE 32) of the same models: Kendall tau, weighted tau, top-1 regret")
     p.add_argument("--cache-dir", help="feature cache folder (default OUTPUT_DIR/feature_cache)")
     p.add_argument("--executor", choices=("local", "submitit_local", "slurm"), default="local")
     p.add_argument("--slurm", nargs="+", default=[], metavar="KEY=VALUE",
@@ -74,7 +89,21 @@ def parse(argv):
     p.add_argument("--output-dir", help=f"where the study, its cells and the ranking go (demo: {DEMO_DIR})")
     p.add_argument("--allow-pickle", action="store_true", help="full unpickling of model files (trusted files only)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. SOLVER.EPOCHS 30")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    _split_estimators(p, args)
+    return args
+
+
+def _split_estimators(p, args) -> None:
+    """``--estimator logme knn SOLVER.EPOCHS 5``: argparse gives --estimator every word up to the
+    next flag; the leading estimator names are its, the rest (from the first ``KEY.NAME``) are
+    overrides. A word that is neither is a misspelt estimator, refused in one line."""
+    words, known = args.estimator or [], choices("SELECT.ESTIMATORS")
+    n = next((i for i, w in enumerate(words) if w not in known), len(words))
+    if n < len(words) and (n == 0 or "." not in words[n]):
+        p.error(f"argument --estimator: invalid choice: {words[n]!r} (choose from {', '.join(known)})")
+    args.estimator = words[:n] or None
+    args.opts = words[n:] + list(args.opts)
 
 
 def _slurm(items: Sequence[str]) -> Dict:
@@ -91,12 +120,20 @@ def build(args):
     """``(cfg, opts for the cells, study dict)``; every input checked before anything runs."""
     demo = not (args.dataset or args.data_root or args.models or args.config_file)
     config = str(DEMO_CONFIG) if demo else args.config_file
-    flags = [("DATA.DATASET", args.dataset), ("DATA.ROOT", args.data_root), ("DATA.VAL_SIZE", args.val_size),
-             ("DATA.VAL_SEED", args.val_seed), ("SELECT.VIEWS", args.views)]
-    opts = [str(x) for k, v in flags if v is not None for x in (k, v)] + list(args.opts)
-    cfg = merge_config(get_select_cfg(), config, opts)
+    from rdet.config.schema import check_cfg
+
+    flags = {"DATA.DATASET": args.dataset, "DATA.ROOT": args.data_root, "DATA.VAL_SIZE": args.val_size,
+             "DATA.VAL_SEED": args.val_seed, "SELECT.VIEWS": args.views, "SELECT.ESTIMATORS": args.estimator}
+    cfg = build_config(get_select_cfg(), config, flags, list(args.opts))
+    check_cfg(cfg)  # every key's rule (rdet.config.schema), as the other commands do
+    pairs = [(k, v) for k, v in flags.items() if v is not None] + list(zip(args.opts[0::2], args.opts[1::2]))
+    opts = [str(x) for k, v in pairs if k not in _SCORING_KEYS for x in (k, v)]
     if args.top_k < 1:
         raise ConfigError("--top-k must be at least 1")
+    if args.against_paper:
+        from rdet.select.against_paper import check_dataset
+
+        check_dataset(cfg, args.against_paper)  # a dataset the paper lacks: refused before any work
     if not (args.output_dir or demo):
         raise ConfigError("--output-dir is required (where the study, the feature cache and the ranking go)")
     out = Path(args.output_dir or DEMO_DIR).resolve()
@@ -153,7 +190,9 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     cells = [c for c in study.cells if c.kind == "select"]
     records = [read_record(c.output_dir(study.output_dir) / "result.json") for c in cells]
     rows = ranking.ranked_rows(records)
+    estimators_file = _score_estimators(cfg, rows, Path(study.output_dir), args.allow_pickle)
     files = ranking.write_tables(rows, Path(study.output_dir))
+    paper_file = _against_paper(cfg, rows, Path(study.output_dir), args.against_paper) if args.against_paper else None
     plot = ranking.plot(rows, Path(study.output_dir))
     s = ranking.summary(rows)
     print()
@@ -169,7 +208,12 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
         for r in full:
             print(f"  {r['model']}: lr {r['lr']:g}, validation {r['val']:.2f}%, test {r['test']:.2f}% "
                   f"(best test over lrs {r['best_test']:.2f}%)")
-    print(f"files: {', '.join(str(p) for p in [*files.values(), plot] if p)}; "
+    agree = ranking.agreement_lines(rows)
+    if agree:
+        print("\ntransferability estimators (scored from the cached features; tau, weighted tau and top-1 regret "
+              "against the validation ranking and the test accuracy):")
+        print("\n".join(agree))
+    print(f"files: {', '.join(str(p) for p in [*files.values(), plot, estimators_file, paper_file] if p)}; "
           f"selection took {time.time() - start:.0f} s")
     if args.full_network:
         print(ranking.top_line(rows) + " (fixed-feature)")
@@ -179,6 +223,43 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         print(ranking.top_line(rows))
     return 0
+
+
+def _score_estimators(cfg, rows: List[Dict], out: Path, allow_pickle: bool) -> Optional[Path]:
+    """SELECT.ESTIMATORS on every model's cached features, into the rows and ``estimators.json``;
+    ``linear`` (the validation ranking) always leads the table as the baseline."""
+    names = ["linear"] + [n for n in cfg.SELECT.ESTIMATORS if n != "linear"]
+    if len(names) == 1:
+        return None
+    import json
+
+    from rdet.select import ranking
+    from rdet.select.scoring import score_record
+
+    scores = {r["model"]: score_record(r["record"], names, cfg, allow_pickle) for r in rows}
+    ranking.attach_estimators(rows, scores)
+    path = out / "estimators.json"
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"estimators": names, "knn_k": int(cfg.SELECT.KNN_K), "scores": scores,
+                                   "agreement": ranking.estimator_agreement(rows)}, indent=1))
+    return path
+
+
+def _against_paper(cfg, rows: List[Dict], out: Path, mode: str) -> Path:
+    """--against-paper: every ranking against the paper's table, printed and in ``against_paper.{md,json}``."""
+    import json
+
+    from rdet.select.against_paper import against_paper, summary_lines
+
+    result = against_paper(rows, cfg, mode)
+    lines = summary_lines(result, len(rows))
+    print("\n" + "\n".join(lines))
+    with atomic_path(out / "against_paper.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=1))
+    path = out / "against_paper.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text(f"# Rankings against the paper ({result['title']})\n\n" + "\n".join(lines) + "\n")
+    return path
 
 
 def _run_full_network(cfg, select_study: Dict, top: List[Dict]) -> List[Dict]:

@@ -185,4 +185,9 @@ def get_select_cfg() -> CN:
     # cross-entropy), strongest first with warm starts; [] turns it off.
     _C.SELECT.LOGREG_L2 = [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
     _C.SELECT.LOGREG_MAX_ITER = 100
+    # Transferability estimators scored from the cached features beside the validation ranking
+    # (rdet.select.estimators; "linear" is that ranking itself). Not part of the cells' settings:
+    # changing them re-scores a finished selection from its cache.
+    _C.SELECT.ESTIMATORS = ["linear"]
+    _C.SELECT.KNN_K = 10  # neighbours of the leave-one-out k-NN probe
     return _C

@@ -160,6 +160,8 @@ SCHEMA: Dict[str, Rule] = {
     "SELECT.CACHE_DTYPE": _c(False, "float16", "float32"),
     "SELECT.LOGREG_L2": _r(False, 0, lo_open=True),
     "SELECT.LOGREG_MAX_ITER": _r(False, 1),
+    "SELECT.ESTIMATORS": _c(False, "logme", "leep", "nleep", "nce", "hscore", "sfda", "knn", "linear"),  # = estimators.ESTIMATOR_NAMES
+    "SELECT.KNN_K": _r(False, 1),
 }
 
 

@@ -123,6 +123,13 @@ def load_or_extract(cache_dir: Path, label: str, key: Dict[str, Any],
     return dict(_as_float(entry), hit=False, path=str(path))
 
 
+def read_features(path: Path) -> Optional[Dict[str, Any]]:
+    """A cache entry's features as float32 (the layout :func:`load_or_extract` returns), for
+    scoring a finished selection again; ``None`` when the file is gone or unreadable."""
+    entry = _read_entry(Path(path)) if Path(path).is_file() else None
+    return None if entry is None else _as_float(entry)
+
+
 def _read_entry(path: Path) -> Optional[Dict[str, Any]]:
     """A cache file's entry; ``None`` (said in one line) when it does not load as one -- truncated,
     garbage, or holding objects ``weights_only`` refuses: it is a cache, so it is extracted again."""

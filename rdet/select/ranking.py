@@ -6,6 +6,11 @@ reported side by side:
 * validation-selected: the top model's chosen head, evaluated once on the test set;
 * test-selected: the best test score over every (model, head) candidate, which is how the
   paper picks eps and learning rate; the gap shows how optimistic that is.
+
+Transferability estimators (``--estimator``, :mod:`rdet.select.scoring`) add one score column and
+one rank column each beside the validation ranking, and a table of how each one's ranking agrees
+with the validation ranking and with the test accuracy (:mod:`rdet.select.agreement`), with its
+seconds over all models.
 """
 from __future__ import annotations
 
@@ -21,9 +26,61 @@ from rdet.paper import read_table
 from rdet.backbones.registry import paper_name_of as arch_paper_name
 from rdet.core.records import dataset_label
 from rdet.data.classification import paper_name_of as paper_name
+from rdet.select.agreement import agreement
 from rdet.select.heads import describe
 
 COLUMNS = ("rank", "model", "arch", "norm", "eps", "head", "val", "test", "time_s", "cache")
+
+
+def attach_estimators(rows: List[Dict], scores: Dict[str, Dict[str, Dict]]) -> List[str]:
+    """Put each model's estimator scores (``scores[model][name]``, from
+    :func:`rdet.select.scoring.score_record`) into its row as ``<name>`` and ``<name>_rank``
+    (1: the estimator's first choice; models it could not score get no rank). Returns the
+    estimator columns, ``linear`` left out (it is the ``val`` column)."""
+    names = [n for n in next(iter(scores.values()), {}) if n != "linear"]
+    columns = [c for n in names for c in (n, f"{n}_rank")]
+    for r in rows:
+        r["estimators"], r["estimator_columns"] = scores[r["model"]], columns
+    for n in names:
+        scored = sorted((r for r in rows if r["estimators"][n]["score"] is not None),
+                        key=lambda r: (-r["estimators"][n]["score"], r["model"]))
+        for r in rows:
+            r[n], r[f"{n}_rank"] = r["estimators"][n]["score"], None
+        for i, r in enumerate(scored, 1):
+            r[f"{n}_rank"] = i
+    return columns
+
+
+def estimator_agreement(rows: List[Dict]) -> List[Dict]:
+    """Per estimator: its seconds over every model, and tau / weighted tau / top-1 regret of its
+    scores against the validation accuracy (what the selection ranks by) and against the test
+    accuracy of each model's validation-chosen head."""
+    if not rows or "estimators" not in rows[0]:
+        return []
+    out = []
+    for n in rows[0]["estimators"]:
+        scores = [r["estimators"][n]["score"] for r in rows]
+        out.append({"estimator": n, "seconds": sum(r["estimators"][n]["time_s"] for r in rows),
+                    "val": agreement(scores, [r["val"] for r in rows]),
+                    "test": agreement(scores, [r["test"] for r in rows]),
+                    "notes": sorted({r["estimators"][n]["note"] for r in rows
+                                     if r["estimators"][n]["note"] and n != "linear"})})
+    return out
+
+
+def agreement_lines(rows: List[Dict]) -> List[str]:
+    """The estimator table as Markdown lines (empty without estimators)."""
+    stats = estimator_agreement(rows)
+    if not stats:
+        return []
+    lines = ["| estimator | seconds (all models) | tau vs val | weighted tau vs val | regret vs val | tau vs test | "
+             "regret vs test | models scored |", "|---|---|---|---|---|---|---|---|"]
+    for s in stats:
+        v, t = s["val"], s["test"]
+        lines.append(f"| {s['estimator']} | {s['seconds']:.2f} | {v['tau']:.3f} | {v['weighted_tau']:.3f} | "
+                     f"{v['regret']:.2f} | {t['tau']:.3f} | {t['regret']:.2f} | {v['n']} of {len(rows)}"
+                     + (f" ({'; '.join(s['notes'])})" if s["notes"] else "") + " |")
+    return lines
 
 
 def ranked_rows(records: List[Dict]) -> List[Dict]:
@@ -51,8 +108,18 @@ def summary(rows: List[Dict]) -> Dict:
             "gap": t_test - top["test"]}
 
 
+def _columns(rows: List[Dict]) -> tuple:
+    return COLUMNS + tuple(rows[0].get("estimator_columns", ()))
+
+
 def _fmt(row: Dict, key: str) -> str:
     v = row[key]
+    if v is None:
+        return "-"
+    if key.endswith("_rank") or key in ("rank",):
+        return str(v)
+    if isinstance(v, float) and key not in COLUMNS:  # an estimator's score
+        return f"{v:.5g}"
     if key in ("val", "test"):
         return f"{v:.2f}"
     if key == "time_s":
@@ -65,9 +132,10 @@ def write_tables(rows: List[Dict], out_dir: Path) -> Dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(COLUMNS)
+    columns = _columns(rows)
+    w.writerow(columns)
     for r in rows:
-        w.writerow([_fmt(r, k) for k in COLUMNS])
+        w.writerow([_fmt(r, k) for k in columns])
     paths = {"csv": out_dir / "ranking.csv", "md": out_dir / "ranking.md"}
     with atomic_path(paths["csv"]) as tmp:
         tmp.write_text(buf.getvalue())
@@ -83,13 +151,20 @@ def markdown(rows: List[Dict]) -> str:
              f"Data: {rec['data_note']}.", "",
              f"Ranked by validation {metric} accuracy (%), best head per model; test accuracy of that same head "
              f"beside it. time: feature extraction + every head, seconds.", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_fmt(r, k) for k in COLUMNS) + " |" for r in rows]
+             "| " + " | ".join(_columns(rows)) + " |", "|" + "---|" * len(_columns(rows))]
+    lines += ["| " + " | ".join(_fmt(r, k) for k in _columns(rows)) + " |" for r in rows]
     s = summary(rows)
     lines += ["", f"- validation-selected: **{s['val_model']}** ({s['val_head']}): validation {s['val_val']:.2f}, "
                   f"test {s['val_test']:.2f}",
               f"- test-selected (how the paper chooses): {s['test_model']} ({s['test_head']}): test "
               f"{s['test_test']:.2f}, {s['gap']:+.2f} points above the honest choice", ""]
+    agree = agreement_lines(rows)
+    if agree:
+        lines += ["## Transferability estimators", "",
+                  "Each estimator's ranking against the validation ranking above and against the test accuracy of "
+                  "each model's chosen head: Kendall tau, weighted tau (hyperbolic weights) and top-1 regret "
+                  "(accuracy points lost by taking the estimator's first choice); seconds: scoring every model from "
+                  "the cached features (linear: training every head).", "", *agree, ""]
     return "\n".join(lines)
 
 
@@ -147,9 +222,10 @@ def plot(rows: List[Dict], out_dir: Path) -> Optional[Path]:
 
 
 def console_table(rows: List[Dict]) -> str:
-    widths = {k: max(len(k), *(len(_fmt(r, k)) for r in rows)) for k in COLUMNS}
-    out = ["  ".join(k.ljust(widths[k]) for k in COLUMNS)]
-    out += ["  ".join(_fmt(r, k).ljust(widths[k]) for k in COLUMNS) for r in rows]
+    columns = _columns(rows)
+    widths = {k: max(len(k), *(len(_fmt(r, k)) for r in rows)) for k in columns}
+    out = ["  ".join(k.ljust(widths[k]) for k in columns)]
+    out += ["  ".join(_fmt(r, k).ljust(widths[k]) for k in columns) for r in rows]
     return "\n".join(out)
 
 
