@@ -362,6 +362,32 @@ def test_adamw_with_layer_decay_for_vit():
     assert group[id(named["backbone.net.blocks.0.attn.qkv.weight"])]["weight_decay"] == cfg.SOLVER.WEIGHT_DECAY
 
 
+@pytest.mark.parametrize("config,undecayed,decayed", [
+    ("demo_mask_swin_t_fpn.yaml", ["backbone.bottom_up.layers.0.blocks.0.attn.relative_position_bias_table",
+                                   "backbone.bottom_up.norm0.weight", "backbone.bottom_up.layers.0.blocks.0.norm1.bias"],
+     ["backbone.bottom_up.layers.0.blocks.0.attn.qkv.bias", "backbone.bottom_up.layers.0.blocks.0.attn.qkv.weight"]),
+    ("demo_mask_convnext_atto_fpn.yaml", ["backbone.bottom_up.model.stages.0.blocks.0.gamma",
+                                          "backbone.bottom_up.model.stages.0.blocks.0.conv_dw.bias"],
+     ["backbone.bottom_up.model.stages.0.blocks.0.conv_dw.weight"]),
+    ("demo_mask_vit_t_sfp.yaml", ["backbone.net.pos_embed", "backbone.net.blocks.0.norm1.bias"],
+     ["backbone.net.blocks.0.attn.qkv.bias", "roi_heads.box_head.fc1.bias"]),
+])
+def test_weight_decay_follows_each_anchor(config, undecayed, decayed):
+    """Swin's recipe decays everything but norms and relative position tables (biases included);
+    ConvNeXt's no 1-D tensor (layer scales, biases, norms); ViTDet's no norm or position embedding."""
+    from detectron2.modeling import build_model
+
+    from rdet.detection.train import build_cfg
+    from rdet.detection.trainer import Trainer
+
+    cfg = build_cfg(str(CONFIGS / config), ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"])
+    model = build_model(cfg)
+    group = {id(p): g for g in Trainer.build_optimizer(cfg, model).param_groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert [group[id(named[n])]["weight_decay"] for n in undecayed] == [0.0] * len(undecayed)
+    assert [group[id(named[n])]["weight_decay"] for n in decayed] == [cfg.SOLVER.WEIGHT_DECAY] * len(decayed)
+
+
 def test_vit_recipe_is_vitdets_detector():
     """The ``*vit*`` recipe builds ViTDet's Mask R-CNN: detectron2's ViT with 14-token windows and
     global blocks 2, 5, 8, 11 (no relative positions), square padding to 1024, a 2-conv RPN head,

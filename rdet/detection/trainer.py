@@ -14,8 +14,9 @@ detectron2's yacs solver builds SGD only; ConvNeXt, Swin and ViT are fine-tuned 
 BIAS_LR_FACTOR, WEIGHT_DECAY_BIAS, CLIP_GRADIENTS) plus rdet's ``SOLVER.BETAS`` and
 ``SOLVER.LAYER_DECAY`` (block ``i`` of ``L`` gets ``LAYER_DECAY ** (L - i)`` of the lr; patch and
 position embedding ``LAYER_DECAY ** (L + 1)``; detectron2's ``get_vit_lr_decay_rate``). Position
-embeddings (ViTDet) and Swin's relative position tables (Swin's detection recipe) get no weight
-decay. ``INPUT.LSJ``: ViTDet's large-scale jitter in the training loader (rdet.detection.augment).
+embeddings (ViTDet), Swin's relative position tables and ConvNeXt's layer scales (their
+detection recipes) get no weight decay. ``INPUT.LSJ``: ViTDet's large-scale jitter in the training
+loader (rdet.detection.augment).
 """
 from __future__ import annotations
 
@@ -134,7 +135,9 @@ def build_adamw(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
         bias_lr_factor=s.BIAS_LR_FACTOR, weight_decay_bias=s.WEIGHT_DECAY_BIAS, lr_factor_func=lr_factor,
         overrides={"pos_embed": {"weight_decay": 0.0}, "cls_token": {"weight_decay": 0.0},
                    # Swin's detection recipe (mmdet paramwise_cfg custom_keys) decays no position tables
-                   "relative_position_bias_table": {"weight_decay": 0.0}})
+                   "relative_position_bias_table": {"weight_decay": 0.0},
+                   # ConvNeXt's decays no 1-D tensor: its layer scales (timm's ``gamma``) with the norms and biases
+                   "gamma": {"weight_decay": 0.0}})
     return maybe_add_gradient_clipping(cfg, torch.optim.AdamW)(params, lr=s.BASE_LR, betas=tuple(s.BETAS))
 
 
