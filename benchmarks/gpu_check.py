@@ -223,7 +223,8 @@ def run_pipeline(chk: Check) -> None:
     rec = w / "evaluate" / "result.json"
     chk.step("evaluate", [py, "-m", "rdet", "evaluate", "--weights", first, "--dataset", "digits", "--norm", "l2",
                           "--steps", "3", "--output-dir", w / "evaluate", *data_opts(chk), "ATTACK.EPS", "[0.25]"], 90,
-             lambda: "clean {:.1f}%, PGD-3 eps 0.25 {:.1f}%".format(*[r["top1"] for r in _json(rec)["results"]]))
+             lambda: "clean {:.1f}%, PGD-3 eps 0.25 {:.1f}%".format(_json(rec)["clean_top1"],
+                                                                    _json(rec)["attacks"][0]["robust_top1"]))
     r50 = w / "r50_random.pth"
     save_r50 = "import sys, torch, torchvision; torch.save(torchvision.models.resnet50().state_dict(), sys.argv[1])"
     for name, src, dst in (("convert resnet18", first, w / "r18_d2.pkl"), ("convert resnet50 (random)", r50,

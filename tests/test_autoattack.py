@@ -237,3 +237,33 @@ def test_robustbench_subset_order_and_labels(tmp_path):
     assert [int(r["label"]) for r in rows] == [wnids.index(p.split("/")[0]) for p in picked]
     with pytest.raises(ConfigError, match="does not go with DATA.DATASET digits"):
         ev.run(_cfg(weights, tmp_path / "never", "EVAL.SUBSET", "robustbench"))
+
+
+@pytest.mark.slow
+def test_real_record_is_compared_with_robustbench_on_what_differs_only(tmp_path):
+    """A record as ``rdet evaluate`` writes it for a RobustBench model, measured as RobustBench does
+    except for its size (the first 8 listed images) and AutoAttack's budget: the report names those
+    two differences and nothing else (the standard's 9 target classes, the model's own Res256Crop224
+    preprocessing, the fp32 clean pass and eps 4/255 are RobustBench's)."""
+    import torchvision
+
+    from rdet.report.robustness import robustness_rows
+
+    names = read_list()
+    _imagenet_folder(tmp_path / "in", names[:8], {n.split("/")[0] for n in names} | {"n00000001", "n00000002", "n00000003"})
+    weights = tmp_path / "resnet18_linf_eps4.pth"  # the paper's release, named as the catalog names it
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    cfg = get_evaluate_cfg()
+    cfg.merge_from_list(["MODEL.WEIGHTS", str(weights), "DATA.ROOT", str(tmp_path / "in"), "EVAL.SUBSET", "robustbench",
+                         "DATA.MAX_TEST", "8", "DATA.NUM_WORKERS", "2", "ATTACK.TYPES", "['autoattack']",
+                         "ATTACK.NORM", "linf", "ATTACK.EPS", f"[{4 / 255!r}]", "ATTACK.AA_N_ITER", "1",
+                         "ATTACK.AA_N_QUERIES", "5", "SOLVER.BATCH_SIZE", "8", "OUTPUT_DIR", str(tmp_path / "out")])
+    ev.run(cfg)
+    rec = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert rec["preprocessing"]["resize"] == 256 and rec["preprocessing"]["crop"] == 224
+    assert rec["preprocessing"]["interpolation"] == "bilinear" and rec["preprocessing"]["overrides"] == []
+    assert rec["attacks"][0]["n_target_classes"] == 9 and rec["backbone"]["input_norm"]["name"] == "imagenet"
+    (row,) = robustness_rows([rec])
+    assert row["robustbench_id"] == "Salman2020Do_R18"
+    assert row["robustbench_label"] == "8 images; attack AutoAttack standard, reduced budget (1 iterations)"
+    assert row["delta_robustbench"] is None

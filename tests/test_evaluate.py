@@ -42,8 +42,9 @@ def _one_line_refusal(proc):
 def test_accuracy_falls_with_eps_and_record_names_backbone(tmp_path, digits_pretrained):
     _, out = digits_pretrained
     res = ev.run(_cfg(out / "model_final.pth", tmp_path, "ATTACK.EPS", "[0.02, 0.1]"))
-    accs = [r["top1"] for r in res["results"]]
-    assert [r["eps"] for r in res["results"]] == [0.0, 0.02, 0.1]
+    assert "results" not in res and "attack" not in res  # one copy of each number: clean_top1 and attacks
+    accs = [res["clean_top1"]] + [a["robust_top1"] for a in res["attacks"]]
+    assert [a["eps"] for a in res["attacks"]] == [0.02, 0.1]
     assert accs[0] > 60 and accs[0] > accs[1] > accs[2]
     rec = json.loads((tmp_path / "result.json").read_text())
     assert rec["backbone"]["arch"] == "resnet18" and rec["backbone"]["method"] == "standard"
@@ -74,7 +75,7 @@ def test_fit_head_on_request(tmp_path, digits_pretrained):
     head = json.loads((tmp_path / "result.json").read_text())["head"]
     assert head["source"].startswith("fitted") and "has 10 classes but digits classes [0, 1, 2] has 3" in head["reason"]
     assert head["epochs"] == 8 and head["views"] == 1 and head["train_images"] > 300
-    assert res["results"][0]["top1"] > 80  # 3 classes: a random head sits near 33%
+    assert res["clean_top1"] > 80  # 3 classes: a random head sits near 33%
 
 
 @pytest.mark.slow
@@ -91,7 +92,7 @@ def test_help_example_with_training_config(tmp_path, fashion_mnist_root):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rec = json.loads((tmp_path / "ev" / "result.json").read_text())
     assert rec["dataset"] == "fashion_mnist" and rec["classes"] == [0, 1, 2, 3, 4]
-    assert [r["eps"] for r in rec["results"]] == [0.0, 0.01, 0.03] and "at 32px" in rec["data_note"]
+    assert [a["eps"] for a in rec["attacks"]] == [0.01, 0.03] and "at 32px" in rec["data_note"]
     assert "trained: standard" in proc.stdout
 
 

@@ -13,6 +13,7 @@ from PIL import Image
 
 from rdet.core.records import write_record
 from rdet.report import build_report
+from rdet.report.stats import diff_text
 from rdet.report.tables import classification_rows, detection_rows
 
 # what rdet.tasks.transfer writes for a run of the paper's protocol
@@ -228,15 +229,25 @@ def test_plots_have_whiskers_and_no_legend_entry_without_data():
     assert "other protocol: feature-cache (2 views)" in next(t for t in texts if t.startswith("paper"))
 
 
-def _rob(source, attacks, clean=60.0, dataset="imagenet", subset="robustbench", n=5000, seed=0):
-    return {"task": "robustness", "dataset": dataset, "subset": subset, "n_images": n, "clean_top1": clean,
-            "weights": source, "arch": "resnet50", "seed": seed, "head": {"source": "checkpoint"},
-            "backbone": {"arch": "resnet50", "norm": "linf", "eps": 4 / 255, "method": "pgd", "source": source},
-            "attacks": [dict(a, n_images=n, seed=seed) for a in attacks]}
+def _rob(source, attacks, clean=60.0, dataset="imagenet", subset="robustbench", n=5000, seed=0, **extra):
+    """A robustness record with every field ``rdet evaluate`` writes that the comparison reads, as a
+    run measured the way RobustBench measures writes them (``extra`` changes any)."""
+    from rdet.data.robustbench import list_sha1
+
+    rec = {"task": "robustness", "dataset": dataset, "subset": subset, "n_images": n, "clean_top1": clean,
+           "weights": source, "arch": "resnet50", "seed": seed, "head": {"source": "checkpoint"},
+           "backbone": {"arch": "resnet50", "norm": "linf", "eps": 4 / 255, "method": "pgd", "source": source},
+           "attacks": [dict(a, n_images=n, seed=seed) for a in attacks], "amp": "off", "image_size": 224,
+           "downscale": 0, "images_sha1": list_sha1() if subset == "robustbench" and n == 5000 else "0" * 40,
+           "preprocessing": {"resize": 256, "crop": 224, "interpolation": "bilinear", "overrides": [],
+                             "source": f"catalog {source} (Res256Crop224)"}}
+    rec.update(extra)
+    return rec
 
 
-PGD = {"attack": "pgd", "norm": "linf", "eps": 0.0157, "steps": 20, "step_size": 0.00196, "restarts": 1}
-AA = {"attack": "autoattack", "version": "standard", "norm": "linf", "eps": 0.0157, "standard_budget": True}
+PGD = {"attack": "pgd", "norm": "linf", "eps": 4 / 255, "steps": 20, "step_size": 0.00196, "restarts": 1}
+AA = {"attack": "autoattack", "version": "standard", "norm": "linf", "eps": 4 / 255, "standard_budget": True,
+      "n_target_classes": 9}
 
 
 def test_autoattack_and_pgd_rows_apart_with_robustbench_numbers(tmp_path):
@@ -259,6 +270,7 @@ def test_autoattack_and_pgd_rows_apart_with_robustbench_numbers(tmp_path):
     assert pgd["robustbench_label"].startswith("attack PGD-20") and pgd["delta_robustbench"] is None
     (small,) = [r for r in rows if r["data"].startswith("digits")]
     assert "data digits" in small["robustbench_label"] and "reduced budget" in small["robustbench_label"]
+    assert aa["delta_robustbench"].verdict != "within noise"  # 0.16 points: 8 of 5000 images, beyond the band
 
     _write_all(tmp_path, recs)
     md = build_report(tmp_path)["markdown"]
@@ -270,6 +282,37 @@ def test_autoattack_and_pgd_rows_apart_with_robustbench_numbers(tmp_path):
     assert "| resnet | resnet50_linf_eps4 | resnet50 | linf | 4/255 | 63.86 (Table 4) | Salman2020Do_R50 | 64.02 | " \
            "34.96 |" in cat
     assert (tmp_path / "report" / "robustness.csv").read_text().count("\n") == 4
+
+
+def test_robustbench_comparison_checks_every_setting_and_names_noise():
+    """Each way of measuring otherwise than RobustBench is named and keeps its own row; a faithful
+    row within a few images of RobustBench's number is labelled as run-to-run noise."""
+    from rdet.report.robustness import robustness_rows
+
+    def row(attacks=(dict(AA, robust_top1=34.92),), **extra):
+        (r,) = robustness_rows([_rob("resnet50_linf_eps4", list(attacks), clean=64.02, **extra)])
+        return r
+
+    faithful = row()
+    assert faithful["robustbench_label"] == "" and faithful["delta_robustbench"].verdict == "within noise"
+    assert "noise band of ±0.10" in diff_text(faithful["delta_robustbench"])
+    cases = {
+        "images_sha1": ("a" * 40, "not RobustBench's image list"),
+        "amp": ("bf16", "clean pass in bf16 (RobustBench: fp32)"),
+        "image_size": (160, "image size 160"),
+        "preprocessing": ({"resize": 256, "crop": 224, "interpolation": "bicubic", "overrides": []},
+                          "preprocessing interpolation bicubic (RobustBench: bilinear)"),
+        "attacks": ([dict(AA, eps=4.05 / 255, robust_top1=34.9)], "linf eps 4.05/255"),
+    }
+    for key, (value, label) in cases.items():
+        r = row(**{key: value})
+        assert r["robustbench_label"] == label and r["delta_robustbench"] is None, (key, r["robustbench_label"])
+    targets = row(attacks=[dict(AA, n_target_classes=4, robust_top1=34.9)])
+    assert targets["robustbench_label"] == "attack AutoAttack standard, 4 target classes"
+    # a faithful and an unfaithful record of the same model are never pooled
+    rows = robustness_rows([_rob("resnet50_linf_eps4", [dict(AA, robust_top1=34.9)]),
+                            _rob("resnet50_linf_eps4", [dict(AA, robust_top1=30.0)], amp="bf16", seed=1)])
+    assert sorted(r["robust"].n for r in rows) == [1, 1] and len(rows) == 2
 
 
 def test_catalog_models_of_other_families_show_their_published_numbers():

@@ -64,13 +64,43 @@ def _strip(sd: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
     return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
-def to_torchvision(obj: Any) -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
-    """Extract ``(torchvision state_dict, metadata)`` from a loaded checkpoint object."""
+# Files that hold an EMA copy beside the trained weights: (plain key, EMA key, format).
+_EMA_PAIRS = (("model_state_dict", "state_dict_ema", "singh2023"),  # Singh et al.'s full_model_*.pth
+              ("state_dict", "state_dict_ema", "state_dict"))  # timm's train.py checkpoints
+VARIANTS = ("plain", "ema")
+
+
+def _pick_variant(obj: Any, variant: str) -> Optional[Tuple[Dict[str, torch.Tensor], Dict[str, Any]]]:
+    """The plain or EMA weights of a file holding both; ``None`` for a file without an EMA copy. Both
+    present and ``variant`` unset is refused: the two are different models, and which one a release's
+    numbers come from is the user's to say (``MODEL.WEIGHTS_VARIANT``)."""
+    if not isinstance(obj, Mapping):
+        return None
+    for plain, ema, fmt in _EMA_PAIRS:
+        if _is_state_dict(obj.get(plain)) and _is_state_dict(obj.get(ema)):
+            if not variant:
+                raise CheckpointError(f"holds both plain ('{plain}') and EMA ('{ema}') weights: say which with "
+                                      f"MODEL.WEIGHTS_VARIANT plain|ema (--weights-variant)")
+            key = ema if variant == "ema" else plain
+            return dict(obj[key]), {"format": fmt, "weights_variant": variant, "weights_key": key}
+    if variant == "ema":
+        raise CheckpointError("MODEL.WEIGHTS_VARIANT ema, but the file holds no EMA weights ('state_dict_ema')")
+    return None
+
+
+def to_torchvision(obj: Any, variant: str = "") -> Tuple[Dict[str, torch.Tensor], Dict[str, Any]]:
+    """Extract ``(torchvision state_dict, metadata)`` from a loaded checkpoint object; ``variant``
+    (``plain`` | ``ema``) picks from a file that holds both."""
     meta: Dict[str, Any] = {}
-    if isinstance(obj, Mapping) and isinstance(obj.get("rdet"), Mapping) and _is_state_dict(obj.get("model")):
+    picked = _pick_variant(obj, variant)
+    if picked is not None:
+        obj, meta = picked
+    if picked is not None:
+        sd = obj
+    elif isinstance(obj, Mapping) and isinstance(obj.get("rdet"), Mapping) and _is_state_dict(obj.get("model")):
         meta.update(obj["rdet"], format="rdet")
         return dict(obj["model"]), meta
-    if isinstance(obj, Mapping) and _is_state_dict(obj.get("model")):
+    elif isinstance(obj, Mapping) and _is_state_dict(obj.get("model")):
         sd, meta["format"] = dict(obj["model"]), "robustness"
         if isinstance(obj.get("epoch"), int):
             meta["epoch"] = obj["epoch"]
@@ -172,17 +202,21 @@ def sniff_arch(sd: Mapping[str, torch.Tensor]) -> Optional[str]:
     return found[0] if len(found) == 1 else None
 
 
-def load_checkpoint(path: str | Path, arch: Optional[str] = None, allow_pickle: bool = False) -> LoadedCheckpoint:
+def load_checkpoint(path: str | Path, arch: Optional[str] = None, allow_pickle: bool = False, input_norm: str = "",
+                    variant: str = "") -> LoadedCheckpoint:
     """Read ``path`` and return its torchvision weights with the architecture they belong to.
 
     ``arch``: the architecture the caller expects; a checkpoint of another one is refused. Without
-    it the architecture is sniffed from the tensor names and shapes.
-    """
+    it the architecture is sniffed from the tensor names and shapes. ``input_norm``
+    (``MODEL.INPUT_NORM``) and ``variant`` (``MODEL.WEIGHTS_VARIANT``) say what the file may not:
+    the input normalisation its weights expect, and which of its plain / EMA copies to take. The
+    metadata always names the normalisation and where it came from (``input_norm``)."""
     from rdet.backbones.catalog import get_entry
+    from rdet.backbones.preprocessing import resolve_input_norm
 
     obj = read_file(path, allow_pickle=allow_pickle)
     try:
-        sd, meta = to_torchvision(obj)
+        sd, meta = to_torchvision(obj, variant)
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
     sniffed = sniff_arch(sd)
@@ -203,16 +237,17 @@ def load_checkpoint(path: str | Path, arch: Optional[str] = None, allow_pickle: 
     meta["source"] = str(path)
     release = _RELEASE_NAME.match(Path(path).stem)
     entry = get_entry(Path(path).stem)
+    if entry is not None and entry.arch != arch:
+        entry = None  # a catalog name on another arch's weights says nothing about these
     if entry is not None:
         meta.setdefault("norm", entry.norm)
         meta.setdefault("eps", entry.eps)
-        if entry.mean is not None:  # the release's input normalisation, when its file does not hold it
-            meta.setdefault("mean", list(entry.mean))
-            meta.setdefault("std", list(entry.std))
+        meta.setdefault("catalog", entry.name)
     elif release:
         meta.setdefault("norm", release["norm"])
         scale = 255.0 if release["norm"] == "linf" else 1.0
         meta.setdefault("eps", float(release["eps"].rstrip(".")) / scale)
+    resolve_input_norm(meta, arch, entry, input_norm, str(path))
     return LoadedCheckpoint(sd, arch, meta)
 
 
@@ -235,25 +270,31 @@ def resolve(weights: str, allow_download: bool = True) -> Path:
     return download(weights)
 
 
-def load_weights(model, weights: str | Path, allow_pickle: bool = False) -> LoadedCheckpoint:
+def load_weights(model, weights: str | Path, allow_pickle: bool = False, input_norm: str = "",
+                 variant: str = "") -> LoadedCheckpoint:
     """Load ``weights`` (file or catalog name) into an :class:`rdet.backbones.Classifier`.
 
     The body is loaded strictly. The head is loaded too when its shape fits ``model``; otherwise
     the model keeps its fresh head (transfer to a new label set). The input normalisation the
-    weights were trained with (from the file's normaliser, rdet's metadata or the catalog entry)
-    replaces the spec's default, so the model computes what the release computes on [0, 1] input.
-    """
-    loaded = load_checkpoint(resolve(str(weights)), arch=model.spec.name, allow_pickle=allow_pickle)
+    weights were trained with (:func:`load_checkpoint`) replaces the spec's default, so the model
+    computes what the release computes on [0, 1] input."""
+    loaded = load_checkpoint(resolve(str(weights)), arch=model.spec.name, allow_pickle=allow_pickle,
+                             input_norm=input_norm, variant=variant)
     head_prefix = model.spec.classifier + "."
     ckpt_head = {k[len(head_prefix):]: v for k, v in loaded.state_dict.items() if k.startswith(head_prefix)}
     own_head = model.head.state_dict()
     with_head = set(ckpt_head) == set(own_head) and all(
         ckpt_head[k].shape == own_head[k].shape for k in own_head)
-    model.load_torchvision_state_dict(loaded.state_dict, with_head=with_head)
-    if loaded.meta.get("mean") is not None and loaded.meta.get("std") is not None:
-        model.normalize.set_stats(loaded.meta["mean"], loaded.meta["std"])
+    apply_checkpoint(model, loaded, with_head)
     loaded.meta["head_loaded"] = with_head
     return loaded
+
+
+def apply_checkpoint(model, loaded: LoadedCheckpoint, with_head: bool) -> None:
+    """Load ``loaded``'s weights (the head when ``with_head``) and its input normalisation into
+    ``model``: the two always travel together."""
+    model.load_torchvision_state_dict(loaded.state_dict, with_head=with_head)
+    model.normalize.set_stats(loaded.meta["mean"], loaded.meta["std"])
 
 
 def classifier_checkpoint(model, meta: Dict[str, Any]) -> Dict[str, Any]:

@@ -102,7 +102,7 @@ class Classifier(nn.Module):
 
 
 def create_classifier(arch: str, num_classes: int = 1000, weights: Optional[str] = None,
-                      allow_pickle: bool = False) -> Classifier:
+                      allow_pickle: bool = False, input_norm: str = "", variant: str = "") -> Classifier:
     """The single entry point (like timm's ``create_model``).
 
     ``weights``: ``None`` (random init), a catalog name (``resnet50_l2_eps3``) or a file path
@@ -113,5 +113,5 @@ def create_classifier(arch: str, num_classes: int = 1000, weights: Optional[str]
     if weights:
         from rdet.backbones.checkpoint import load_weights
 
-        load_weights(model, weights, allow_pickle=allow_pickle)
+        load_weights(model, weights, allow_pickle=allow_pickle, input_norm=input_norm, variant=variant)
     return model

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Optional, Sequence
 
-from rdet.cli import ArgumentParser, entry_point
+from rdet.cli import ArgumentParser, choices, entry_point
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:
@@ -22,13 +22,22 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--no-verify", action="store_true", help="skip the detectron2-vs-torchvision check")
     p.add_argument("--allow-pickle", action="store_true",
                    help="read checkpoints with full unpickling (can execute code: trusted files only)")
+    p.add_argument("--input-norm", choices=choices("MODEL.INPUT_NORM"),
+                   help="the input normalisation the weights were trained with, for a file that holds none and "
+                        "is not named by its catalog name (raw: Singh et al.'s ConvStem models)")
+    p.add_argument("--weights-variant", choices=choices("MODEL.WEIGHTS_VARIANT"),
+                   help="plain or EMA weights of a file that holds both (Singh et al.'s full_model_*.pth)")
     args = p.parse_args(argv)
     from rdet.convert import MAX_REL_ERROR, convert_to_detectron2
 
     res = convert_to_detectron2(args.input, args.output, arch=args.arch, verify=not args.no_verify,
-                                allow_pickle=args.allow_pickle)
+                                allow_pickle=args.allow_pickle, input_norm=args.input_norm or "",
+                                variant=args.weights_variant or "")
     m = res.meta
     print(f"converted {m['arch']} (norm={m['norm']}, eps={m['eps']}) -> {res.weights}")
+    if m.get("input_norm"):
+        print(f"input normalisation: {m['input_norm']['name']} (from {m['input_norm']['source']}), written as "
+              f"MODEL.PIXEL_MEAN / PIXEL_STD")
     print(f"detectron2 config: {res.config}")
     if res.max_rel_error is not None:
         what = {"hierarchical": "res2..res5 match timm's stage features",

@@ -19,6 +19,14 @@ def _base() -> CN:
     _C.MODEL.WEIGHTS = ""  # "" = random init; a catalog name or a checkpoint file
     _C.MODEL.ALLOW_PICKLE = False  # read checkpoints with full unpickling (trusted files only)
     _C.MODEL.BN = "train"  # train | fixed_stats | sync (rdet/engine/batchnorm.py)
+    # The input normalisation MODEL.WEIGHTS was trained with, for a file that holds no normaliser
+    # and is not in the catalog by name: "" (the file's, the catalog's, else the arch's default;
+    # refused where the arch's releases differ) | imagenet | raw ([0, 1] input: Singh et al.'s
+    # ConvStem models) | inception (0.5 / 0.5). A file's own normaliser that disagrees is refused.
+    _C.MODEL.INPUT_NORM = ""
+    # Which weights of a file that holds both plain and EMA copies (Singh et al.'s full_model_*.pth,
+    # timm's train.py checkpoints): "" (refused when both are there) | plain | ema
+    _C.MODEL.WEIGHTS_VARIANT = ""
 
     _C.DATA = CN()
     _C.DATA.DATASET = "fashion_mnist"
@@ -31,10 +39,13 @@ def _base() -> CN:
     _C.DATA.ALLOW_MISSING_TEST_CLASSES = False  # True: a training class may have no test images (else refused)
     _C.DATA.VERIFY_IMAGES = "quick"  # quick | decode | off: check image files before training (rdet/data/build.py)
     _C.DATA.SKIP_BAD_FILES = False  # True: skip and count unreadable image files instead of refusing the run
-    _C.DATA.TEST_RESIZE = 256  # Resize before CenterCrop(TRAIN_SIZE)
-    # Resize's interpolation at test time: bilinear (torchvision's, the paper's) | bicubic (the timm
-    # families' releases: RobustBench's BicubicRes256Crop224; rdet.backbones' spec.interpolation)
-    _C.DATA.TEST_INTERPOLATION = "bilinear"
+    # Test-time preprocessing, each "auto"/0 = what the weights were evaluated with
+    # (rdet/backbones/preprocessing.py: the catalog release's RobustBench preprocessing, else the
+    # arch's: torchvision's CNNs Resize(256, bilinear) + CenterCrop(224), timm's bicubic). A value
+    # set here overrides it; the record says so and the report labels the row.
+    _C.DATA.TEST_RESIZE = 0  # Resize's short side (0: TRAIN_SIZE / the model's crop fraction)
+    _C.DATA.TEST_INTERPOLATION = "auto"  # auto | bilinear | bicubic
+    _C.DATA.TEST_CROP = "auto"  # auto | center (Resize, then CenterCrop(TRAIN_SIZE)) | squash (Resize to TRAIN_SIZE x TRAIN_SIZE: RobustBench's Res224)
     _C.DATA.DOWNSCALE = 0  # >0: Resize(DOWNSCALE) first (appendix A.3 uses 32)
     _C.DATA.NUM_WORKERS = 2
     _C.DATA.MAX_TRAIN = 0  # >0: a seeded subset of this many training images (quick runs)

@@ -73,6 +73,8 @@ SCHEMA: Dict[str, Rule] = {
     "MODEL.WEIGHTS": _free(True),
     "MODEL.ALLOW_PICKLE": _c(False, *BOOL),
     "MODEL.BN": _c(True, "train", "fixed_stats", "sync"),
+    "MODEL.INPUT_NORM": _c(True, "", "imagenet", "raw", "inception"),
+    "MODEL.WEIGHTS_VARIANT": _c(True, "", "plain", "ema"),
     # DATA
     "DATA.DATASET": _free(True),
     "DATA.ROOT": _free(False),
@@ -84,8 +86,9 @@ SCHEMA: Dict[str, Rule] = {
     "DATA.ALLOW_MISSING_TEST_CLASSES": _c(True, *BOOL),
     "DATA.VERIFY_IMAGES": _c(False, "quick", "decode", "off"),
     "DATA.SKIP_BAD_FILES": _c(False, *BOOL),
-    "DATA.TEST_RESIZE": _r(False, 1),
-    "DATA.TEST_INTERPOLATION": _c(False, "bilinear", "bicubic"),  # test-time, as DATA.TEST_RESIZE
+    "DATA.TEST_RESIZE": _r(False, 0),
+    "DATA.TEST_INTERPOLATION": _c(False, "auto", "bilinear", "bicubic"),  # test-time, as DATA.TEST_RESIZE
+    "DATA.TEST_CROP": _c(False, "auto", "center", "squash"),
     "DATA.DOWNSCALE": _r(True, 0),
     "DATA.NUM_WORKERS": _r(False, 0),
     "DATA.MAX_TRAIN": _r(True, 0),

@@ -103,7 +103,8 @@ def _check_output(output: Path) -> None:
 
 
 def convert_to_detectron2(src: str | Path, output: str | Path, arch: Optional[str] = None,
-                          verify: bool = True, allow_pickle: bool = False) -> ConversionResult:
+                          verify: bool = True, allow_pickle: bool = False, input_norm: str = "",
+                          variant: str = "") -> ConversionResult:
     """Convert ``src`` (checkpoint file or catalog name) into ``output`` (+ ``.yaml``).
 
     ``verify``: rebuild detectron2's backbone from the emitted config, load the written file
@@ -114,7 +115,8 @@ def convert_to_detectron2(src: str | Path, output: str | Path, arch: Optional[st
     _check_output(output)
     if arch is not None:
         get_spec(arch)
-    loaded = load_checkpoint(resolve(str(src)), arch=arch, allow_pickle=allow_pickle)
+    loaded = load_checkpoint(resolve(str(src)), arch=arch, allow_pickle=allow_pickle, input_norm=input_norm,
+                             variant=variant)  # its input normalisation becomes MODEL.PIXEL_MEAN / PIXEL_STD
     spec = get_spec(loaded.arch)
     if spec.d2 is None and getattr(spec, "family", None) in ("convnext", "swin", "vit"):  # timm: rdet.convert.timm
         from rdet.convert.timm import convert_timm
@@ -126,8 +128,9 @@ def convert_to_detectron2(src: str | Path, output: str | Path, arch: Optional[st
     meta = {
         "arch": loaded.arch, "norm": loaded.meta.get("norm"), "eps": loaded.meta.get("eps"),
         "method": loaded.meta.get("method"), "source": loaded.meta.get("source", str(src)),
-        "format": loaded.meta.get("format"),
-        "mean": list(loaded.meta.get("mean", spec.mean)), "std": list(loaded.meta.get("std", spec.std)),
+        "format": loaded.meta.get("format"), "input_norm": loaded.meta.get("input_norm"),
+        "weights_variant": loaded.meta.get("weights_variant"),
+        "mean": list(loaded.meta["mean"]), "std": list(loaded.meta["std"]),
         "d2": {"depth": spec.d2.depth, "res2_out_channels": spec.d2.res2_out_channels,
                "width_per_group": spec.d2.width_per_group, "num_groups": spec.d2.num_groups},
     }

@@ -35,6 +35,14 @@ def read_list(path: Optional[str | Path] = None) -> List[str]:
     return names
 
 
+def list_sha1(path: Optional[str | Path] = None) -> str:
+    """SHA-1 of the list's entries joined by newlines, in order: a record's ``images_sha1`` equals
+    the shipped list's exactly when it evaluated RobustBench's images, all of them, in its order."""
+    import hashlib
+
+    return hashlib.sha1("\n".join(read_list(path)).encode()).hexdigest()
+
+
 def robustbench_imagenet(root: str | Path, transform=None, num_classes: int = 1000,
                          list_path: Optional[str | Path] = None, max_images: int = 0) -> ImageList:
     """RobustBench's ImageNet images under ``root/val`` (ImageNet layout), in the list's order.

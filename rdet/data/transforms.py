@@ -15,6 +15,7 @@ Two training augmentation policies, chosen by ``DATA.AUGMENT_POLICY``:
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Dict, List, Sequence
 
 import torch
@@ -100,19 +101,37 @@ def train_transform(size: int = 224, downscale: int = 0, scale_min: float = 0.08
 
 
 def test_transform(size: int = 224, resize: int = 256, downscale: int = 0,
-                   interpolation: str = "bilinear") -> T.Compose:
+                   interpolation: str = "bilinear", squash: bool = False) -> T.Compose:
     """Resize(resize) with ``interpolation`` (bilinear: torchvision's default; bicubic: what the timm
-    families' releases are evaluated with, RobustBench's BicubicRes256Crop224), CenterCrop(size)."""
+    families' releases are evaluated with, RobustBench's BicubicRes256Crop224), CenterCrop(size);
+    ``squash``: Resize((resize, resize)) and no crop (RobustBench's Res224)."""
     pre = [T.Resize(downscale)] if downscale else []
     mode = T.InterpolationMode(interpolation)
+    if squash:
+        return T.Compose([T.Lambda(_rgb), *pre, T.Resize((resize, resize), interpolation=mode), T.ToTensor()])
     return T.Compose([T.Lambda(_rgb), *pre, T.Resize(resize, interpolation=mode), T.CenterCrop(size), T.ToTensor()])
+
+
+def preprocessing_from_cfg(cfg):
+    """The :class:`rdet.backbones.preprocessing.Preprocessing` of the test images: the one
+    ``MODEL.WEIGHTS`` was evaluated with (its catalog release's, else ``MODEL.ARCH``'s), with any
+    ``DATA.TEST_*`` that is set applied and named as an override."""
+    from rdet.backbones.catalog import get_entry
+    from rdet.backbones.preprocessing import preprocessing_for
+
+    arch, weights, d = cfg.MODEL.ARCH, str(cfg.MODEL.WEIGHTS or ""), cfg.DATA
+    entry = (get_entry(weights) or get_entry(Path(weights).stem)) if weights else None
+    if entry is not None and entry.arch != arch:
+        entry = None
+    return preprocessing_for(d.TRAIN_SIZE, arch, entry, d.TEST_RESIZE, d.TEST_INTERPOLATION, d.TEST_CROP)
 
 
 def transforms_from_cfg(cfg):
     """``(train_transform, test_transform)``; training uses the test transform when
     ``DATA.AUGMENT`` is False (deterministic inputs)."""
     d = cfg.DATA
-    test = test_transform(d.TRAIN_SIZE, d.TEST_RESIZE, d.DOWNSCALE, d.TEST_INTERPOLATION)
+    prep = preprocessing_from_cfg(cfg)
+    test = test_transform(d.TRAIN_SIZE, prep.resize, d.DOWNSCALE, prep.interpolation, squash=prep.crop is None)
     if not d.AUGMENT:
         return test, test
     policy = resolve_policy(d.AUGMENT_POLICY, d.DATASET)

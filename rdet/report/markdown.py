@@ -140,7 +140,9 @@ def robustness_markdown(rows: List[Dict]) -> str:
             rb = f"{r['robustbench_clean']:.2f} / {r['robustbench_autoattack']:.2f} ({r['robustbench_id']}){other}"
         delta = "—" if not r["robustbench_id"] else (
             "— (other protocol)" if r["robustbench_label"] else diff_text(r["delta_robustbench"]))
-        lines.append((r["family"], r["model"], r["data"], r["head"], r["norm"], r["eps_text"], r["attack"],
+        data = f"{r['data']} (preprocessing overridden: {r['preprocessing_override']})" \
+            if r.get("preprocessing_override") else r["data"]
+        lines.append((r["family"], r["model"], data, r["head"], r["norm"], r["eps_text"], r["attack"],
                       r["n_images"], _result(r["clean"]), _result(r["robust"]),
                       diff_text(r["vs_pgd"]) if r["kind"] == "autoattack" else "—", rb, delta))
     return _table(head, lines)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from statistics import mean
 from typing import Dict, Optional, Sequence
 
-OUTSIDE, INSIDE, ONE_SEED = "outside", "inside", "one seed"
+OUTSIDE, INSIDE, ONE_SEED, NOISE = "outside", "inside", "one seed", "within noise"
 
 
 @dataclass
@@ -71,12 +71,24 @@ def difference(a: Optional[ConfigResult], b) -> Optional[Diff]:
     return Diff(value, (a.n, b_n), (a.spread, b_spread), verdict)
 
 
+def difference_within(a: Optional[ConfigResult], b: Optional[float], band: float) -> Optional[Diff]:
+    """``a - b`` against a published number measured with randomness rdet cannot replay (RobustBench's
+    clock-seeded AutoAttack runs): a gap of at most ``band`` points is that run-to-run noise."""
+    d = difference(a, b)
+    if d is not None and abs(d.value) <= band:
+        d.verdict = NOISE
+        d.spreads = (d.spreads[0], band)
+    return d
+
+
 def diff_text(d: Optional[Diff]) -> str:
     """``**+7.00** (n 2 vs 2, spread 4.00 vs 2.00)``; inside the spread: ``+1.00 (inside the seed
     spread; ...)``, never bold; one seed each: ``+1.00 (1 seed: no spread)``."""
     if d is None:
         return "—"
     num = f"{d.value:+.2f}"
+    if d.verdict == NOISE:
+        return f"{num} (within the run-to-run noise band of ±{d.spreads[1]:.2f})"
     if d.verdict == ONE_SEED:
         return f"{num} (1 seed: no spread)"
     n_b = d.n[1] if d.n[1] == "paper" else f"{d.n[1]}"

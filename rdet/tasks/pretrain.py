@@ -35,6 +35,8 @@ from rdet.engine.steps import build_train_step, check_adv_cfg, method_meta, pass
 from rdet.core.records import write_record
 from rdet.tasks.checks import check_training_inputs
 
+from rdet.data.transforms import preprocessing_from_cfg
+
 logger = logging.getLogger(__name__)
 
 
@@ -125,6 +127,7 @@ def run(cfg, resume: bool = False) -> Dict[str, Any]:
                   "robust_attack": f"PGD-{cfg.ADV.EVAL_STEPS} {cfg.ADV.NORM} eps={eps:g}" if eps else None,
                   "epochs": cfg.SOLVER.EPOCHS, "passes": passes, "epochs_run": trainer.epoch + 1,
                   "train_size": cfg.DATA.TRAIN_SIZE,  # input scale: the report tells experiments apart by it
+                  "preprocessing": preprocessing_from_cfg(cfg).record(),  # test images' resize, crop, interpolation
                   "overfit_guard": guard_info, "stopped": trainer.stop_reason, "weights_epoch": weights_epoch,
                   "lr": cfg.SOLVER.BASE_LR, "seed": cfg.SEED,
                   "recipe": describe_recipe(cfg),  # which optimizer recipe ran, with its settings

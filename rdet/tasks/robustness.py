@@ -50,7 +50,8 @@ import torch
 from rdet.attacks import pgd
 from rdet.attacks.autoattack import AutoAttackRunner, check_classes, describe
 from rdet.backbones import create_classifier
-from rdet.backbones.checkpoint import LoadedCheckpoint, load_checkpoint, resolve
+from rdet.backbones.catalog import get_entry
+from rdet.backbones.checkpoint import LoadedCheckpoint, apply_checkpoint, load_checkpoint, resolve
 from rdet.backbones.registry import get_spec
 from rdet.config import CfgNode, check_config_file, merge_config
 from rdet.core.atomic import remove_stale_temps, save_json
@@ -61,7 +62,7 @@ from rdet.data.build import check_images, datasets_from_cfg
 from rdet.data.classification import image_files_of
 from rdet.data.paths import data_root_from_cfg
 from rdet.data.robustbench import N_IMAGES as RB_IMAGES, SUBSETS, robustbench_imagenet
-from rdet.data.transforms import transforms_from_cfg
+from rdet.data.transforms import preprocessing_from_cfg, transforms_from_cfg
 from rdet.engine import build_loader, setup_runtime
 from rdet.engine.robust_eval import Attack, collect, prepare_state, run_batches, write_per_image
 from rdet.transfer import extract_views, train_head_on_features
@@ -167,7 +168,7 @@ def backbone_meta(loaded: LoadedCheckpoint, weights: str) -> Dict[str, Any]:
         method = "standard" if eps == 0 else ("pgd" if m.get("format") == "robustness" else None)
     return {"arch": loaded.arch, "norm": None if eps == 0 else m.get("norm"), "eps": eps, "method": method,
             "trained_on": m.get("dataset"), "classes": m.get("classes"), "format": m.get("format"),
-            "source": str(weights)}
+            "input_norm": m.get("input_norm"), "weights_variant": m.get("weights_variant"), "source": str(weights)}
 
 
 def _head_classes(loaded: LoadedCheckpoint) -> Optional[int]:
@@ -245,16 +246,25 @@ def run(cfg) -> Dict[str, Any]:
     kind = check_inputs(cfg)
     start = time.time()
     rt = setup_runtime(cfg)
+
+    def load():
+        return load_checkpoint(resolve(cfg.MODEL.WEIGHTS), allow_pickle=cfg.MODEL.ALLOW_PICKLE,
+                               input_norm=cfg.MODEL.INPUT_NORM, variant=cfg.MODEL.WEIGHTS_VARIANT)
+
+    # The test preprocessing is the weights' own (rdet.data.transforms.preprocessing_from_cfg): the
+    # arch must be known before the data is built. A catalog model's is known before its download.
+    loaded = load() if kind == "file" else None
+    cfg.MODEL.ARCH = loaded.arch if loaded else get_entry(cfg.MODEL.WEIGHTS).arch
+    prep = preprocessing_from_cfg(cfg)
     train_ds, test, num_classes, note = load_test_data(cfg)
     if "autoattack" in cfg.ATTACK.TYPES:
         check_classes(cfg.ATTACK.AA_VERSION, num_classes)
     if kind == "catalog":  # known before the download
         _refuse_or_fit(head_mismatch(CATALOG_CLASSES, {}, cfg, num_classes), cfg, rt)
-    loaded = load_checkpoint(resolve(cfg.MODEL.WEIGHTS), allow_pickle=cfg.MODEL.ALLOW_PICKLE)
-    cfg.MODEL.ARCH = loaded.arch
+        loaded = load()
     why = _refuse_or_fit(head_mismatch(_head_classes(loaded), loaded.meta, cfg, num_classes), cfg, rt)
     model = create_classifier(loaded.arch, num_classes)
-    model.load_torchvision_state_dict(loaded.state_dict, with_head=why is None)
+    apply_checkpoint(model, loaded, with_head=why is None)  # the weights and their input normalisation
     model = rt.prepare(model)
     loaded.state_dict = {}  # the model holds its own copy
     out = Path(cfg.OUTPUT_DIR)
@@ -285,6 +295,8 @@ def run(cfg) -> Dict[str, Any]:
                            "backbone": backbone_meta(loaded, cfg.MODEL.WEIGHTS), "head": head,
                            "dataset": cfg.DATA.DATASET, "classes": list(cfg.DATA.CLASSES),
                            "subset": cfg.EVAL.SUBSET or None, "data_note": note, "amp": cfg.RUNTIME.AMP,
+                           "preprocessing": prep.record(), "image_size": cfg.DATA.TRAIN_SIZE,
+                           "downscale": cfg.DATA.DOWNSCALE, "images_sha1": _ids_sha1(ids),
                            "world_size": rt.world_size, "batch_size": cfg.SOLVER.BATCH_SIZE, "seed": cfg.SEED,
                            "resumed_batches": len(done), "wall_time_s": time.time() - start})
             save_json(result, out / RESULT_NAME)
@@ -314,13 +326,19 @@ def image_ids(test, cfg) -> List[str]:
     return out
 
 
+def _ids_sha1(ids: List[str]) -> str:
+    """The evaluated images, in order, as one digest: RobustBench's subset is recognised by it
+    (:func:`rdet.data.robustbench.list_sha1` of its list), whatever file the list came from."""
+    return hashlib.sha1("\n".join(ids).encode()).hexdigest()
+
+
 def _state_signature(cfg, ids: List[str], head: Dict[str, Any]) -> Dict[str, Any]:
     """What a partial evaluation must share with this run to be continued: the weights, the images
     (their ids, hashed), every setting that changes a prediction, the batch size and the seed."""
     weights = Path(str(cfg.MODEL.WEIGHTS))
     sig: Dict[str, Any] = {"MODEL.WEIGHTS": str(cfg.MODEL.WEIGHTS), "MODEL.ARCH": cfg.MODEL.ARCH,
                            "weights_bytes": weights.stat().st_size if weights.is_file() else None,
-                           "images": len(ids), "images_sha1": hashlib.sha1("\n".join(ids).encode()).hexdigest(),
+                           "images": len(ids), "images_sha1": _ids_sha1(ids),
                            "head": head.get("source"), "SEED": cfg.SEED, "RUNTIME.AMP": cfg.RUNTIME.AMP}
     skip = {"DATA.ROOT", "DATA.NUM_WORKERS", "DATA.VERIFY_IMAGES", "DATA.SKIP_BAD_FILES"}
     for section in ("DATA", "SOLVER", "ATTACK", "EVAL"):
@@ -369,15 +387,5 @@ def _summarise(cfg, rows, attacks: List[Attack], out: Path, num_classes: int) ->
         s = _scores(rows, a.column, num_classes)
         entries.append({**a.record, "column": a.column, "n_images": len(rows), "n_robust": s["n_correct"],
                         "robust_top1": s["top1"], "robust_mean_per_class": s["mean_per_class"]})
-    pgd_rows = [e for e in entries if e["attack"] == "pgd"]
-    result = {"task": "robustness", "n_images": len(rows), "clean_top1": clean["top1"],
-              "clean_mean_per_class": clean["mean_per_class"], "attacks": entries, "per_image": PER_IMAGE_NAME,
-              # the earlier record's view, kept for its readers: clean then PGD at each eps
-              "results": [{"eps": 0.0, "top1": clean["top1"], "mean_per_class": clean["mean_per_class"]}] +
-                         [{"eps": e["eps"], "top1": e["robust_top1"], "mean_per_class": e["robust_mean_per_class"]}
-                          for e in pgd_rows]}
-    if pgd_rows:
-        a = cfg.ATTACK
-        result["attack"] = {"norm": a.NORM, "steps": a.STEPS, "restarts": a.RESTARTS, "random_start": True,
-                            "step_size_factor": a.STEP_SIZE_FACTOR or 2.5 / a.STEPS}
-    return result
+    return {"task": "robustness", "n_images": len(rows), "clean_top1": clean["top1"],
+            "clean_mean_per_class": clean["mean_per_class"], "attacks": entries, "per_image": PER_IMAGE_NAME}

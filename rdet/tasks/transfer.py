@@ -35,6 +35,8 @@ from rdet.tasks.checks import check_training_inputs
 from rdet.transfer import (build_transfer_model, evaluate_features, extract_features, extract_views, set_train_mode,
                            train_head_on_features, trainable_parameters)
 
+from rdet.data.transforms import preprocessing_from_cfg
+
 logger = logging.getLogger(__name__)
 
 
@@ -78,6 +80,7 @@ def run(cfg, resume: bool = False) -> Dict[str, Any]:
                   # what else tells experiments apart in the report (rdet.report.experiment)
                   "eval_split": "validation" if cfg.DATA.VAL_SIZE else "test", "train_size": cfg.DATA.TRAIN_SIZE,
                   "bn": cfg.MODEL.BN,
+                  "preprocessing": preprocessing_from_cfg(cfg).record(),  # test images' resize, crop, interpolation
                   "recipe": describe_recipe(cfg),  # which optimizer recipe ran, with its settings
                   "wall_time_s": rundir.elapsed()}
         if rt.is_main:

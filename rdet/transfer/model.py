@@ -24,8 +24,10 @@ def build_transfer_model(cfg, num_classes: int) -> Tuple[Classifier, Dict[str, A
     model = create_classifier(cfg.MODEL.ARCH, num_classes)
     meta = {"arch": cfg.MODEL.ARCH, "norm": None, "eps": None, "method": None, "source": "random init"}
     if cfg.MODEL.WEIGHTS:
-        loaded = load_weights(model, cfg.MODEL.WEIGHTS, allow_pickle=cfg.MODEL.ALLOW_PICKLE)
-        meta.update({k: loaded.meta.get(k) for k in ("norm", "eps", "method")}, source=str(cfg.MODEL.WEIGHTS))
+        loaded = load_weights(model, cfg.MODEL.WEIGHTS, allow_pickle=cfg.MODEL.ALLOW_PICKLE,
+                              input_norm=cfg.MODEL.INPUT_NORM, variant=cfg.MODEL.WEIGHTS_VARIANT)
+        meta.update({k: loaded.meta.get(k) for k in ("norm", "eps", "method", "input_norm", "weights_variant")},
+                    source=str(cfg.MODEL.WEIGHTS))
     model.reset_head(num_classes)  # always a fresh head, as the paper
     if cfg.TRANSFER.MODE == "fixed":
         model.body.requires_grad_(False)
