@@ -374,3 +374,113 @@ def test_estimator_names_are_the_schema_choices():
 
     assert choices("SELECT.ESTIMATORS") == ESTIMATOR_NAMES
     assert sorted(n for n, _ in ESTIMATOR_REGISTRY) == sorted(n for n in ESTIMATOR_NAMES if n != "linear")
+
+
+# --- --against-paper ------------------------------------------------------------------------------
+def _dtd_folder(root: Path, per_split=(("train", 8), ("val", 4), ("test", 4))) -> Path:
+    """A small DTD in its release layout (dtd/dtd/{images,labels}, split 1), two textures whose
+    images differ in brightness, so features can tell them apart."""
+    rng = np.random.default_rng(0)
+    d = root / "dtd" / "dtd"
+    for split, n in per_split:
+        lines = []
+        for k, c in enumerate(("banded", "blotchy")):
+            for i in range(n):
+                name = f"{c}_{split}_{i:04d}.jpg"
+                (d / "images" / c).mkdir(parents=True, exist_ok=True)
+                Image.fromarray((rng.random((20, 20, 3)) * 90 + 120 * k).astype(np.uint8)).save(d / "images" / c / name)
+                lines.append(f"{c}/{name}")
+        (d / "labels").mkdir(parents=True, exist_ok=True)
+        (d / "labels" / f"{split}1.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.mark.timeout(500)
+def test_against_paper_sets_every_ranking_beside_table8(tmp_path, monkeypatch, capsys):
+    """Catalog models in the release layout (random weights, a file:// mirror) on a DTD-layout
+    folder: the rankings against Table 8's DTD accuracies of the same models; the Linf model and
+    a file of unknown eps are named as missing from the table, not dropped."""
+    import json
+
+    from scipy.stats import kendalltau, weightedtau
+
+    from rdet.paper import read_table
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    names = ("resnet18_l2_eps0", "resnet18_l2_eps1", "resnet18_l2_eps3", "resnet18_linf_eps4")
+    for i, name in enumerate(names):
+        path = mirror / CATALOG[name].file_name
+        save_robustness_checkpoint(_resnet18_weights(i), "resnet18", path)
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        monkeypatch.setitem(CATALOG, name, dataclasses.replace(CATALOG[name], sha256=sha))
+    monkeypatch.setenv("RDET_WEIGHTS_URL", mirror.as_uri())
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    mine = _resnet18_file(tmp_path / "mine.pth", seed=9)
+    root = _dtd_folder(tmp_path / "data")
+    out = tmp_path / "sel"
+    argv = ["--dataset", "dtd", "--data-root", str(root), "--models", *names, str(mine), "--output-dir", str(out),
+            "--against-paper", "fixed", "--estimator", "logme", "knn", *SMALL, "DATA.VAL_SIZE", "0.25",
+            "SELECT.KNN_K", "3"]
+    assert select_main(argv) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((out / "against_paper.json").read_text())
+    table8 = {(r["arch"], r["eps"]): float(r["accuracy"]) for r in read_table("table8")
+              if r["dataset"] == "DTD" and r["norm"] == "l2"}
+    assert result["matched"] == {"resnet18_l2_eps0": table8[("ResNet-18", "0")],
+                                 "resnet18_l2_eps1": table8[("ResNet-18", "1")],
+                                 "resnet18_l2_eps3": table8[("ResNet-18", "3")]}
+    assert {m["model"]: m["why"] for m in result["missing"]} == {
+        "resnet18_linf_eps4": "norm linf is not in the table (L2 models only)",
+        "mine": "its eps is unknown (not a catalog model, and the file does not say)"}
+    assert "Matched 3 of the paper's 10 ResNet-18 models for DTD (3 of the 5 models given)" in printed
+    assert "- not in the paper's table: resnet18_linf_eps4: norm linf is not in the table" in printed
+    assert not np.isnan(result["stats"]["logme"]["tau"])  # LogME's scores differ: a real tau to check
+    rows = {r["model"]: r for r in csv_rows(out / "ranking.csv")}
+    matched = sorted(result["matched"])
+    truth = [result["matched"][m] for m in matched]
+    for name, column in (("linear", "val"), ("logme", "logme"), ("knn", "knn")):
+        scores = [float(rows[m][column]) for m in matched]
+        s = result["stats"][name]
+        assert s["n"] == 3
+        assert s["tau"] == pytest.approx(kendalltau(scores, truth).statistic, abs=1e-6) or np.isnan(s["tau"])
+        assert s["weighted_tau"] == pytest.approx(weightedtau(scores, truth).statistic, abs=1e-6) or np.isnan(s["tau"])
+        first = [m for m, sc in zip(matched, scores) if sc == max(scores)]
+        assert s["regret"] == pytest.approx(max(truth) - min(result["matched"][m] for m in first), abs=0.02)
+    assert (out / "against_paper.md").read_text().startswith("# Rankings against the paper (Table 8 (fixed-feature))")
+
+
+def csv_rows(path: Path):
+    import csv
+
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_against_paper_refuses_what_the_paper_lacks_before_any_work(tmp_path, capsys):
+    out = tmp_path / "never"
+    for extra, match in ((["--dataset", "digits"], "digits is not one of the paper's datasets in Table 9 (full-network)"),
+                         (["--dataset", "dtd", "DATA.DOWNSCALE", "64"], "not at DATA.DOWNSCALE 64"),
+                         (["--dataset", "dtd", "DATA.CLASSES", "[0, 1]"], "DATA.CLASSES selects a subset of DTD")):
+        argv = ["--models", "resnet18_l2_eps3", "--output-dir", str(out), "--against-paper", "full", *extra]
+        assert select_main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and match in err[0], err
+        assert not out.exists()
+
+
+def test_agreement_statistics():
+    from rdet.select.agreement import agreement, top1_regret, weighted_tau
+
+    truth = [90.0, 80.0, 70.0, 60.0, 50.0]
+    same = agreement([5, 4, 3, 2, 1], truth)
+    assert same == pytest.approx({"tau": 1.0, "weighted_tau": 1.0, "regret": 0.0, "n": 5})
+    rev = agreement([1, 2, 3, 4, 5], truth)
+    assert rev["tau"] == pytest.approx(-1) and rev["regret"] == 40.0
+    # one swap at the top costs more weighted tau than the same swap at the bottom (hyperbolic weights)
+    assert weighted_tau([4, 5, 3, 2, 1], truth) < weighted_tau([5, 4, 3, 1, 2], truth) < 1
+    assert top1_regret([1, 1, 0, 0, 0], truth) == 10.0  # a tie for first: the worse of the tied models
+    assert top1_regret([1.0, 1.0, 1.0, 1.0, 1.0], truth) == 40.0  # a constant estimator gains nothing
+    dropped = agreement([None, 4, 3, float("nan"), 1], truth)
+    assert dropped["n"] == 3 and dropped["tau"] == pytest.approx(1.0)
+    assert agreement([float("-inf"), 4, 3, 2, 1], truth)["regret"] == 10.0  # -inf is a score: the worst

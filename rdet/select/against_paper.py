@@ -107,7 +107,7 @@ def summary_lines(result: Dict, n_models: int) -> List[str]:
     lines = [f"Ground truth: the paper's {r['title']} accuracy on {r['dataset']}. Matched {len(r['matched'])} of the "
              f"paper's {r['table_models']} {'/'.join(r['table_archs'])} models for {r['dataset']} "
              f"({len(r['matched'])} of the {n_models} models given)."]
-    lines += [f"- not in the paper's table: {m['model']} ({m['why']})" for m in r["missing"]]
+    lines += [f"- not in the paper's table: {m['model']}: {m['why']}" for m in r["missing"]]
     if r["best_model"]:
         lines.append(f"- the paper's best of the matched models: {r['best_model']} ({r['matched'][r['best_model']]:.2f}%)")
     lines += ["", "| ranking | Kendall tau | weighted tau | top-1 regret (points) | models compared |", "|---|---|---|---|---|"]
