@@ -187,30 +187,37 @@ def test_converted_features_equal_the_reference(family, converted, tmp_path_fact
 @torch.no_grad()
 def test_swin_is_the_authors_not_timms_at_detection_sizes(converted, tmp_path_factory, capsys):
     """The detector's Swin shifts every odd block, the 7 x 7 last stage of a 224-px model
-    included, and normalises each output stage; timm's own Swin on the same weights (output norms
-    applied) is another network at 480 x 736 (shift before pad), the same at 448 x 448."""
+    included, and normalises each output stage (fresh norms, as the authors' detectors start).
+    timm's own Swin on the same weights (output norms applied) equals it only where timm shifts
+    everywhere and pads nothing: built for 448 px, at 448 x 448. Built for 224 px (what rdet ran
+    before) timm leaves the last stage unshifted, and at 480 x 736 shifts before it pads."""
+    import timm
+
     from rdet.backbones import get_spec
 
     arch, sd, pkl, _, _ = _converted(converted, "swin", tmp_path_factory, capsys)
     _, model = _detection_model(FAMILIES["swin"][1], pkl)
     swin = model.backbone.bottom_up
     assert [[b.shift_size for b in layer.blocks] for layer in swin.layers] == [[0, 3], [0, 3], [0, 3] * 3, [0, 3]]
-    for i in range(4):  # the output norms, fresh as in the authors' detectors
+    for i in range(4):
         norm = getattr(swin, f"norm{i}")
         assert torch.equal(norm.weight, torch.ones_like(norm.weight)) and torch.equal(norm.bias, torch.zeros_like(norm.bias))
-    timm_swin = get_spec(arch).builder(1000)
-    timm_swin.load_state_dict(sd)
-    timm_swin.eval()
+    built_224 = get_spec(arch).builder(1000)
+    built_448 = timm.create_model(get_spec(arch).timm_name, pretrained=False, img_size=448)
     gaps = {}
-    for size in ((448, 448), (480, 736)):
+    for name, net, size in [("timm 448 at 448", built_448, (448, 448)), ("timm 224 at 448", built_224, (448, 448)),
+                            ("timm 224 at 480x736", built_224, (480, 736))]:
+        net.load_state_dict(sd)
+        net.eval()
         x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(2))
         ours = swin(x)
-        theirs = timm_swin.forward_intermediates(x, intermediates_only=True)  # NCHW stages
-        gaps[size] = [_rel(ours[f"res{i + 2}"], F.layer_norm(t.permute(0, 2, 3, 1), t.shape[1:2]).permute(0, 3, 1, 2))
+        theirs = net.forward_intermediates(x, intermediates_only=True)  # NCHW stages
+        gaps[name] = [_rel(ours[f"res{i + 2}"], F.layer_norm(t.permute(0, 2, 3, 1), t.shape[1:2]).permute(0, 3, 1, 2))
                       for i, t in enumerate(theirs)]
     print("swin vs timm, res2..res5:", gaps)
-    assert max(gaps[(448, 448)]) < 1e-4
-    assert min(gaps[(480, 736)][1:]) > 1e-3
+    assert max(gaps["timm 448 at 448"]) < 1e-4
+    assert max(gaps["timm 224 at 448"][:3]) < 1e-4 and gaps["timm 224 at 448"][3] > 1e-2  # last stage unshifted
+    assert min(gaps["timm 224 at 480x736"][1:]) > 1e-2
 
 
 @pytest.mark.slow
