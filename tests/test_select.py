@@ -353,6 +353,14 @@ def test_estimators_score_the_cached_features_beside_the_ranking(tmp_path, count
     header = (out / "ranking.csv").read_text().splitlines()[0].split(",")
     assert header[-4:] == ["hscore", "hscore_rank", "sfda", "sfda_rank"] and "logme" not in header
 
+    from rdet.report.transferability import section, selection_records
+
+    recs = selection_records(out)  # the report section over this selection: hscore and sfda now
+    assert sorted({(r["estimator"], r["protocol"]) for r in recs}) == sorted(
+        (e, f"selection {p}") for e in ("linear", "hscore", "sfda") for p in ("val", "test"))
+    sfda_val = next(r for r in recs if r["estimator"] == "sfda" and r["protocol"] == "selection val")
+    assert f"| sel | selection val | sfda | {sfda_val['tau']:.3f} | {sfda_val['weighted_tau']:.3f} |" in section(recs)
+
 
 def test_select_config_is_checked_before_any_work(tmp_path, capsys):
     """rdet select builds its config as the other commands do (build_config + the schema check)."""
@@ -484,3 +492,19 @@ def test_agreement_statistics():
     dropped = agreement([None, 4, 3, float("nan"), 1], truth)
     assert dropped["n"] == 3 and dropped["tau"] == pytest.approx(1.0)
     assert agreement([float("-inf"), 4, 3, 2, 1], truth)["regret"] == 10.0  # -inf is a score: the worst
+
+
+def test_transferability_report_section_names_the_goal():
+    from rdet.report.transferability import section
+
+    recs = [{"dataset": "DTD", "protocol": "paper", "estimator": "logme", "tau": 0.6, "weighted_tau": 0.7, "regret": 0.5,
+             "n": 10, "seconds": 2.0, "cost_ratio": 120.0},
+            {"dataset": "DTD", "protocol": "paper", "estimator": "knn", "tau": 0.8, "weighted_tau": 0.9, "regret": 3.0,
+             "n": 10, "seconds": 1.0, "cost_ratio": 240.0},
+            {"dataset": "DTD", "protocol": "paper", "estimator": "sfda", "tau": 0.2, "weighted_tau": 0.1, "regret": 0.0,
+             "n": 10, "seconds": 9.0, "cost_ratio": 20.0}]
+    md = section(recs)
+    assert "| DTD | paper | knn | 0.800 | 0.900 | 3.00 | 10 | 1.00 | 240 |" in md
+    assert md.strip().endswith("- DTD, paper: highest weighted tau knn (0.900); within 1 point of the best at >= 50x "
+                               "less compute: logme")  # knn regrets 3 points, sfda is only 20x cheaper
+    assert section([]) == ""

@@ -32,14 +32,14 @@ def kendall_tau(scores: Sequence[float], truth: Sequence[float]) -> float:
     from scipy.stats import kendalltau
 
     s, t = _pairs(scores, truth)
-    return float(kendalltau(s, t).statistic) if len(s) >= 2 else float("nan")
+    return float(kendalltau(s, t)[0]) if len(s) >= 2 else float("nan")
 
 
 def weighted_tau(scores: Sequence[float], truth: Sequence[float]) -> float:
     from scipy.stats import weightedtau
 
     s, t = _pairs(scores, truth)
-    return float(weightedtau(s, t).statistic) if len(s) >= 2 else float("nan")  # hyperbolic weigher: scipy's default
+    return float(weightedtau(s, t)[0]) if len(s) >= 2 else float("nan")  # hyperbolic weigher: scipy's default
 
 
 def top1_regret(scores: Sequence[float], truth: Sequence[float]) -> float:
