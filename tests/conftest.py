@@ -23,7 +23,7 @@ torch.set_num_threads(1 if XDIST_WORKER else max(1, min(2, os.cpu_count() or 1))
 # rehearsal, studies in subprocesses): `pytest -m "not slow"` leaves them out. Single slow tests
 # elsewhere carry @pytest.mark.slow themselves.
 SLOW_MODULES = {"test_slurm", "test_packaging", "test_gpu_check", "test_engine", "test_detection", "test_study",
-                "test_detection_timm", "test_torchrun_restart", "test_card"}
+                "test_detection_timm", "test_torchrun_restart", "test_card", "test_segmentation"}
 
 # The files that take longest, longest first: run first, so that under xdist no long file starts
 # last while the other worker idles (the Slurm requeue test alone is about 5 minutes).

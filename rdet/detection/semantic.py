@@ -219,6 +219,12 @@ class SemanticTrainer(Trainer):
     the semantic mapper, ``SemSegEvaluator`` and the poly schedule; the training step is detectron2's."""
 
     @classmethod
+    def build_model(cls, cfg):
+        model = super().build_model(cfg)
+        pad_pyramid_input(model.backbone)
+        return model
+
+    @classmethod
     def build_train_loader(cls, cfg):
         return build_semantic_train_loader(cfg)
 
@@ -233,6 +239,22 @@ class SemanticTrainer(Trainer):
     @classmethod
     def build_lr_scheduler(cls, cfg, optimizer):
         return build_poly_lr_scheduler(cfg, optimizer)
+
+
+def pad_pyramid_input(backbone) -> None:
+    """Make a ``SimpleFeaturePyramid`` (ViT) backbone pad its input to its coarsest stride, as
+    detectron2's FPN does. Its ``padding_constraints`` spell the key ``"size_divisiblity"``, which
+    ``ImageList.from_tensors`` does not read, so without a square pad (ViTDet's detection recipe)
+    nothing is padded, p5 of a size that is not a multiple of 32 rounds up, and Semantic FPN's
+    sum of the upsampled levels fails. The backbone's class is swapped for a subclass whose
+    ``size_divisibility`` says the stride; parameters and names stay as they are."""
+    from detectron2.modeling.backbone.vit import SimpleFeaturePyramid
+
+    if not isinstance(backbone, SimpleFeaturePyramid) or backbone.size_divisibility:
+        return
+    stride = max(s.stride for s in backbone.output_shape().values())
+    cls = type(backbone)
+    backbone.__class__ = type(f"Padded{cls.__name__}", (cls,), {"size_divisibility": property(lambda self: stride)})
 
 
 def trainer_class(cfg):
@@ -253,7 +275,7 @@ def semantic_metrics(cfg, results: Dict) -> Dict[str, Any]:
     for d in cfg.DATASETS.TEST[:1]:
         names = list(getattr(MetadataCatalog.get(d), "stuff_classes", []))
     return {"mIoU": _num(res.get("mIoU")), "fwIoU": _num(res.get("fwIoU")), "mACC": _num(res.get("mACC")),
-            "pixel_accuracy": _num(res.get("pACC")),
+            "pixel_accuracy": _num(res.get("pACC")), "classes": names,  # label order (records sort their keys)
             "per_class_IoU": {n: _num(res.get(f"IoU-{n}")) for n in names} if res else {}}
 
 
