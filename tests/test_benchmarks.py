@@ -47,3 +47,13 @@ def test_a_bad_count_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
         last = err.strip().splitlines()[-1]
         assert code == 2 and last.endswith("--reps: 0: must be at least 1"), (name, err)
     assert not any(tmp_path.iterdir())
+
+
+def test_transferability_benchmark_refuses_a_bad_count_before_any_work(tmp_path, capsys, monkeypatch):
+    """``--seeds 0`` (no ground-truth run to average) or ``--models 0`` is argparse's error, exit 2,
+    before the zoo is trained or anything is written."""
+    monkeypatch.chdir(tmp_path)
+    for flag in ("--seeds", "--models", "--epochs"):
+        code, _, err = _run_script(ROOT / "benchmarks" / "bench_transferability.py", [flag, "0"], capsys, monkeypatch)
+        assert code == 2 and err.strip().splitlines()[-1].endswith(f"{flag}: 0: must be at least 1"), err
+    assert not any(tmp_path.iterdir())
