@@ -9,8 +9,9 @@ import logging
 import os
 import sys
 import importlib
+import re
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from rdet.core.errors import ConfigError, RdetError
 
@@ -95,13 +96,51 @@ def _one_line(e: BaseException) -> str:
     return text
 
 
+# A config key as written on a command line: upper-case dotted (SOLVER.EPOCHS, MODEL.TIMM.ARCH).
+_KEY = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+$")
+
+
+def split_overrides(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """``(flags, KEY VALUE overrides)``: every ``KEY VALUE`` pair wherever it stands, so that the
+    one placement rule of every rdet command is "anywhere" (also after a flag that takes several
+    values, such as ``--eps 0.25 0.5``, and in ``train-det``, whose detectron2 parser reads all
+    that follows the first KEY as overrides)."""
+    flags, opts, i = [], [], 0
+    argv = list(argv)
+    while i < len(argv):
+        if _KEY.match(str(argv[i])) and i + 1 < len(argv):
+            opts += [argv[i], argv[i + 1]]
+            i += 2
+        else:
+            flags.append(argv[i])
+            i += 1
+    return flags, opts
+
+
 def parse_with_overrides(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    """Parse flags and trailing ``KEY VALUE`` config overrides, in any order
-    (``SOLVER.EPOCHS 5 --resume`` works as well as ``--resume SOLVER.EPOCHS 5``); the overrides
-    land in ``args.opts``."""
+    """Parse flags and ``KEY VALUE`` config overrides, in any order (``SOLVER.EPOCHS 5 --resume``
+    works as well as ``--resume SOLVER.EPOCHS 5``); the overrides land in ``args.opts``. A
+    ``--data`` flag is taken as ``--data-root`` (its old spelling), with one line saying so."""
+    flags, opts = split_overrides(sys.argv[1:] if argv is None else argv)
     parser.add_argument("opts", nargs="*", metavar="KEY VALUE",
-                        help="config overrides, e.g. SOLVER.EPOCHS 10 (rdet/config/defaults.py lists the keys)")
-    return parser.parse_intermixed_args(argv)
+                        help="config overrides, anywhere among the flags, e.g. SOLVER.EPOCHS 10 "
+                             "(rdet/config/defaults.py lists the keys)")
+    args = parser.parse_intermixed_args(flags)
+    args.opts = list(args.opts) + opts
+    return args
+
+
+def add_data_root(parser: argparse.ArgumentParser, help: str) -> None:
+    """Every command's dataset-root flag: ``--data-root`` (``DATA.ROOT``); ``--data``, the old
+    spelling of pretrain and evaluate, still works and says once that it is the old one."""
+    parser.add_argument("--data-root", help=f"{help} (DATA.ROOT; default $RDET_DATASETS or ./datasets)")
+    parser.add_argument("--data", dest="data_root", action=_OldSpelling, help=argparse.SUPPRESS)
+
+
+class _OldSpelling(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"note: {option_string} is the old spelling of --data-root", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def entry_point(fn: Callable[[Optional[Sequence[str]]], object]) -> Callable[[Optional[Sequence[str]]], int]:

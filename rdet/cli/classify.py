@@ -14,9 +14,8 @@ import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
-from rdet.cli import ArgumentParser, choices, entry_point, is_main_process, module_doc, parse_with_overrides
-from rdet.cli import pretrain as pretrain_cli
-from rdet.config import CONFIG_DIR, build_config, get_transfer_cfg
+from rdet.cli import ArgumentParser, add_data_root, choices, entry_point, is_main_process, module_doc, parse_with_overrides
+from rdet.config import CONFIG_DIR, build_config, get_pretrain_cfg, get_transfer_cfg
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +28,7 @@ def build_cfg(argv: Optional[Sequence[str]] = None):
     p.add_argument("--config-file", help=f"YAML config (default with no data arguments: {DEMO_CONFIG.name})")
     p.add_argument("--dataset", help="aircraft, birdsnap, caltech101, caltech256, cars, cifar10, cifar100, dtd, "
                                      "flowers, food, pets, sun397, imagefolder, fashion_mnist, digits")
-    p.add_argument("--data-root", help="folder holding the dataset (default $RDET_DATASETS or ./datasets)")
+    add_data_root(p, "folder holding the dataset")
     p.add_argument("--arch")
     p.add_argument("--weights", help="catalog name (python -m rdet backbones catalog) or checkpoint file")
     p.add_argument("--mode", choices=choices("TRANSFER.MODE"))
@@ -56,8 +55,8 @@ def _demo_weights(cfg) -> None:
     from rdet.tasks import pretrain
 
     logger.info("demo: no %s yet; pretraining it first (python -m rdet pretrain, offline demo)", weights)
-    pcfg, _ = pretrain_cli.build_cfg(["OUTPUT_DIR", str(weights.parent)])
-    pretrain.run(pcfg)
+    pretrain.run(build_config(get_pretrain_cfg(), str(CONFIG_DIR / "pretrain_demo.yaml"), None,
+                              ["OUTPUT_DIR", str(weights.parent)]))
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,8 +1,8 @@
 """``rdet-evaluate`` / ``python -m rdet evaluate``: clean and robust accuracy of any checkpoint
 the backbone registry loads (:mod:`rdet.tasks.robustness`).
 
-    python -m rdet evaluate --weights resnet50_l2_eps3 --data /data/imagenet --norm l2 --eps 0.25 0.5 1 3
-    python -m rdet evaluate --weights resnet50_linf_eps4 --data /data/imagenet --subset robustbench \
+    python -m rdet evaluate --weights resnet50_l2_eps3 --data-root /data/imagenet --norm l2 --eps 0.25 0.5 1 3
+    python -m rdet evaluate --weights resnet50_linf_eps4 --data-root /data/imagenet --subset robustbench \
         --attack pgd autoattack --norm linf --eps 0.0156863
     python -m rdet evaluate --weights output/pretrain_demo/model_final.pth --dataset fashion_mnist \
         --config-file configs/pretrain_demo.yaml --norm linf --eps 0.01 0.03
@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Optional, Sequence
 
-from rdet.cli import ArgumentParser, choices, entry_point, is_main_process, module_doc, parse_with_overrides
+from rdet.cli import ArgumentParser, add_data_root, choices, entry_point, is_main_process, module_doc, parse_with_overrides
 from rdet.config import CfgNode, build_config, get_evaluate_cfg
 
 
@@ -22,10 +22,10 @@ def build_cfg(argv: Optional[Sequence[str]] = None) -> CfgNode:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", required=True, help="catalog name or checkpoint file")
     p.add_argument("--config-file", help="evaluation config, or the model's training config (its DATA.* is used)")
-    p.add_argument("--data", help="dataset root (ImageNet layout: val/<wnid>/*)")
+    add_data_root(p, "dataset root (ImageNet layout: val/<wnid>/*)")
     p.add_argument("--dataset", help="dataset name (default imagenet)")
     p.add_argument("--norm", choices=choices("ATTACK.NORM"))
-    p.add_argument("--eps", type=float, nargs="+", help="radii for [0,1] images (put KEY VALUE overrides before it)")
+    p.add_argument("--eps", type=float, nargs="+", help="radii for [0,1] images")
     p.add_argument("--steps", type=int)
     p.add_argument("--restarts", type=int, help="PGD restarts")
     p.add_argument("--attack", nargs="+", choices=choices("ATTACK.TYPES"), help="attacks to run at every eps (ATTACK.TYPES; "
@@ -45,7 +45,7 @@ def build_cfg(argv: Optional[Sequence[str]] = None) -> CfgNode:
     if args.config_file:
         merge_config_file(cfg, args.config_file)
     return build_config(cfg, None, {
-        "DATA.ROOT": args.data, "DATA.DATASET": args.dataset, "ATTACK.NORM": args.norm, "ATTACK.EPS": args.eps,
+        "DATA.ROOT": args.data_root, "DATA.DATASET": args.dataset, "ATTACK.NORM": args.norm, "ATTACK.EPS": args.eps,
         "ATTACK.STEPS": args.steps, "ATTACK.RESTARTS": args.restarts, "OUTPUT_DIR": args.output_dir,
         "ATTACK.TYPES": args.attack, "ATTACK.AA_VERSION": args.aa_version, "EVAL.SUBSET": args.subset,
         "SEED": args.seed,

@@ -34,7 +34,7 @@ from typing import Dict, List, Optional, Sequence
 import yaml
 
 from rdet.core.atomic import atomic_path
-from rdet.cli import ArgumentParser, choices, entry_point
+from rdet.cli import ArgumentParser, add_data_root, choices, entry_point, parse_with_overrides
 from rdet.config import CONFIG_DIR, build_config
 from rdet.core.errors import ConfigError
 from rdet.core.records import read_record
@@ -63,7 +63,7 @@ def parse(argv):
     p = ArgumentParser(prog="python -m rdet select", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", help="a dataset name of rdet.classify (cifar10, imagefolder, fashion_mnist, ...)")
-    p.add_argument("--data-root", help="folder holding the dataset (default $RDET_DATASETS or ./datasets)")
+    add_data_root(p, "folder holding the dataset")
     p.add_argument("--models", nargs="+", default=[], metavar="PATTERN",
                    help="catalog names, fnmatch patterns over them ('resnet50_l2_*') or checkpoint files")
     p.add_argument("--archs", nargs="+", default=[], help="keep only these architectures")
@@ -88,8 +88,7 @@ def parse(argv):
                    help="submitit parameters, e.g. partition=gpu gpus_per_node=1 timeout_min=600")
     p.add_argument("--output-dir", help=f"where the study, its cells and the ranking go (demo: {DEMO_DIR})")
     p.add_argument("--allow-pickle", action="store_true", help="full unpickling of model files (trusted files only)")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. SOLVER.EPOCHS 30")
-    args = p.parse_args(argv)
+    args = parse_with_overrides(p, argv)  # KEY VALUE overrides anywhere, as in every rdet command
     _split_estimators(p, args)
     return args
 

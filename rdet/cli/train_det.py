@@ -13,11 +13,13 @@ Several machines: run the same command on each with --num-machines N --machine-r
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import warnings
 from typing import Optional, Sequence
 
-from rdet.backbones.checkpoint import ALLOW_PICKLE_FLAG
-from rdet.cli import ArgumentParser, entry_point
+from rdet.core.safe_pickle import ALLOW_PICKLE_FLAG
+from rdet.cli import ArgumentParser, entry_point, parse_with_overrides
 
 # fvcore (imported with detectron2) calls torch.jit.script at import time, which torch deprecates: a
 # note for fvcore's developers that would otherwise open every run's output, refusals included.
@@ -25,20 +27,30 @@ warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", c
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from detectron2.engine import default_argument_parser
-
-    p = default_argument_parser(epilog=__doc__)
-    p.prog = "python -m rdet train-det"
-    p.error = ArgumentParser.error.__get__(p)  # detectron2's own flags, with rdet's one-line errors
+    """detectron2's ``default_argument_parser`` flags (same names, defaults and meaning), parsed by
+    rdet's parser so that ``KEY VALUE`` overrides may stand anywhere, as in every rdet command, and
+    so that a bad flag or ``--help`` answers before torch and detectron2 are imported."""
+    p = ArgumentParser(prog="python -m rdet train-det", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config-file", default="", metavar="FILE", help="path to config file")
+    p.add_argument("--resume", action="store_true", help="resume from OUTPUT_DIR's last checkpoint")
+    p.add_argument("--eval-only", action="store_true", help="perform evaluation only")
+    p.add_argument("--num-gpus", type=int, default=1, help="processes per machine (one per GPU; CPU: gloo)")
+    p.add_argument("--num-machines", type=int, default=1, help="total number of machines")
+    p.add_argument("--machine-rank", type=int, default=0, help="the rank of this machine (unique per machine)")
+    # detectron2's default: a port derived from the user id, so concurrent users do not collide
+    port = 2 ** 15 + 2 ** 14 + hash(os.getuid() if sys.platform != "win32" else 1) % 2 ** 14
+    p.add_argument("--dist-url", default=f"tcp://127.0.0.1:{port}",
+                   help="initialization URL for pytorch distributed backend")
     p.add_argument(ALLOW_PICKLE_FLAG, action="store_true",
                    help="let a .pkl MODEL.WEIGHTS run code while it is read (trusted files only)")
     return p
 
 
 def _main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_with_overrides(build_parser(), argv)
     from rdet.detection import run
 
-    args = build_parser().parse_args(argv)
     rec = run(args.config_file, args.opts, resume=args.resume, eval_only=args.eval_only, num_gpus=args.num_gpus,
               num_machines=args.num_machines, machine_rank=args.machine_rank, dist_url=args.dist_url,
               allow_pickle=args.allow_pickle)

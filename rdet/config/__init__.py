@@ -92,10 +92,16 @@ def merge_config(cfg: CfgNode, config_file: Optional[str] = None, opts: Sequence
 
 def build_config(cfg: CfgNode, config_file: Optional[str] = None, flags: Mapping[str, Any] = None,
                  opts: Sequence[str] = ()) -> CfgNode:
-    """The one way rdet's CLIs build a config, in detectron2's order: defaults (``cfg``) -> YAML
-    file -> command-line flags (``{"KEY": value}``, ``None`` values skipped) -> ``KEY VALUE``."""
+    """The one way rdet's CLIs and study kinds build a config, in detectron2's order: defaults
+    (``cfg``) -> YAML file -> command-line flags (``{"KEY": value}``, ``None`` values skipped) ->
+    ``KEY VALUE`` -> every key's rule (:func:`rdet.config.schema.check_cfg`), so a bad value is the
+    same one line wherever it is written."""
+    from rdet.config.schema import check_cfg
+
     merge_config(cfg, config_file)
     for key, value in (flags or {}).items():
         if value is not None:
             merge_config(cfg, None, [key, value if isinstance(value, str) else repr(value)])
-    return merge_config(cfg, None, opts)
+    merge_config(cfg, None, opts)
+    check_cfg(cfg)
+    return cfg

@@ -76,6 +76,9 @@ def _base() -> CN:
     _C.RUNTIME = CN()
     _C.RUNTIME.DEVICE = "auto"  # auto | cpu | cuda
     _C.RUNTIME.AMP = "off"  # off | bf16 | fp16 (fp16 on CUDA only)
+    # bf16 on a CPU without native bf16 (no AVX512-BF16 / AMX) is refused (~20x slower than fp32;
+    # rdet/config/hardware.py); True runs it anyway, with a warning
+    _C.RUNTIME.ALLOW_SLOW_AMP = False
     _C.RUNTIME.CHANNELS_LAST = False
     _C.RUNTIME.LOG_EVERY = 20  # iterations between TensorBoard scalars and progress updates
     # What --resume does when the checkpoint was made by a run with other settings (rdet/engine/

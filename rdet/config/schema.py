@@ -115,6 +115,7 @@ SCHEMA: Dict[str, Rule] = {
     # RUNTIME: how, not what
     "RUNTIME.DEVICE": _c(False, "auto", "cpu", "cuda"),
     "RUNTIME.AMP": _c(False, "off", "bf16", "fp16"),
+    "RUNTIME.ALLOW_SLOW_AMP": _c(False, *BOOL),
     "RUNTIME.CHANNELS_LAST": _c(False, *BOOL),
     "RUNTIME.LOG_EVERY": _r(False, 1),
     "RUNTIME.RESUME_MISMATCH": _c(False, "error", "restart"),
@@ -198,10 +199,14 @@ def check_value(key: str, value: Any) -> None:
 
 
 def check_cfg(cfg, skip: Sequence[str] = ()) -> None:
-    """Every key of ``cfg`` against its rule, before any work starts."""
+    """Every key of ``cfg`` against its rule, then the settings this machine cannot run as asked
+    (:mod:`rdet.config.hardware`), before any work starts."""
+    from rdet.config.hardware import check_precision
+
     for key, value in flat_items(cfg):
         if key not in skip:
             check_value(key, value)
+    check_precision(cfg)
 
 
 def run_signature(cfg) -> Dict[str, Any]:

@@ -92,6 +92,13 @@ class TaskKind:
         ConfigError for a malformed section, before anything runs."""
         return []
 
+    def config(self, cell: Cell, study: Study):
+        """The cell's config, built the one way its CLI builds one (defaults -> file -> overrides
+        -> every key's rule: :func:`rdet.config.build_config`), or ``None`` for a kind without one.
+        The study calls it for every cell when it loads, so a mistyped key or an out-of-range value
+        fails before any cell runs; :meth:`run` runs what it returns."""
+        return None
+
     def run(self, cell: Cell, study: Study) -> None:
         raise NotImplementedError(f"task kind {self.name} runs no cells")
 

@@ -81,7 +81,22 @@ def load_study(path: str | Path) -> Study:
     bad = [c.name for c in cells if c.stage not in STAGES[:-1]]
     if bad:
         raise ConfigError(f"{path}: cells {', '.join(bad)} have a stage outside {', '.join(STAGES[:-1])}")
-    return Study(path, out, executor, slurm, cells, raw)
+    study = Study(path, out, executor, slurm, cells, raw)
+    check_cell_configs(study)
+    return study
+
+
+def check_cell_configs(study: Study) -> None:
+    """Build every cell's config (:meth:`TaskKind.config`) before any cell runs: a mistyped key or
+    an out-of-range value in any cell is one line naming the cell, and nothing is written."""
+    from rdet.core.errors import RdetError
+    from rdet.study.base import get_kind
+
+    for cell in study.cells:
+        try:
+            get_kind(cell.kind).config(cell, study)
+        except RdetError as e:
+            raise ConfigError(f"{study.path}: cell {cell.name}: {e}") from None
 
 
 def expand(raw: Dict[str, Any], path: Path) -> List[Cell]:

@@ -64,6 +64,14 @@ class Detect(TaskKind):
                                    "backbone": b.name}, (conv,)))
         return cells
 
+    def config(self, cell, study):
+        """detectron2's config of the task with the cell's overrides (the converted backbone's own
+        settings are merged when the cell runs, once its conversion exists)."""
+        from rdet.detection.train import build_cfg
+
+        p = cell.params
+        return build_cfg(resolve_config(study, p["config"]), list(p["opts"]))
+
     def run(self, cell, study):
         from rdet.detection import run as detection_run
 

@@ -14,7 +14,7 @@ timm's ConvNeXt, Swin, ViT families alike), checked when the study is read. With
 cells are ``pretrain/<arch>_<run>``, else ``pretrain/<run>``."""
 from __future__ import annotations
 
-from rdet.config import get_pretrain_cfg, merge_config
+from rdet.config import build_config, get_pretrain_cfg
 from rdet.core.errors import ConfigError
 from rdet.study.base import Backbone, Cell, TaskKind, register_kind, resolve_config
 from rdet.study.kinds.commands import need
@@ -51,14 +51,15 @@ class Pretrain(TaskKind):
                 ex.backbones.append(Backbone(bname, None, name, arch))
         return cells
 
+    def config(self, cell, study):
+        p = cell.params
+        return build_config(get_pretrain_cfg(), resolve_config(study, p["config"]), None, list(p["opts"]) + [
+            "ADV.EPS", str(p["eps"]), "ADV.NORM", p["norm"], "OUTPUT_DIR", str(cell.output_dir(study.output_dir))])
+
     def run(self, cell, study):
         from rdet.tasks import pretrain as task
 
-        p = cell.params
-        cfg = merge_config(get_pretrain_cfg(), resolve_config(study, p["config"]), p["opts"])
-        merge_config(cfg, None, ["ADV.EPS", str(p["eps"]), "ADV.NORM", p["norm"],
-                                 "OUTPUT_DIR", str(cell.output_dir(study.output_dir))])
-        task.run(cfg, resume=True)
+        task.run(self.config(cell, study), resume=True)
 
     def summary(self, rec):
         rob = f", PGD top-1 {rec['robust_top1']:.2f}%" if rec.get("robust_top1") is not None else ""

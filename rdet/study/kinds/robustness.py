@@ -34,21 +34,27 @@ class Robustness(TaskKind):
                       "weights": b.weights, "producer": b.producer}, (b.producer,) if b.producer else ())
                 for b in ex.need_backbones("robustness")]
 
-    def run(self, cell, study):
-        from rdet.tasks import robustness as task
+    def config(self, cell, study):
+        from rdet.config.schema import check_cfg
+        from rdet.tasks.robustness import merge_config_file
 
         p = cell.params
         cfg = get_evaluate_cfg()
-        if p["config"]:
-            task.merge_config_file(cfg, resolve_config(study, p["config"]))
-        merge_config(cfg, None, p["opts"])
+        if p["config"]:  # an evaluation config, or the DATA/RUNTIME sections of a training one
+            merge_config_file(cfg, resolve_config(study, p["config"]))
         own = ["MODEL.WEIGHTS", backbone_weights(study, p), "OUTPUT_DIR", str(cell.output_dir(study.output_dir))]
         if p["dataset"]:
             own += ["DATA.DATASET", p["dataset"]]
         if p["attacks"]:
             own += ["ATTACK.TYPES", str(p["attacks"])]
-        merge_config(cfg, None, own)
-        task.run(cfg)
+        merge_config(cfg, None, list(p["opts"]) + own)
+        check_cfg(cfg)
+        return cfg
+
+    def run(self, cell, study):
+        from rdet.tasks import robustness as task
+
+        task.run(self.config(cell, study))
 
     def summary(self, rec):
         worst = min((a["robust_top1"] for a in rec.get("attacks") or []), default=None)

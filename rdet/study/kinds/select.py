@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rdet.config import get_select_cfg, merge_config
+from rdet.config import build_config, get_select_cfg
 from rdet.core.errors import ConfigError
 from rdet.core.records import write_record
 from rdet.study.base import Cell, TaskKind, backbone_weights, register_kind, resolve_config
@@ -39,13 +39,17 @@ class Select(TaskKind):
             cells.append(Cell(self.name, f"select/{b.name}", "transfer", params, (b.producer,) if b.producer else ()))
         return cells
 
+    def config(self, cell, study):
+        p = cell.params
+        return build_config(get_select_cfg(), resolve_config(study, p["config"]), None,
+                            list(p["opts"]) + ["DATA.DATASET", p["dataset"]])
+
     def run(self, cell, study):
         """Fixed-feature selection of one backbone (``rdet.select.fixed.select_one``)."""
         from rdet.select.fixed import select_one
 
         p = cell.params
-        cfg = merge_config(get_select_cfg(), resolve_config(study, p["config"]), p["opts"])
-        merge_config(cfg, None, ["DATA.DATASET", p["dataset"]])
+        cfg = self.config(cell, study)
         cache = Path(p["cache_dir"]) if p.get("cache_dir") else Path(study.output_dir) / "feature_cache"
         rec = select_one(cfg, backbone_weights(study, p), cache, p["model"], allow_pickle=p["allow_pickle"])
         out = cell.output_dir(study.output_dir)

@@ -12,7 +12,7 @@ Cells ``classify/<dataset>/<backbone>/<mode>/lr<lr>_seed<seed>``; a pretrained b
 need its pretraining cell."""
 from __future__ import annotations
 
-from rdet.config import get_transfer_cfg, merge_config
+from rdet.config import build_config, get_transfer_cfg
 from rdet.study.base import Cell, TaskKind, backbone_weights, register_kind, resolve_config
 from rdet.study.kinds.commands import need
 
@@ -39,15 +39,17 @@ class Classify(TaskKind):
                                               "transfer", params, (b.producer,) if b.producer else ()))
         return cells
 
+    def config(self, cell, study):
+        p = cell.params
+        return build_config(get_transfer_cfg(), resolve_config(study, p["config"]), None, list(p["opts"]) + [
+            "DATA.DATASET", p["dataset"], "TRANSFER.MODE", p["mode"], "SOLVER.BASE_LR", str(p["lr"]),
+            "SEED", str(p["seed"]), "MODEL.WEIGHTS", backbone_weights(study, p),
+            "OUTPUT_DIR", str(cell.output_dir(study.output_dir))])
+
     def run(self, cell, study):
         from rdet.tasks import transfer as task
 
-        p = cell.params
-        cfg = merge_config(get_transfer_cfg(), resolve_config(study, p["config"]), p["opts"])
-        merge_config(cfg, None, ["DATA.DATASET", p["dataset"], "TRANSFER.MODE", p["mode"], "SOLVER.BASE_LR",
-                                 str(p["lr"]), "SEED", str(p["seed"]), "MODEL.WEIGHTS", backbone_weights(study, p),
-                                 "OUTPUT_DIR", str(cell.output_dir(study.output_dir))])
-        task.run(cfg, resume=True)
+        task.run(self.config(cell, study), resume=True)
 
 
 register_kind(Classify())
