@@ -447,7 +447,7 @@ def test_every_shipped_table_is_read():
     from rdet.paper import FILES, read_table
 
     shipped = {p.name for p in Path(rdet.paper.__file__).parent.glob("*.csv")}
-    assert shipped == set(FILES.values()) and len(shipped) == 13
+    assert shipped == set(FILES.values()) and len(shipped) == 14
     assert all(read_table(key) for key in FILES)
     assert len(read_table("robustbench_linf")) == 30
 

@@ -34,6 +34,9 @@ FILES = {  # every one is read by rdet.report
     # RobustBench's ImageNet Linf 4/255 entries (model_info/imagenet/Linf, snapshot 2025-03-31):
     # clean and AutoAttack accuracy (%) on its 5,000-image validation subset
     "robustbench_linf": "robustbench_imagenet_linf.csv",
+    # Published ImageNet-pretrained (standard) semantic segmentation baselines rdet's configs are
+    # named after: ADE20K / Cityscapes mIoU (%) by head x backbone x schedule, with their sources
+    "segmentation": "segmentation_baselines.csv",
 }
 
 # rdet catalog names of the models RobustBench lists (the paper's own Linf 4/255 release); a
