@@ -256,6 +256,8 @@ def test_bad_inputs_are_refused_in_one_line(name):
 def test_unknown_estimator_and_bad_source_probabilities():
     with pytest.raises(RdetError, match="unknown estimator 'logmee'.*logme, leep"):
         est.get_estimator("logmee")
+    with pytest.raises(RdetError, match="linear is the selection's validation-split heads"):
+        est.get_estimator("linear")
     f, y, p = _inputs(*CASES["tall"])
     with pytest.raises(RdetError, match="source probabilities of shape"):
         est.leep(f, y, source_probs=p[:10])

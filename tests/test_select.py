@@ -359,7 +359,7 @@ def test_estimators_score_the_cached_features_beside_the_ranking(tmp_path, count
     assert sorted({(r["estimator"], r["protocol"]) for r in recs}) == sorted(
         (e, f"selection {p}") for e in ("linear", "hscore", "sfda") for p in ("val", "test"))
     sfda_val = next(r for r in recs if r["estimator"] == "sfda" and r["protocol"] == "selection val")
-    assert f"| sel | selection val | sfda | {sfda_val['tau']:.3f} | {sfda_val['weighted_tau']:.3f} |" in section(recs)
+    assert f"| digits | selection val | sfda | {sfda_val['tau']:.3f} | {sfda_val['weighted_tau']:.3f} |" in section(recs)
 
 
 def test_select_config_is_checked_before_any_work(tmp_path, capsys):
@@ -508,3 +508,50 @@ def test_transferability_report_section_names_the_goal():
     assert md.strip().endswith("- DTD, paper: highest weighted tau knn (0.900); within 1 point of the best at >= 50x "
                                "less compute: logme")  # knn regrets 3 points, sfda is only 20x cheaper
     assert section([]) == ""
+
+
+def test_scoring_a_record_from_its_cache_entry(tmp_path):
+    """score_record reads the features the record's cache entry holds (training then validation
+    part); a model an estimator cannot score (NaN features from an fp16 overflow) gets no score
+    and a note, not an aborted ranking; a checkpoint without a head fitting the features gets no
+    LEEP/NCE."""
+    import numpy as np
+
+    from rdet.select import estimators as est
+    from rdet.select.scoring import score_record
+
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(60) % 3
+    x = torch.randn(3, 512, generator=gen)[y] + torch.randn(60, 512, generator=gen)
+    model = _resnet18_file(tmp_path / "m.pth", seed=0)
+    cfg = _cfg("SELECT.KNN_K", "4")
+
+    def record(feats, name):
+        path = tmp_path / f"{name}.pt"
+        torch.save({"train_center": feats[:45], "val": feats[45:], "train_labels": y[:45], "val_labels": y[45:]}, path)
+        return {"name": name, "cache": {"path": str(path)}, "val_value": 55.0, "head_time_s": 2.0,
+                "backbone": {"arch": "resnet18", "source": str(model)}}
+
+    got = score_record(record(x, "good"), ["linear", "logme", "knn", "nce"], cfg)
+    assert got["linear"] == {"score": 55.0, "time_s": 2.0, "note": "validation-split heads"}
+    assert got["logme"]["score"] == pytest.approx(est.logme(x.numpy(), y.numpy()), rel=1e-9)
+    assert got["knn"]["score"] == pytest.approx(est.knn(x.numpy(), y.numpy(), k=4), rel=1e-9)
+    fc = torch.load(model)
+    probs = (x.double() @ fc["fc.weight"].double().T + fc["fc.bias"].double()).softmax(1).numpy()
+    assert got["nce"]["score"] == pytest.approx(est.nce(x.numpy(), y.numpy(), source_probs=probs), rel=1e-9)
+
+    bad = x.clone()
+    bad[7, 3] = float("nan")
+    got = score_record(record(bad, "bad"), ["logme", "knn"], cfg)
+    assert got["logme"]["score"] is None and "NaN or infinite values (1 of 60 samples)" in got["logme"]["note"]
+
+    narrow = score_record(record(x[:, :256].contiguous(), "narrow"), ["leep", "nce"], cfg)  # the head reads 512 dims
+    assert narrow["leep"] == narrow["nce"] == {"score": None, "time_s": 0.0, "note": "checkpoint has no source head"}
+    rec = record(x, "other")
+    rec["backbone"]["source"] = str(_resnet18_file(tmp_path / "m2.pth", seed=1))
+    sd = torch.load(rec["backbone"]["source"])
+    sd["fc.weight"], sd["fc.bias"] = torch.zeros(5, 512), torch.zeros(5)
+    torch.save(sd, rec["backbone"]["source"])
+    uniform = score_record(rec, ["leep"], cfg)["leep"]["score"]  # a zero head: uniform source probabilities
+    assert uniform == pytest.approx(est.leep(x.numpy(), y.numpy(), source_probs=np.full((60, 5), 0.2)), rel=1e-9)
+    assert est.logme(np.zeros((20, 8)), np.arange(20) % 2) == float("-inf")  # dead features: the lowest score

@@ -239,7 +239,8 @@ def _score_estimators(cfg, rows: List[Dict], out: Path, allow_pickle: bool) -> O
     ranking.attach_estimators(rows, scores)
     path = out / "estimators.json"
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps({"estimators": names, "knn_k": int(cfg.SELECT.KNN_K), "scores": scores,
+        tmp.write_text(json.dumps({"dataset": cfg.DATA.DATASET, "classes": [int(c) for c in cfg.DATA.CLASSES],
+                                   "estimators": names, "knn_k": int(cfg.SELECT.KNN_K), "scores": scores,
                                    "agreement": ranking.estimator_agreement(rows)}, indent=1))
     return path
 

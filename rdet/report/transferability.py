@@ -41,6 +41,7 @@ def selection_records(out_dir: str | Path) -> List[Dict]:
     dataset = out.name
     if est_path.is_file():
         saved = json.loads(est_path.read_text())
+        dataset = saved.get("dataset", dataset) + (f" classes {saved['classes']}" if saved.get("classes") else "")
         for a in saved["agreement"]:
             seconds[a["estimator"]] = a["seconds"]
         for a in saved["agreement"]:

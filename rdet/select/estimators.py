@@ -125,6 +125,8 @@ def logme(features, labels, *, max_iter: int = 11, tol: float = 1e-3, paper_logd
     f, y = check_inputs(features, labels)
     n, d = f.shape
     u, s = _spectrum(f)
+    if not len(s):  # all-zero features (a dead backbone) explain nothing: the lowest score
+        return float("-inf")
     sigma = s ** 2
     evidences = []
     for c in range(y.max() + 1):
@@ -342,6 +344,9 @@ ESTIMATOR_NAMES = ("logme", "leep", "nleep", "nce", "hscore", "sfda", "knn", "li
 
 def get_estimator(name: str):
     """The registered function of ``name`` (``linear`` has none: the selection's heads)."""
-    if name not in ESTIMATOR_NAMES or name == "linear":
+    if name == "linear":
+        raise RdetError("linear is the selection's validation-split heads (rdet.select.heads), not a function of "
+                        "features and labels alone")
+    if name not in ESTIMATOR_NAMES:
         raise RdetError(f"unknown estimator {name!r}; the estimators are: {', '.join(ESTIMATOR_NAMES)}")
     return ESTIMATOR_REGISTRY.get(name)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from rdet.backbones import get_spec, load_checkpoint
-from rdet.core.errors import RdetError
+from rdet.core.errors import RdetError, first_line
 from rdet.select.cache import read_features
 from rdet.select.estimators import get_estimator
 from rdet.select.models import model_file
@@ -96,8 +96,15 @@ def score_record(rec: Dict[str, Any], names: Sequence[str], cfg, allow_pickle: b
             kwargs["source_probs"] = probs
         n, d = feats[0].shape
         note = _fit_to(name, kwargs, n)
-        score = fn(*feats, **kwargs)
+        try:
+            score = float(fn(*feats, **kwargs))
+        except (RdetError, np.linalg.LinAlgError) as e:
+            # e.g. fp16-cached features that overflowed, or a dead backbone's zero scatter: this model
+            # gets no score from this estimator (said in the table), the ranking is still written
+            out[name] = {"score": None, "time_s": time.time() - start, "note": first_line(e, 160)}
+            continue
         if name == "hscore" and d >= n - 1:
             note = f"{d} dims >= {n} samples - 1: the same for every model"
-        out[name] = {"score": float(score), "time_s": time.time() - start, "note": note}
+        out[name] = {"score": None if np.isnan(score) else score, "time_s": time.time() - start,
+                     "note": "NaN score" if np.isnan(score) else note}
     return out
