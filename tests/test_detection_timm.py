@@ -144,8 +144,9 @@ def _independent_error(family: str, arch: str, sd: dict, weights: Path) -> float
         x = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(1))
         feats, h, errs = bottom_up(x), net.stem(x), []
         for i, stage in enumerate(net.stages):
-            h = stage(h)
-            errs.append(_rel(feats[f"res{i + 2}"], h))
+            h = stage(h)  # under ConvNeXt's detector's output norm (channels, eps 1e-6), as a fresh file has it
+            ref = F.layer_norm(h.permute(0, 2, 3, 1), h.shape[1:2], eps=1e-6).permute(0, 3, 1, 2)
+            errs.append(_rel(feats[f"res{i + 2}"], ref))
         return max(errs)
     names, ref = _reference_swin_tiny(sd) if family == "swin" else _reference_vit(sd, arch)
     x = torch.randn(*DETECTION_SIZE, generator=torch.Generator().manual_seed(1))
@@ -250,14 +251,15 @@ def test_the_check_sees_a_network_other_than_the_reference(family, tmp_path, mon
 def test_converted_names_are_detectron2s(tmp_path):
     """The file names detectron2's own modules: Swin's patch merging at the end of the stage it
     ends, its output norms and position index; ViT's position embedding with its class entry, no
-    class token; ConvNeXt under ``model.`` with timm's names."""
+    class token; ConvNeXt under ``model.`` with timm's names, beside its detector's output norms."""
     from rdet.convert.timm import backbone_state_dict
 
     for arch, family, probes in [
         ("swin_tiny", "hierarchical", {"layers.0.downsample.reduction.weight": (192, 384), "norm3.weight": (768,),
                                        "layers.3.blocks.1.attn.relative_position_index": (49, 49)}),
         ("vit_tiny", "vit", {"pos_embed": (1, 197, 192), "blocks.11.mlp.fc2.weight": (192, 768)}),
-        ("convnext_atto", "hierarchical", {"model.stages.3.blocks.1.conv_dw.weight": (320, 1, 7, 7)})]:
+        ("convnext_atto", "hierarchical", {"model.stages.3.blocks.1.conv_dw.weight": (320, 1, 7, 7),
+                                           "norm0.weight": (40,), "norm3.bias": (320,)})]:
         sd = _random_timm_checkpoint(tmp_path / f"{arch}.pth", arch)
         d2 = backbone_state_dict(sd, arch, family, "test")
         prefix = "backbone.net." if family == "vit" else "backbone.bottom_up."
@@ -374,7 +376,8 @@ def test_adamw_with_layer_decay_for_vit():
                                    "backbone.bottom_up.norm0.weight", "backbone.bottom_up.layers.0.blocks.0.norm1.bias"],
      ["backbone.bottom_up.layers.0.blocks.0.attn.qkv.bias", "backbone.bottom_up.layers.0.blocks.0.attn.qkv.weight"]),
     ("demo_mask_convnext_atto_fpn.yaml", ["backbone.bottom_up.model.stages.0.blocks.0.gamma",
-                                          "backbone.bottom_up.model.stages.0.blocks.0.conv_dw.bias"],
+                                          "backbone.bottom_up.model.stages.0.blocks.0.conv_dw.bias",
+                                          "backbone.bottom_up.norm0.weight"],
      ["backbone.bottom_up.model.stages.0.blocks.0.conv_dw.weight"]),
     ("demo_mask_vit_t_sfp.yaml", ["backbone.net.pos_embed", "backbone.net.blocks.0.norm1.bias"],
      ["backbone.net.blocks.0.attn.qkv.bias", "roi_heads.box_head.fc1.bias"]),

@@ -5,7 +5,8 @@ Outputs, for ``OUTPUT`` = ``name.pkl`` (or ``name.pth``), as the ResNet converte
 * ``name.pkl``: ``{'model': {name: np.ndarray}, '__author__': 'rdet', 'matching_heuristics':
   False, 'rdet': meta}``. Names are exact, those of the detection network rdet builds
   (``rdet.detection.timm_backbones.build_bottom_up``): ``backbone.bottom_up.model.<timm name>``
-  (ConvNeXt, timm's own network), ``backbone.bottom_up.<name>`` of detectron2's
+  (ConvNeXt, timm's own network, and ``backbone.bottom_up.norm{i}``, the output norms of
+  ConvNeXt's detector, weight 1 and bias 0), ``backbone.bottom_up.<name>`` of detectron2's
   ``SwinTransformer`` (timm's patch merging moved to the stage it ends; the output norms
   ``norm0..3`` as detectron2 initialises them, weight 1 and bias 0; the relative position index),
   ``backbone.net.<name>`` of detectron2's ``ViT`` (the class token dropped, ``pos_embed`` kept
@@ -18,7 +19,8 @@ Outputs, for ``OUTPUT`` = ``name.pkl`` (or ``name.pth``), as the ResNet converte
 Check: detectron2's backbone is rebuilt from the ``.yaml`` through the registered builder, the
 written file loaded through ``DetectionCheckpointer``, and its bottom-up features compared with
 an independent reference, timm's own model on the same weights, at a size where the two networks
-must agree exactly (:data:`CHECK_SIZE`): ConvNeXt through timm's ``features_only`` path; Swin
+must agree exactly (:data:`CHECK_SIZE`): ConvNeXt through timm's ``features_only`` path (the
+output norms applied); Swin
 with timm built for 448 px, where every stage side is a multiple of the 7-token window and
 larger than it, so timm shifts every odd block and pads nothing, as detectron2's Swin does (the
 output norms applied to timm's stages); ViT at 224 px with ViTDet's windows (14 tokens: the whole
@@ -197,8 +199,8 @@ def reference_features(sd: Mapping[str, torch.Tensor], arch: str, x: torch.Tenso
     """timm's own features for weights ``sd`` on normalised input ``x`` (NCHW, the kind's
     :data:`CHECK_SIZE`), through timm's modules rather than the detection backbone's: ConvNeXt
     through ``FeatureListNet`` (what ``features_only=True`` builds), Swin through it with timm's
-    model built for ``x``'s size and detectron2's output norms (fresh: weight 1, bias 0) applied,
-    ViT as timm's patch embedding, position embedding (grid entries) and blocks on the grid
+    model built for ``x``'s size, both under their detectors' output norms as a fresh file holds
+    them (weight 1, bias 0; eps 1e-6 for ConvNeXt, 1e-5 for Swin), ViT as timm's patch embedding, position embedding (grid entries) and blocks on the grid
     tokens (last block, no final norm). Keys as the detection backbone names them."""
     import torch.nn.functional as F
     from timm.models import FeatureListNet
@@ -227,6 +229,8 @@ def reference_features(sd: Mapping[str, torch.Tensor], arch: str, x: torch.Tenso
         feats = FeatureListNet(net, out_indices=(0, 1, 2, 3), flatten_sequential=True).eval()(x)
         if kind == "swin":  # (N, H, W, C) stages, each under a fresh output LayerNorm
             feats = [F.layer_norm(f, f.shape[-1:]).permute(0, 3, 1, 2) for f in feats]
+        else:  # ConvNeXt's output norms: over channels, eps 1e-6, fresh
+            feats = [F.layer_norm(f.permute(0, 2, 3, 1), f.shape[1:2], eps=1e-6).permute(0, 3, 1, 2) for f in feats]
     return dict(zip(out_feature_names(_family(arch)), feats))
 
 

@@ -6,13 +6,13 @@
   ``LastLevelMaxPool`` (``p2..p6``). Swin runs as detectron2's own ``SwinTransformer`` with its
   output norms (:mod:`rdet.detection.swin`: timm's Swin windows differ from the authors' at
   detection sizes); ConvNeXt runs as timm's model (no windows, nothing to differ), held as
-  ``.model`` so its tensors keep timm's names.
+  ``.model`` so its tensors keep timm's names, with the output norms of ConvNeXt's detector.
 * ``build_timm_vit_sfp_backbone``: detectron2's own ``ViT`` (:mod:`rdet.detection.vit`) under its
   ``SimpleFeaturePyramid`` (ViTDet: ``p2..p6`` from one stride-16 map), window attention of
   ``MODEL.TIMM.WINDOW_SIZE`` tokens in every block except ``MODEL.TIMM.GLOBAL_BLOCKS``.
 
-A converted file (:mod:`rdet.convert.timm`) names ``backbone.bottom_up.model.<timm name>``
-(ConvNeXt), ``backbone.bottom_up.<detectron2 SwinTransformer name>`` (Swin) or
+A converted file (:mod:`rdet.convert.timm`) names ``backbone.bottom_up.model.<timm name>`` and
+``backbone.bottom_up.norm{i}`` (ConvNeXt), ``backbone.bottom_up.<detectron2 SwinTransformer name>`` (Swin) or
 ``backbone.net.<detectron2 ViT name>`` (ViT); :func:`d2_weight_name` maps timm's names onto them.
 Input: what detectron2 feeds a backbone, ``(N, 3, H, W)`` normalised with ``MODEL.PIXEL_MEAN/STD``
 (0-255 statistics, RGB: the converter's ``.yaml`` sets both from the timm model's mean / std).
@@ -133,8 +133,10 @@ def _set_drop_path(net: nn.Module, rate: float) -> None:
 
 
 class TimmStages(Backbone):
-    """A timm ConvNeXt's stage outputs, ``res2..res5`` = strides 4..32, NCHW, before any final
-    norm; the timm network is ``.model`` (its own tensor names)."""
+    """A timm ConvNeXt's stage outputs, ``res2..res5`` = strides 4..32, NCHW, each under its own
+    output LayerNorm ``norm{i}`` (channels, eps 1e-6) as ConvNeXt's detection backbone has them
+    (``object_detection/mmdet/models/backbones/convnext.py``); no classifier has them, so they
+    start at weight 1, bias 0. The timm network is ``.model`` (its own tensor names)."""
 
     def __init__(self, arch: str, out_features: Sequence[str] = ("res2", "res3", "res4", "res5"),
                  drop_path_rate: float = 0.0):
@@ -152,10 +154,14 @@ class TimmStages(Backbone):
         self._out_features = list(out_features)
         self._out_feature_strides = {names[i]: info[i]["reduction"] for i in self._indices}
         self._out_feature_channels = {names[i]: info[i]["num_chs"] for i in self._indices}
+        from timm.layers import LayerNorm2d
+
+        for i in self._indices:
+            self.add_module(f"norm{i}", LayerNorm2d(info[i]["num_chs"], eps=1e-6))
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         feats = self.model.forward_intermediates(x, indices=self._indices, intermediates_only=True)
-        return dict(zip(self._out_features, feats))
+        return {n: getattr(self, f"norm{i}")(f) for n, i, f in zip(self._out_features, self._indices, feats)}
 
 
 def meta_timm_net(arch: str) -> nn.Module:
@@ -186,7 +192,7 @@ def _convnext_name(timm_name: str) -> Optional[str]:
 
 
 # kind -> (timm name -> bottom-up name or None, bottom-up tensors no classifier holds)
-_WEIGHT_NAMES = {"convnext": (_convnext_name, re.compile(r"$^")), "swin": (swin.d2_name, swin.FRESH),
+_WEIGHT_NAMES = {"convnext": (_convnext_name, re.compile(r"^norm\d\.")), "swin": (swin.d2_name, swin.FRESH),
                  "vit": (vit.d2_name, vit.FRESH)}
 
 
@@ -197,8 +203,8 @@ def d2_weight_name(arch: str, timm_name: str) -> Optional[str]:
 
 
 def fresh_tensor(arch: str, name: str) -> bool:
-    """Whether bottom-up tensor ``name`` has no counterpart in a classifier (Swin's output norms
-    and relative position index): it keeps the detection network's own initial value."""
+    """Whether bottom-up tensor ``name`` has no counterpart in a classifier (the output norms of
+    ConvNeXt and Swin, Swin's relative position index): it keeps the network's initial value."""
     return bool(_WEIGHT_NAMES[timm_kind(arch)][1].search(name))
 
 
