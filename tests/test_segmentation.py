@@ -235,3 +235,34 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path, resnets, d2, da
     assert started and started[0] >= 4, started
     rec = _record(out)
     assert rec["iterations"] == 8 and _is_pct(rec["mIoU"])
+
+
+@pytest.mark.timeout(600)
+def test_a_study_with_standard_and_robust_backbones_segments_and_reports(tmp_path, d2, data_root):
+    """Two backbone files (eps 0 and L2 eps 3) -> convert cells -> segmentation cells on the
+    offline set, run by the local study runner; the report section shows both and their difference."""
+    from rdet.backbones import get_spec
+    from rdet.core.records import iter_records
+    from rdet.report.segmentation import segmentation_markdown
+    from rdet.study import run_study
+
+    for name, eps in (("std", 0.0), ("rob", 3.0)):
+        torch.manual_seed(int(eps))
+        torch.save({"model": get_spec("resnet18").builder(10).state_dict(),
+                    "rdet": {"arch": "resnet18", "norm": "l2", "eps": eps, "method": "pgd" if eps else "standard"}},
+                   tmp_path / f"{name}.pth")
+    path = tmp_path / "study.yaml"
+    path.write_text(f"""
+output_dir: {tmp_path / 'out'}
+backbones: [{{name: std, weights: {tmp_path / 'std.pth'}}}, {{name: rob, weights: {tmp_path / 'rob.pth'}}}]
+segmentation:
+  - {{name: fashion_sem, config: {DEMO}, opts: [SOLVER.MAX_ITER, 2, SOLVER.IMS_PER_BATCH, 2, DATALOADER.NUM_WORKERS, 0,
+      DATASETS.TEST, "('ade20k_sem_seg_val',)", DATASETS.TRAIN, "('ade20k_sem_seg_train',)",
+      MODEL.SEM_SEG_HEAD.NUM_CLASSES, 150, INPUT.MIN_SIZE_TEST, 64, INPUT.CROP.SIZE, "(64, 64)"]}}
+""")
+    run_study(path, console=False)
+    recs = [r for r in iter_records(tmp_path / "out" / "segment") if r.get("task") == "segmentation"]
+    assert sorted(r["backbone"]["eps"] for r in recs) == [0.0, 3.0]
+    md = segmentation_markdown(recs)
+    assert "| resnet18 | 0 (standard) |" in md and "| resnet18 | 3 (l2) | pgd |" in md
+    assert "resnet18 3 (l2) pgd - standard: " in md and "(1 seed: no spread)" in md

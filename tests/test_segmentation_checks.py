@@ -303,3 +303,59 @@ def test_upernet_swin_t_and_convnext_t_have_the_published_60m_parameters(config,
     assert abs(total - 60e6) / 60e6 <= 0.02, total
     assert 0.8e6 < aux < 1.0e6 and 27e6 < backbone < 29e6
     assert set(model.backbone.output_shape()) == {"res2", "res3", "res4", "res5"}
+
+
+# ---- the study kind and the report section ----------------------------------------------------
+
+def test_segmentation_section_expands_backbone_x_dataset_x_seed(tmp_path):
+    from rdet.study import load_study
+
+    path = tmp_path / "s.yaml"
+    path.write_text(f"""
+output_dir: {tmp_path / 'out'}
+backbones: [{{name: std, weights: a.pth}}, {{name: rob, weights: b.pth}}]
+detection: [{{name: voc, config: configs/voc_r50_fpn.yaml}}]
+segmentation:
+  - {{name: ade, config: configs/ade20k_upernet_r50_160k.yaml, seeds: [0, 1]}}
+  - {{name: demo, config: configs/demo_sem_r18_fpn.yaml, opts: [SOLVER.MAX_ITER, 5]}}
+""")
+    study = load_study(path)
+    seg = [c for c in study.cells if c.kind == "segment"]
+    assert sorted(c.name for c in seg) == ["segment/ade/rob/s0", "segment/ade/rob/s1", "segment/ade/std/s0",
+                                           "segment/ade/std/s1", "segment/demo/rob/s0", "segment/demo/std/s0"]
+    assert [c.name for c in study.cells].count("convert/std") == 1  # shared with the detection section
+    cell = next(c for c in seg if c.name == "segment/demo/std/s0")
+    assert cell.deps == ("convert/std",) and cell.params["opts"] == ["SOLVER.MAX_ITER", 5]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("backbones: [{name: a, weights: a.pth}]\nsegmentation: [{name: x, config: c.yaml, seeds: 1}]\n")
+    from rdet.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="seeds must be a list"):
+        load_study(bad)
+
+
+def _rec(eps, seed, miou, iters=160000, source=None):
+    return {"task": "segmentation", "dataset": "ade20k_sem_seg_val", "head": "UperNetHead", "crop_size": [512, 512],
+            "iterations": iters, "ims_per_batch": 16, "seed": seed, "mIoU": miou, "fwIoU": miou + 20,
+            "pixel_accuracy": miou + 35, "eval_only": False, "data_note": "ADE20K (ADEChallengeData2016, 150 classes)",
+            "backbone": {"arch": "resnet50", "norm": "l2" if eps else None, "eps": eps, "method": "pgd" if eps else None,
+                         "source": source or f"r50_eps{eps}.pkl"}}
+
+
+def test_report_section_mIoU_robust_minus_standard_and_published_beside_the_same_setting():
+    from rdet.report.segmentation import segmentation_markdown
+
+    recs = [_rec(0.0, 0, 40.0), _rec(0.0, 1, 41.0), _rec(3.0, 0, 43.0), _rec(3.0, 1, 44.5),
+            _rec(3.0, 0, 10.0, iters=2),  # another setting: a 2-iteration run is not the 160k baseline
+            {"task": "detection", "box_AP": 38.5, "backbone": {"source": "r50_eps3.0.pkl"}},
+            dict(_rec(3.0, 0, 99.0), eval_only=True)]  # an --eval-only record is not a training row
+    md = segmentation_markdown(recs)
+    assert "### ADE20K, UperNet, crop 512x512, 160000 iterations of 16 images" in md
+    assert "| resnet50 | 0 (standard) | — | 40.50 [40.00, 41.00] (n=2) seeds 0,1 | 60.50 | 75.50 | 42.05 (mmsegmentation" in md
+    assert "| resnet50 | 3 (l2) | pgd | 43.75 [43.00, 44.50] (n=2) seeds 0,1 |" in md and "| 38.50 |" in md
+    assert "resnet50 3 (l2) pgd - standard: **+3.25** (n 2 vs 2, spread 1.50 vs 1.00)" in md  # ranges apart
+    two = md.split("### ADE20K, UperNet, crop 512x512, 2 iterations")[1].split("###")[0]
+    assert "10.00 (n=1)" in two and "| — |" in two and "no arch has both" in two
+    assert "99.00" not in md and "Data: ADE20K (ADEChallengeData2016, 150 classes)" in md
+    assert "swin_tiny, 512x512, 160k iterations: 44.5 mIoU — Liu et al. 2021" in md  # every baseline, sourced
+    assert segmentation_markdown([{"task": "detection", "box_AP": 1.0}]) == ""
