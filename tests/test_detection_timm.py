@@ -371,6 +371,35 @@ def test_adamw_with_layer_decay_for_vit():
     assert group[id(named["backbone.net.blocks.0.attn.qkv.weight"])]["weight_decay"] == cfg.SOLVER.WEIGHT_DECAY
 
 
+def test_convnext_layer_decay_is_its_recipes():
+    """ConvNeXt's detection recipe (layer_wise, 0.95): over n = 3 + (stage-2 blocks) // 3 groups
+    (ConvNeXt-T 6; atto's 6 stage-2 blocks: 5), the stem at 0.95 ** (n + 1), stage 0 ** n, stage
+    1 ** (n - 1), stage 2's block b ** (n - 2 - b // 3), stage 3 ** 1, output norms, FPN and heads
+    at the full lr; a Swin FPN config with layer decay is refused."""
+    from detectron2.modeling import build_model
+
+    from rdet.core.errors import ConfigError
+    from rdet.detection.train import build_cfg
+    from rdet.detection.trainer import Trainer, check_optimizer_config
+
+    cfg = build_cfg(str(CONFIGS / "demo_mask_convnext_atto_fpn.yaml"), ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"])
+    check_optimizer_config(cfg)
+    model = build_model(cfg)
+    group = {id(p): g for g in Trainer.build_optimizer(cfg, model).param_groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    lr, d, n = cfg.SOLVER.BASE_LR, cfg.SOLVER.LAYER_DECAY, 5
+    assert d == 0.95
+    m = "backbone.bottom_up.model."
+    for name, power in [(m + "stem.0.weight", n + 1), (m + "stages.0.blocks.1.conv_dw.weight", n),
+                        (m + "stages.1.downsample.1.weight", n - 1), (m + "stages.2.downsample.1.weight", n - 2),
+                        (m + "stages.2.blocks.5.mlp.fc1.weight", n - 3), (m + "stages.3.blocks.0.gamma", 1),
+                        ("backbone.bottom_up.norm0.weight", 0), ("backbone.fpn_lateral2.weight", 0),
+                        ("roi_heads.box_predictor.cls_score.weight", 0)]:
+        assert math.isclose(group[id(named[name])]["lr"], lr * d ** power), name
+    with pytest.raises(ConfigError, match="ViT and ConvNeXt"):
+        check_optimizer_config(build_cfg(str(CONFIGS / "demo_mask_swin_t_fpn.yaml"), ["SOLVER.LAYER_DECAY", "0.9"]))
+
+
 @pytest.mark.parametrize("config,undecayed,decayed", [
     ("demo_mask_swin_t_fpn.yaml", ["backbone.bottom_up.layers.0.blocks.0.attn.relative_position_bias_table",
                                    "backbone.bottom_up.norm0.weight", "backbone.bottom_up.layers.0.blocks.0.norm1.bias"],

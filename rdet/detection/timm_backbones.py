@@ -296,6 +296,42 @@ def build_timm_vit_sfp_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> Backbon
                                 norm=t.SFP_NORM, square_pad=t.SQUARE_PAD)
 
 
+def convnext_layer_id(name: str, num_layers: int) -> int:
+    """ConvNeXt's detection recipe's layer for parameter ``name`` (``layer_wise`` in ConvNeXt's
+    ``object_detection/mmcv_custom/layer_decay_optimizer_constructor.py``, on timm's names): stem
+    0, stage 0 1, stage 1 2, stage 2's downsampling 3 and its blocks ``3 + block // 3``, stage 3
+    ``num_layers``; everything else (output norms, FPN, heads) ``num_layers + 1``."""
+    parts = name.split("bottom_up.model.", 1)[-1].split(".") if "bottom_up.model." in name else []
+    if parts[:1] == ["stem"]:
+        return 0
+    if parts[:1] != ["stages"]:
+        return num_layers + 1
+    stage = int(parts[1])
+    if stage == 2:
+        return 3 if parts[2] == "downsample" else 3 + int(parts[3]) // 3
+    return {0: 1, 1: 2}.get(stage, num_layers)
+
+
+def layer_decay_rate(backbone: nn.Module, decay: float):
+    """``name -> lr factor`` for layer-wise lr decay on ``backbone``, as its recipe has it; ``None``
+    for a backbone without one. ViT (ViTDet): block ``i`` of ``L`` ``decay ** (L - i)``, patch and
+    position embedding ``decay ** (L + 1)`` (detectron2's ``get_vit_lr_decay_rate``). ConvNeXt
+    (its detection recipe): ``decay ** (n + 1 - layer)`` with :func:`convnext_layer_id` over
+    ``n = 3 + (blocks of stage 2) // 3`` groups (ConvNeXt-T's ``num_layers`` 6, S/B/L's 12)."""
+    import functools
+
+    from detectron2.modeling.backbone.vit import get_vit_lr_decay_rate
+
+    depth = vit_num_layers(backbone)
+    if depth is not None:
+        return functools.partial(get_vit_lr_decay_rate, lr_decay_rate=decay, num_layers=depth)
+    bottom_up = getattr(backbone, "bottom_up", None)
+    if isinstance(bottom_up, TimmStages) and hasattr(bottom_up.model, "stages"):
+        n = 3 + len(bottom_up.model.stages[2].blocks) // 3
+        return lambda name: decay ** (n + 1 - convnext_layer_id(name, n))
+    return None
+
+
 def vit_num_layers(backbone: nn.Module) -> Optional[int]:
     """Blocks of the ViT inside a built SFP backbone (for layer-wise lr decay); ``None`` otherwise."""
     net = getattr(backbone, "net", None)

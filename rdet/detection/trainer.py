@@ -9,12 +9,11 @@ The final evaluation is left to the caller (``Trainer.test(cfg, trainer.model)``
 evaluates during training.
 
 detectron2's yacs solver builds SGD only; ConvNeXt, Swin and ViT are fine-tuned with AdamW
-(ViTDet, Swin and ConvNeXt detection recipes), ViT with layer-wise lr decay. ``SOLVER.OPTIMIZER
-"AdamW"`` builds it from the same ``SOLVER`` keys (BASE_LR, WEIGHT_DECAY, WEIGHT_DECAY_NORM,
-BIAS_LR_FACTOR, WEIGHT_DECAY_BIAS, CLIP_GRADIENTS) plus rdet's ``SOLVER.BETAS`` and
-``SOLVER.LAYER_DECAY`` (block ``i`` of ``L`` gets ``LAYER_DECAY ** (L - i)`` of the lr; patch and
-position embedding ``LAYER_DECAY ** (L + 1)``; detectron2's ``get_vit_lr_decay_rate``). Position
-embeddings (ViTDet), Swin's relative position tables and ConvNeXt's layer scales (their
+(ViTDet, Swin and ConvNeXt detection recipes), ViT and ConvNeXt with layer-wise lr decay.
+``SOLVER.OPTIMIZER "AdamW"`` builds it from the same ``SOLVER`` keys (BASE_LR, WEIGHT_DECAY,
+WEIGHT_DECAY_NORM, BIAS_LR_FACTOR, WEIGHT_DECAY_BIAS, CLIP_GRADIENTS) plus rdet's
+``SOLVER.BETAS`` and ``SOLVER.LAYER_DECAY`` (as each backbone's recipe decays it:
+``rdet.detection.timm_backbones.layer_decay_rate``). Position embeddings (ViTDet), Swin's relative position tables and ConvNeXt's layer scales (their
 detection recipes) get no weight decay. ``INPUT.LSJ``: ViTDet's large-scale jitter in the training
 loader (rdet.detection.augment).
 """
@@ -41,7 +40,7 @@ def add_optimizer_config(cfg) -> None:
     """rdet's ``SOLVER`` keys beside detectron2's (added by rdet's ``build_cfg``)."""
     cfg.SOLVER.OPTIMIZER = "SGD"  # or "AdamW"
     cfg.SOLVER.BETAS = (0.9, 0.999)  # AdamW
-    cfg.SOLVER.LAYER_DECAY = 1.0  # < 1: layer-wise lr decay (ViT backbones only; ViTDet-B 0.7)
+    cfg.SOLVER.LAYER_DECAY = 1.0  # < 1: layer-wise lr decay (ViT: ViTDet-B 0.7; ConvNeXt: its recipe's 0.95)
 
 
 def check_optimizer_config(cfg) -> None:
@@ -51,9 +50,11 @@ def check_optimizer_config(cfg) -> None:
         raise ConfigError(f"SOLVER.OPTIMIZER {s.OPTIMIZER!r}: choose from {', '.join(OPTIMIZERS)}")
     if not 0.0 < s.LAYER_DECAY <= 1.0:
         raise ConfigError(f"SOLVER.LAYER_DECAY {s.LAYER_DECAY}: must be in (0, 1]")
-    if s.LAYER_DECAY != 1.0 and cfg.MODEL.BACKBONE.NAME != rdet.detection.timm_backbones.SFP_BACKBONE:
-        raise ConfigError(f"SOLVER.LAYER_DECAY {s.LAYER_DECAY}: layer-wise decay is for ViT backbones "
-                          f"({rdet.detection.timm_backbones.SFP_BACKBONE}); set 1.0")
+    tb = rdet.detection.timm_backbones
+    if s.LAYER_DECAY != 1.0 and (cfg.MODEL.BACKBONE.NAME not in (tb.SFP_BACKBONE, tb.FPN_BACKBONE)
+                                 or tb.timm_kind(cfg.MODEL.TIMM.ARCH) not in ("vit", "convnext")):
+        raise ConfigError(f"SOLVER.LAYER_DECAY {s.LAYER_DECAY}: layer-wise decay is for ViT and ConvNeXt "
+                          "backbones (their detection recipes); set 1.0")
     if s.OPTIMIZER == "SGD" and tuple(s.BETAS) != (0.9, 0.999):
         raise ConfigError("SOLVER.BETAS is for SOLVER.OPTIMIZER AdamW; SGD uses SOLVER.MOMENTUM")
     if len(s.BETAS) != 2 or not all(0.0 <= b < 1.0 for b in s.BETAS):
@@ -118,18 +119,13 @@ def ddp_on_cpu() -> Iterator[None]:
 def build_adamw(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
     """AdamW over detectron2's parameter groups (norm / bias weight decay and lr factors from
     ``SOLVER``), with layer-wise lr decay for a ViT backbone and detectron2's gradient clipping."""
-    from detectron2.modeling.backbone.vit import get_vit_lr_decay_rate
     from detectron2.solver.build import get_default_optimizer_params, maybe_add_gradient_clipping
 
-    from rdet.detection.timm_backbones import vit_num_layers
+    from rdet.detection.timm_backbones import layer_decay_rate
 
     s = cfg.SOLVER
     net = model.module if hasattr(model, "module") else model  # DistributedDataParallel
-    depth = vit_num_layers(net.backbone)
-    lr_factor = None
-    if depth is not None and s.LAYER_DECAY != 1.0:
-        # The class token is an embedding like the position embedding: the shallowest layer's rate.
-        lr_factor = functools.partial(_vit_rate, decay=s.LAYER_DECAY, depth=depth, rate=get_vit_lr_decay_rate)
+    lr_factor = layer_decay_rate(net.backbone, s.LAYER_DECAY) if s.LAYER_DECAY != 1.0 else None
     params = get_default_optimizer_params(
         model, base_lr=s.BASE_LR, weight_decay=s.WEIGHT_DECAY, weight_decay_norm=s.WEIGHT_DECAY_NORM,
         bias_lr_factor=s.BIAS_LR_FACTOR, weight_decay_bias=s.WEIGHT_DECAY_BIAS, lr_factor_func=lr_factor,
@@ -139,7 +135,3 @@ def build_adamw(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
                    # ConvNeXt's decays no 1-D tensor: its layer scales (timm's ``gamma``) with the norms and biases
                    "gamma": {"weight_decay": 0.0}})
     return maybe_add_gradient_clipping(cfg, torch.optim.AdamW)(params, lr=s.BASE_LR, betas=tuple(s.BETAS))
-
-
-def _vit_rate(name: str, decay: float, depth: int, rate) -> float:
-    return rate(name.replace(".cls_token", ".pos_embed"), lr_decay_rate=decay, num_layers=depth)
