@@ -169,6 +169,24 @@ SCHEMA: Dict[str, Rule] = {
 }
 
 
+def add_rules(rules: Dict[str, Rule]) -> None:
+    """Rules for the config keys of a task kind defined outside rdet (its own ``CfgNode`` section):
+    :func:`check_cfg` then checks them like rdet's own. A key that has a rule already is refused."""
+    taken = sorted(set(rules) & set(SCHEMA))
+    if taken:
+        raise ValueError(f"config keys with a rule already: {', '.join(taken)}")
+    SCHEMA.update(rules)
+
+
+def at_least(sig: bool, lo: float) -> Rule:
+    """A key whose values are numbers >= ``lo`` (``sig``: part of a run's resume signature)."""
+    return _r(sig, lo)
+
+
+def one_of(sig: bool, *choices) -> Rule:
+    return _c(sig, *choices)
+
+
 def flat_items(node, prefix: str = "") -> Iterator[Tuple[str, Any]]:
     """``("SECTION.KEY", value)`` for every leaf of a CfgNode."""
     for k, v in node.items():

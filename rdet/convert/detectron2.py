@@ -14,46 +14,17 @@ Both files are written atomically and removed again if self-verification fails.
 """
 from __future__ import annotations
 
-import pickle
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
 import torch
 
-from rdet.core.atomic import atomic_path, torch_save
 from rdet.backbones import get_spec, load_checkpoint
 from rdet.backbones.checkpoint import resolve
 from rdet.convert.keys import to_detectron2
-from rdet.core.errors import ArchError, CheckpointError, RdetError
+from rdet.core.errors import ArchError
 from rdet.core.safe_pickle import load_pickle
-
-MAX_REL_ERROR = 1e-4
-
-
-@dataclass
-class ConversionResult:
-    weights: Path
-    config: Path
-    meta: Dict[str, Any]
-    max_rel_error: Optional[float]
-
-
-def d2_settings(meta: Dict[str, Any], weights: Path, model: Dict[str, Any]) -> Dict[str, Any]:
-    """The detectron2 config keys (nested dict) every converted file gets, the weights and the
-    pixel statistics of ``meta`` (RGB, 0-255, as detectron2 wants them), plus ``model``: the
-    backbone's own ``MODEL`` keys."""
-    return {
-        "VERSION": 2,
-        "INPUT": {"FORMAT": "RGB"},
-        "MODEL": {
-            "WEIGHTS": str(weights),
-            "PIXEL_MEAN": [round(255.0 * m, 4) for m in meta["mean"]],
-            "PIXEL_STD": [round(255.0 * s, 4) for s in meta["std"]],
-            **model,
-        },
-    }
-
+from rdet.convert.output import MAX_REL_ERROR, ConversionResult, check_output, d2_settings, write_checked  # noqa: F401 (MAX_REL_ERROR re-exported)
 
 def d2_config_dict(meta: Dict[str, Any], weights: Path) -> Dict[str, Any]:
     """The detectron2 config keys (nested dict) for a converted backbone described by ``meta``."""
@@ -95,13 +66,6 @@ def read_converted_meta(weights: str | Path, allow_pickle: bool = False) -> Dict
     return dict(meta) if isinstance(meta, dict) else {}
 
 
-def _check_output(output: Path) -> None:
-    if output.suffix not in (".pkl", ".pth"):
-        raise RdetError(f"{output}: output must end in .pkl (detectron2 format) or .pth")
-    if not output.parent.is_dir():
-        raise RdetError(f"{output.parent}: output directory does not exist")
-
-
 def convert_to_detectron2(src: str | Path, output: str | Path, arch: Optional[str] = None,
                           verify: bool = True, allow_pickle: bool = False, input_norm: str = "",
                           variant: str = "") -> ConversionResult:
@@ -112,7 +76,7 @@ def convert_to_detectron2(src: str | Path, output: str | Path, arch: Optional[st
     above :data:`MAX_REL_ERROR` both outputs are removed and an error is raised.
     """
     output = Path(output).absolute()
-    _check_output(output)
+    check_output(output)
     if arch is not None:
         get_spec(arch)
     loaded = load_checkpoint(resolve(str(src)), arch=arch, allow_pickle=allow_pickle, input_norm=input_norm,
@@ -139,36 +103,6 @@ def convert_to_detectron2(src: str | Path, output: str | Path, arch: Optional[st
     check = (lambda: verify_conversion(loaded.state_dict, loaded.arch, output, config)) if verify else None
     err = write_checked(output, config, d2_sd, meta, _yaml_text(meta, output), check, str(src), "torchvision")
     return ConversionResult(output, config, meta, err)
-
-
-def write_checked(output: Path, config: Path, d2_sd: Dict[str, torch.Tensor], meta: Dict[str, Any], yaml_text: str,
-                  check: Optional[Callable[[], float]], src: str, reference: str,
-                  matching_heuristics: bool = True) -> Optional[float]:
-    """Write the weights file (``.pkl`` in detectron2's pickle format, or ``.pth``) and its config,
-    then ``check()`` (the max relative feature error against ``reference``'s network, when given).
-    A check that fails, or raises, removes both files: a converted file is always a checked one."""
-    payload = {"__author__": "rdet", "matching_heuristics": matching_heuristics, "rdet": meta}
-    if output.suffix == ".pkl":
-        payload["model"] = {k: v.detach().cpu().numpy() for k, v in d2_sd.items()}
-        with atomic_path(output) as tmp, open(tmp, "wb") as f:
-            pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
-    else:
-        payload["model"] = {k: v.detach().cpu().contiguous() for k, v in d2_sd.items()}
-        torch_save(payload, output)
-    try:
-        with atomic_path(config) as tmp:
-            tmp.write_text(yaml_text)
-        err = None if check is None else check()
-    except BaseException:
-        output.unlink(missing_ok=True)
-        config.unlink(missing_ok=True)
-        raise
-    if err is not None and not err <= MAX_REL_ERROR:
-        output.unlink(missing_ok=True)
-        config.unlink(missing_ok=True)
-        raise CheckpointError(f"{src}: conversion check failed: detectron2 and {reference} features differ by "
-                              f"{err:.2e} (relative; limit {MAX_REL_ERROR:g}); nothing written")
-    return err
 
 
 def build_d2_backbone(config: Path):

@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 
-from rdet.convert.detectron2 import ConversionResult, d2_settings, write_checked
+from rdet.convert.output import ConversionResult, check_output, d2_settings, write_checked
 from rdet.core.errors import ArchError, CheckpointError
 
 PREFIX = {"hierarchical": "backbone.bottom_up.", "vit": "backbone.net."}
@@ -117,11 +117,10 @@ def convert_timm(sd: Mapping[str, torch.Tensor], arch: str, output: str | Path, 
                  verify: bool = True, src: Optional[str] = None) -> ConversionResult:
     """Write ``output`` (+ ``.yaml``) from timm state dict ``sd`` of ``arch`` (classifier head
     optional); ``meta``: the checkpoint's norm / eps / method / source / mean / std (RGB, 0-1)."""
-    from rdet.convert.detectron2 import _check_output
     from rdet.detection.timm_backbones import WEIGHT_LAYOUT
 
     output = Path(output).absolute()
-    _check_output(output)
+    check_output(output)
     src = src or str((meta or {}).get("source", "state dict"))
     family = _family(arch)
     d2_sd = backbone_state_dict(sd, arch, family, src)

@@ -24,6 +24,14 @@ RECORD_NAME = "result.json"
 
 
 def write_record(output_dir: str | os.PathLike, record: Dict[str, Any]) -> Path:
+    """The one writer of ``result.json`` (atomically): every task's record goes through here, so
+    a record that lacks what every reader relies on (its ``task``; a ``backbone`` mapping where it
+    names one) is a programming error caught where it is made, not in the report."""
+    if not isinstance(record.get("task"), str) or not record["task"]:
+        raise ValueError(f"a result record needs a 'task' (got {record.get('task')!r})")
+    if "backbone" in record and not isinstance(record["backbone"], dict):
+        raise ValueError(f"a result record's 'backbone' is a mapping (arch, norm, eps, source), not "
+                         f"{type(record['backbone']).__name__}")
     path = Path(output_dir) / RECORD_NAME
     save_json(record, path)
     return path

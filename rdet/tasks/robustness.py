@@ -54,7 +54,8 @@ from rdet.backbones.catalog import get_entry
 from rdet.backbones.checkpoint import LoadedCheckpoint, apply_checkpoint, load_checkpoint, resolve
 from rdet.backbones.registry import get_spec
 from rdet.config import CfgNode, check_config_file, merge_config
-from rdet.core.atomic import remove_stale_temps, save_json
+from rdet.core.atomic import remove_stale_temps
+from rdet.core.records import write_record
 from rdet.core.errors import ConfigError
 from rdet.core.metrics import confusion_matrix, scores_from_confusion
 from rdet.core.runlock import output_lock
@@ -299,7 +300,7 @@ def run(cfg) -> Dict[str, Any]:
                            "downscale": cfg.DATA.DOWNSCALE, "images_sha1": _ids_sha1(ids),
                            "world_size": rt.world_size, "batch_size": cfg.SOLVER.BATCH_SIZE, "seed": cfg.SEED,
                            "resumed_batches": len(done), "wall_time_s": time.time() - start})
-            save_json(result, out / RESULT_NAME)
+            write_record(out, result)
             shutil.rmtree(state)
         rt.barrier()
     if not rt.is_main:
