@@ -521,6 +521,7 @@ def test_configs_that_disagree_with_their_weights_are_refused():
         (cfg("coco_mask_vit_b_sfp_1x.yaml", "INPUT.MAX_SIZE_TEST", "1333"), None,
          "INPUT.MAX_SIZE_TEST 1333: larger than MODEL.TIMM.SQUARE_PAD 1024"),
         (cfg("coco_mask_vit_b_sfp_1x.yaml", "INPUT.LSJ.MIN_SCALE", "0.0"), None, "INPUT.LSJ"),
+        (cfg("demo_mask_vit_t_sfp.yaml", "MODEL.TIMM.GLOBAL_BLOCKS", "[2, 12]"), None, "GLOBAL_BLOCKS 12"),
     ]
     for c, meta, words in cases:
         with pytest.raises(ConfigError, match=words.replace(".", r"\.")):

@@ -243,6 +243,11 @@ def check_timm_config(cfg: CfgNode, weights_meta: Optional[Dict] = None) -> None
                           "stage here (freezing is for ResNets); set 0")
     if family == "vit" and cfg.MODEL.TIMM.WINDOW_SIZE < 0:
         raise ConfigError(f"MODEL.TIMM.WINDOW_SIZE {cfg.MODEL.TIMM.WINDOW_SIZE}: must be >= 0")
+    if family == "vit":
+        depth = len(meta_timm_net(arch).blocks)
+        bad = [b for b in cfg.MODEL.TIMM.GLOBAL_BLOCKS if not 0 <= b < depth]
+        if bad:
+            raise ConfigError(f"MODEL.TIMM.GLOBAL_BLOCKS {bad[0]}: {arch} has blocks 0..{depth - 1}")
     check_lsj_config(cfg)
     _check_square_pad(cfg, family)
     if weights_arch and not same_network(weights_arch, arch):
