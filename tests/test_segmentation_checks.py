@@ -359,3 +359,26 @@ def test_report_section_mIoU_robust_minus_standard_and_published_beside_the_same
     assert "99.00" not in md and "Data: ADE20K (ADEChallengeData2016, 150 classes)" in md
     assert "swin_tiny, 512x512, 160k iterations: 44.5 mIoU — Liu et al. 2021" in md  # every baseline, sourced
     assert segmentation_markdown([{"task": "detection", "box_AP": 1.0}]) == ""
+
+
+def test_voc_train_aug_reads_segmentation_class_aug(d2_datasets):
+    """``voc_2012_sem_seg_train_aug``: SBD's index PNGs for every id but val's, or the ids
+    ``train_aug.txt`` lists; palette PNGs of ``SegmentationClass`` read as their indices."""
+    from PIL import Image
+
+    import rdet.detection.sem_datasets as sd
+
+    voc = write_voc(d2_datasets, aug=True)
+    classes = sd.dataset_classes("voc_2012_sem_seg_train_aug")[0]
+    pairs = sd.dataset_pairs("voc_2012_sem_seg_train_aug", classes)
+    assert [Path(lbl).parent.name for _, lbl in pairs] == ["SegmentationClassAug"] * 4  # 6 ids, 2 in val
+    assert {Path(lbl).stem for _, lbl in pairs} == set((voc / "ImageSets/Segmentation/train.txt").read_text().split())
+    (voc / "ImageSets" / "Segmentation" / "train_aug.txt").write_text("2007_000000\n2007_000005\n")
+    assert [Path(lbl).stem for _, lbl in sd.dataset_pairs("voc_2012_sem_seg_train_aug", classes)] == \
+        ["2007_000000", "2007_000005"]
+    from rdet.detection.semantic import read_label
+
+    pal = voc / "SegmentationClass" / "2007_000000.png"
+    assert Image.open(pal).mode == "P"
+    np.testing.assert_array_equal(read_label(str(pal)), read_label(str(voc / "SegmentationClassAug" / "2007_000000.png")))
+    assert read_label(str(pal)).max() == 255 and len(classes) == 21

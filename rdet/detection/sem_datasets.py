@@ -10,8 +10,10 @@ Where (``$DETECTRON2_DATASETS``, default ``datasets``, as detectron2's builtin s
   folder or, when that is read-only, in a cache folder (``$RDET_CACHE``, else ``~/.cache/rdet``).
 * ``cityscapes_fine_sem_seg_{train,val}``: ``cityscapes/leftImg8bit/<split>/<city>/*_leftImg8bit.png``
   + ``gtFine/<split>/<city>/*_gtFine_labelIds.png``; the 19 train ids (255 ignore) come from
-  ``cityscapesscripts``' label table into ``*_gtFine_labelTrainIds.png`` (beside them, or cached),
-  unless they are there already. Evaluated with ``SemSegEvaluator``, as every set here.
+  ``cityscapesscripts``' label table into ``cityscapes/gtFine_trainIds/<split>/<city>/
+  *_gtFine_labelTrainIds.png`` (in the cache when the folder is read-only), unless gtFine holds
+  them already (cityscapesscripts' ``createTrainIdLabelImgs``). Evaluated with
+  ``SemSegEvaluator``, as every set here.
 * ``voc_2012_sem_seg_{train,val}``: ``VOC2012/JPEGImages``, ``SegmentationClass`` (palette PNGs,
   21 classes, 255 = border / ignore) and ``ImageSets/Segmentation/{train,val}.txt``;
   ``voc_2012_sem_seg_train_aug``: ``SegmentationClassAug`` (SBD's extra labels) for the ids in
