@@ -382,3 +382,30 @@ def test_voc_train_aug_reads_segmentation_class_aug(d2_datasets):
     assert Image.open(pal).mode == "P"
     np.testing.assert_array_equal(read_label(str(pal)), read_label(str(voc / "SegmentationClassAug" / "2007_000000.png")))
     assert read_label(str(pal)).max() == 255 and len(classes) == 21
+
+
+def test_the_semantic_mapper_keeps_palette_indices_and_pads_small_images_to_the_crop(d2_datasets):
+    """detectron2's DatasetMapper reads a label as luminance ("L"), which turns VOC's palette
+    indices into grey levels; rdet's mapper keeps the stored index, and a resized image smaller
+    than the crop comes out at the crop's size, the padding ignored (255)."""
+    from detectron2.data import detection_utils
+
+    from rdet.detection.semantic import SemSegMapper, read_label
+    from rdet.detection.train import build_cfg
+
+    voc = write_voc(d2_datasets)
+    img, lbl = str(voc / "JPEGImages" / "2007_000001.jpg"), str(voc / "SegmentationClass" / "2007_000001.png")
+    stored = read_label(lbl)
+    assert not np.array_equal(detection_utils.read_image(lbl, "L").squeeze(2), stored)  # what "L" would give
+    base = ["MODEL.SEM_SEG_HEAD.NUM_CLASSES", "21", "INPUT.MAX_SIZE_TRAIN", "1000"]
+    config = str(CONFIGS / "ade20k_sem_r50_fpn_80k.yaml")
+    whole = SemSegMapper(build_cfg(config, base + ["INPUT.MIN_SIZE_TRAIN", "(80,)", "INPUT.CROP.SIZE", "(80, 96)"]))
+    out = whole({"file_name": img, "sem_seg_file_name": lbl})["sem_seg"].numpy()
+    assert np.array_equal(out, stored) or np.array_equal(out, stored[:, ::-1])  # at most flipped
+    small = SemSegMapper(build_cfg(config, base + ["INPUT.MIN_SIZE_TRAIN", "(40,)", "INPUT.CROP.SIZE", "(64, 64)"]))
+    d = small({"file_name": img, "sem_seg_file_name": lbl})
+    assert tuple(d["image"].shape) == (3, 64, 64) and tuple(d["sem_seg"].shape) == (64, 64)
+    seg = d["sem_seg"].numpy()
+    assert (seg[40:] == 255).all() and (seg[:, 48:] == 255).all()  # 80x96 -> 40x48, padded to 64x64
+    assert set(np.unique(seg[:40, :48])) <= set(range(21)) | {255}
+    assert (d["image"][:, 40:] == 0).all() and d["height"] == 80 and d["width"] == 96

@@ -115,8 +115,9 @@ class SemSegMapper:
     Training: detectron2's semantic recipe (DeepLab's ``build_sem_seg_train_aug``): resize the
     short side to one of ``INPUT.MIN_SIZE_TRAIN`` (long side at most ``MAX_SIZE_TRAIN``), crop
     ``INPUT.CROP.SIZE`` with no class over ``SINGLE_CATEGORY_MAX_AREA`` of it (mmsegmentation's
-    ``cat_max_ratio`` 0.75), horizontal flip. Images smaller than the crop are padded (labels with
-    the ignore value) as mmsegmentation does, so every crop has the size DeepLab's pooling expects.
+    ``cat_max_ratio`` 0.75), horizontal flip. A resized image smaller than the crop is padded to it
+    (image with 0, labels with the ignore value) as mmsegmentation does, so every training input
+    has the crop's size (which DeepLab's fixed-window image pooling expects).
     Testing: the short side resized to ``MIN_SIZE_TEST``; evaluation compares at the file's size."""
 
     def __init__(self, cfg, is_train: bool = True):
@@ -148,13 +149,14 @@ class SemSegMapper:
         d.setdefault("height", image.shape[0])  # the size predictions are returned at (the file's)
         d.setdefault("width", image.shape[1])
         label = read_label(d.pop("sem_seg_file_name")) if self.is_train else None
-        if self.is_train and self.crop:
-            image, label = _pad_to(image, label, self.crop, self.ignore)
         aug = T.AugInput(image, sem_seg=label)
         self.augs(aug)
-        d["image"] = torch.as_tensor(np.ascontiguousarray(aug.image.transpose(2, 0, 1)))
+        image, label = aug.image, aug.sem_seg
+        if self.crop:  # a resized image smaller than the crop: pad it to the crop
+            image, label = _pad_to(image, label, self.crop, self.ignore)
+        d["image"] = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
         if label is not None:
-            d["sem_seg"] = torch.as_tensor(aug.sem_seg.astype("long"))
+            d["sem_seg"] = torch.as_tensor(label.astype("long"))
         return d
 
 
