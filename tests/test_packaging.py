@@ -55,7 +55,7 @@ def test_wheel_declares_every_console_script_and_ships_the_configs(installed):
     assert dict(ep["console_scripts"]) == SCRIPTS
     for yaml in (ROOT / "rdet" / "configs").glob("*.yaml"):
         assert f"rdet/configs/{yaml.name}" in names
-    assert sum(n.startswith("rdet/paper/") and n.endswith(".csv") for n in names) == 13
+    assert sum(n.startswith("rdet/paper/") and n.endswith(".csv") for n in names) == 14
     assert "rdet/data/robustbench_imagenet_test_ids.txt" in names  # --subset robustbench's list
     # compatible ranges, so installing into an existing (CUDA) environment keeps its torch
     requires = [ln.split(":", 1)[1].strip() for ln in meta.splitlines() if ln.startswith("Requires-Dist:")]
