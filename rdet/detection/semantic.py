@@ -5,13 +5,13 @@ for detection.
 
 Heads: detectron2's Semantic FPN (``SemSegFPNHead``), DeepLabV3+ (``detectron2.projects.deeplab``:
 ``DeepLabV3PlusHead`` on ``build_resnet_deeplab_backbone``, a dilated res5; with global image
-pooling, :mod:`rdet.detection.deeplab`) and rdet's UperNet (:mod:`rdet.detection.upernet`). Evaluation: detectron2's ``SemSegEvaluator`` (mIoU, fwIoU, mean
-and pixel accuracy, per-class IoU) on every semantic dataset, Cityscapes included.
+pooling, :mod:`rdet.detection.deeplab`) and rdet's UperNet (:mod:`rdet.detection.upernet`).
+Evaluation: detectron2's ``SemSegEvaluator`` (mIoU, fwIoU, mean and pixel accuracy, per-class
+IoU) on every semantic dataset, Cityscapes included.
 """
 from __future__ import annotations
 
 import copy
-import logging
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -23,8 +23,6 @@ import rdet.detection.deeplab  # noqa: F401 - registers DeepLabV3PlusGlobalPoolH
 import rdet.detection.upernet  # noqa: F401 - registers UperNetHead and build_bottom_up_backbone
 from rdet.core.errors import ConfigError
 from rdet.detection.trainer import Trainer
-
-logger = logging.getLogger(__name__)
 
 META_ARCHITECTURE = "SemanticSegmentor"
 DEEPLAB_BACKBONE = "build_resnet_deeplab_backbone"

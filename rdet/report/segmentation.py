@@ -91,17 +91,21 @@ def segmentation_markdown(records: Iterable[Dict]) -> str:
             res = ConfigResult.of([r["mIoU"] for r in recs], eps=eps, lr=None, norm=norm, method=method)
             results[key] = res
             pub = published(dataset, head, arch, crop, iters)
-            mean = lambda k: sum(r[k] for r in recs if r.get(k) is not None) / max(1, sum(r.get(k) is not None for r in recs))  # noqa: E731,E501
             src = {(r.get("backbone") or {}).get("source") for r in recs}
             box = [ap[s] for s in src if s in ap]
             seeds = ",".join(str(r.get("seed")) for r in sorted(recs, key=lambda r: str(r.get("seed"))))
             out.append(f"| {arch} | {_fmt_eps(norm, eps)} | {method or '—'} | {result_text(res)} seeds {seeds} | "
-                       f"{mean('fwIoU'):.2f} | {mean('pixel_accuracy'):.2f} | "
+                       f"{_mean(recs, 'fwIoU')} | {_mean(recs, 'pixel_accuracy')} | "
                        f"{pub['mIoU'] + ' (' + pub['source'].split(':')[0] + ')' if pub else '—'} | "
                        f"{f'{max(box):.2f}' if box else '—'} |")
         out += [""] + _robust_minus_standard(results) + [""]
     out += _baselines_list()
     return "\n".join(out).rstrip() + "\n"
+
+
+def _mean(recs: List[Dict], key: str) -> str:
+    vals = [r[key] for r in recs if r.get(key) is not None]
+    return f"{sum(vals) / len(vals):.2f}" if vals else "—"
 
 
 def _robust_minus_standard(results: Dict[Tuple, ConfigResult]) -> List[str]:
