@@ -457,6 +457,28 @@ def test_vit_recipe_is_vitdets_detector():
     assert (augs[1].min_scale, augs[1].max_scale, augs[2].crop_size, augs[2].pad) == (0.1, 2.0, (1024, 1024), False)
 
 
+@torch.no_grad()
+def test_vitdet_relative_positions_are_an_option_that_starts_at_zero():
+    """``MODEL.TIMM.REL_POS True``: ViTDet's zero-initialised tables in every block (global ones
+    sized for the 1024 square, windowed ones for 14 tokens); at initialisation the features are
+    those of the network without them, so converted weights load unchanged and the tables learn."""
+    from detectron2.modeling import build_backbone
+
+    from rdet.detection.train import build_cfg
+
+    feats = {}
+    for rel in ("False", "True"):
+        torch.manual_seed(0)
+        cfg = build_cfg(str(CONFIGS / "coco_mask_vit_b_sfp_1x.yaml"),
+                        ["MODEL.TIMM.ARCH", "vit_tiny", "MODEL.TIMM.REL_POS", rel, "MODEL.DEVICE", "cpu"])
+        vit = build_backbone(cfg).net.eval()
+        feats[rel] = vit(torch.randn(1, 3, 240, 368, generator=torch.Generator().manual_seed(3)))["last_feat"]
+    attn = vit.blocks
+    assert attn[2].attn.rel_pos_h.shape == (127, 64) and attn[0].attn.rel_pos_w.shape == (27, 64)
+    assert all(float(b.attn.rel_pos_h.abs().max()) == 0.0 for b in attn)
+    assert torch.allclose(feats["True"], feats["False"], rtol=0, atol=1e-6)
+
+
 def test_large_scale_jitter_crops_to_its_square_and_recomputes_boxes(tmp_path):
     """LSJ on a 200 x 300 image with one square object: every draw is at most the 96-px square,
     scaled between 0.1 and 2 of the square-fitted size, and boxes follow the cropped masks."""

@@ -60,6 +60,9 @@ def add_timm_config(cfg: CfgNode) -> None:
     # and [2, 5, 8, 11]).
     cfg.MODEL.TIMM.WINDOW_SIZE = 0
     cfg.MODEL.TIMM.GLOBAL_BLOCKS = []
+    # ViTDet's relative positions: tables that start at zero (the features are then unchanged) and
+    # are learned in detection; timm's weights have none, so off by default (docs/protocol.md).
+    cfg.MODEL.TIMM.REL_POS = False
     cfg.MODEL.TIMM.SFP_SCALE_FACTORS = [4.0, 2.0, 1.0, 0.5]  # p2..p5 from the stride-16 map (+ p6 pooled)
     cfg.MODEL.TIMM.SFP_NORM = "LN"
     cfg.MODEL.TIMM.SQUARE_PAD = 0  # ViTDet pads every image to a 1024 square; 0: no square padding
@@ -175,15 +178,17 @@ def meta_timm_net(arch: str) -> nn.Module:
 
 
 def build_bottom_up(arch: str, out_features: Sequence[str] = ("res2", "res3", "res4", "res5"),
-                    window_size: int = 0, global_blocks: Sequence[int] = (), drop_path_rate: float = 0.0) -> Backbone:
+                    window_size: int = 0, global_blocks: Sequence[int] = (), drop_path_rate: float = 0.0,
+                    rel_pos_size: int = 0) -> Backbone:
     """The network under the pyramid for ``arch``, randomly initialised: :class:`TimmStages`
     (ConvNeXt), :class:`~rdet.detection.swin.SwinStages` or :class:`~rdet.detection.vit.ViTBlocks`
-    (``window_size`` / ``global_blocks`` are the ViT's; ``out_features`` the hierarchical ones')."""
+    (``window_size``, ``global_blocks`` and ``rel_pos_size`` are the ViT's; ``out_features`` the
+    hierarchical ones')."""
     kind = timm_kind(arch)
     if kind == "swin":
         return build_swin_stages(meta_timm_net(arch), out_features, drop_path_rate)
     if kind == "vit":
-        return build_vit(meta_timm_net(arch), window_size, global_blocks, drop_path_rate)
+        return build_vit(meta_timm_net(arch), window_size, global_blocks, drop_path_rate, rel_pos_size)
     return TimmStages(arch, out_features, drop_path_rate)
 
 
@@ -295,7 +300,7 @@ def build_timm_vit_sfp_backbone(cfg: CfgNode, input_shape: ShapeSpec) -> Backbon
     -> p2..p6 (ViTDet)."""
     t = cfg.MODEL.TIMM
     net = build_bottom_up(t.ARCH, window_size=t.WINDOW_SIZE, global_blocks=t.GLOBAL_BLOCKS,
-                          drop_path_rate=t.DROP_PATH_RATE)
+                          drop_path_rate=t.DROP_PATH_RATE, rel_pos_size=(t.SQUARE_PAD or 1024) if t.REL_POS else 0)
     return SimpleFeaturePyramid(net=net, in_feature="last_feat", out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
                                 scale_factors=tuple(t.SFP_SCALE_FACTORS), top_block=LastLevelMaxPool(),
                                 norm=t.SFP_NORM, square_pad=t.SQUARE_PAD)

@@ -10,9 +10,10 @@ Weights. timm's ``Block`` (norm1, attn.qkv, attn.proj, norm2, mlp.fc1/fc2) and d
 ``Block`` hold the same tensors under the same names, ``patch_embed.proj`` too. ``pos_embed``
 keeps its class-token entry (detectron2 drops it itself with ``pretrain_use_cls_token=True``);
 the class token, final norm and head belong to the classifier and are dropped. No relative
-position tables: timm's ViTs have none, so ``use_rel_pos=False``. Singh et al.'s ConvStem
-replaces ``patch_embed.proj`` in timm; it replaces detectron2's projection the same way, so its
-tensor names map unchanged.
+position tables: timm's ViTs have none, so ``use_rel_pos=False`` unless asked for
+(``MODEL.TIMM.REL_POS``: ViTDet's, zero-initialised, learned in detection). Singh et al.'s
+ConvStem replaces ``patch_embed.proj`` in timm; it replaces detectron2's projection the same way,
+so its tensor names map unchanged.
 """
 from __future__ import annotations
 
@@ -78,16 +79,19 @@ class ViTBlocks(ViT):
 
 
 def build_vit(timm_net: nn.Module, window_size: int = 0, global_blocks: Sequence[int] = (),
-              drop_path_rate: float = 0.0) -> ViTBlocks:
+              drop_path_rate: float = 0.0, rel_pos_size: int = 0) -> ViTBlocks:
     """The detection bottom-up for timm ViT ``timm_net`` (its geometry and stem only), randomly
     initialised: windows of ``window_size`` tokens in every block except ``global_blocks`` (0:
-    global attention everywhere), stochastic depth rising linearly to ``drop_path_rate``."""
+    global attention everywhere), stochastic depth rising linearly to ``drop_path_rate``.
+    ``rel_pos_size`` > 0: ViTDet's relative positions, zero-initialised, the global blocks' tables
+    sized for ``rel_pos_size``-px images (ViTDet: 1024; others are interpolated)."""
     geo = vit_geometry(timm_net)
     bad = [b for b in global_blocks if not 0 <= b < geo["depth"]]
     if bad:
         raise ConfigError(f"MODEL.TIMM.GLOBAL_BLOCKS {bad[0]}: the ViT has blocks 0..{geo['depth'] - 1}")
     windowed = [i for i in range(geo["depth"]) if i not in set(global_blocks)] if window_size else []
-    vit = ViTBlocks(drop_path_rate=drop_path_rate, use_abs_pos=True, use_rel_pos=False, window_size=int(window_size),
+    vit = ViTBlocks(drop_path_rate=drop_path_rate, use_abs_pos=True, use_rel_pos=rel_pos_size > 0,
+                    rel_pos_zero_init=True, img_size=rel_pos_size or 1024, window_size=int(window_size),
                     window_block_indexes=windowed, pretrain_use_cls_token=True, **geo)
     stem = _stem_of(timm_net)
     if stem is not None:
