@@ -40,8 +40,8 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
               f"MODEL.PIXEL_MEAN / PIXEL_STD")
     print(f"detectron2 config: {res.config}")
     if res.max_rel_error is not None:
-        what = {"hierarchical": "res2..res5 match timm's stage features",
-                "vit": "last_feat matches timm's last block (global attention)"}.get(
+        what = {"hierarchical": "res2..res5 match timm's stages under fresh output norms (Swin: timm built for 448 px)",
+                "vit": "last_feat (ViTDet windows, 224 px) matches timm's last block on the grid tokens"}.get(
                     m.get("family"), "res2..res5 match torchvision layer1..layer4")
         print(f"verified: {what}, max relative error {res.max_rel_error:.2e} (limit {MAX_REL_ERROR:g})")
     return 0
