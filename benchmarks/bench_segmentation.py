@@ -8,7 +8,7 @@ trainer. Each side times ``run_step`` (loading + forward + backward + update) af
 two interleaved in one process, and the ratio says rdet's overhead. Evaluation: images/s of
 ``SemSegEvaluator`` over the test set through rdet's test loader (inference + confusion matrix).
 
-    python benchmarks/bench_segmentation.py [--iters 20] [--warmup 3] [--reps 2]
+    python benchmarks/bench_segmentation.py [--iters 10] [--warmup 3] [--reps 2]
     python benchmarks/bench_segmentation.py --config configs/ade20k_sem_r50_fpn_80k.yaml --iters 10
 """
 import argparse
@@ -68,7 +68,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(ROOT / "configs" / "demo_sem_r18_fpn.yaml"),
                    help="a SemanticSegmentor config (default: the offline demo)")
-    p.add_argument("--iters", type=positive_int, default=20, help="timed training iterations per side and rep")
+    p.add_argument("--iters", type=positive_int, default=10, help="timed training iterations per side and rep")
     p.add_argument("--warmup", type=positive_int, default=3, help="untimed iterations first")
     p.add_argument("--reps", type=positive_int, default=2, help="interleaved reps; the best of each side counts")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
