@@ -44,7 +44,7 @@ def test_every_key_has_a_rule_and_a_signature_decision(make):
     assert not missing, f"keys without a rule in rdet/config/schema.py: {missing}"
     check_cfg(cfg)
     for key, rule in SCHEMA.items():
-        assert isinstance(rule.sig, bool), key
+        assert rule.sig in (True, False, "eval"), key
         assert rule.free or rule.choices is not None or rule.lo is not None or rule.hi is not None, key
 
 
@@ -57,6 +57,18 @@ def test_signature_holds_what_defines_a_run_only():
     sig = run_signature(get_pretrain_cfg())
     assert {"ADV.EPS", "SOLVER.BASE_LR", "SEED", "MODEL.ARCH", "DATA.MAX_TRAIN"} <= set(sig)
     assert not {"DATA.ROOT", "DATA.NUM_WORKERS", "RUNTIME.AMP", "OUTPUT_DIR", "ADV.EVAL_STEPS"} & set(sig)
+
+
+def test_an_evaluation_resumes_on_the_same_table():
+    """Robust evaluation's signature is the schema's (no hand-kept list): the attacks, the test
+    preprocessing and the clean pass's precision count for it, and never for a training run."""
+    from rdet.config import get_evaluate_cfg
+
+    ev = run_signature(get_evaluate_cfg(), evaluation=True)
+    assert {"ATTACK.EPS", "ATTACK.TYPES", "ATTACK.AA_N_ITER", "DATA.TEST_INTERPOLATION", "DATA.TEST_CROP",
+            "RUNTIME.AMP", "EVAL.SUBSET", "MODEL.WEIGHTS", "SEED"} <= set(ev)
+    assert not {"DATA.ROOT", "DATA.NUM_WORKERS", "OUTPUT_DIR"} & set(ev)
+    assert not {"DATA.TEST_INTERPOLATION", "RUNTIME.AMP"} & set(run_signature(get_pretrain_cfg()))
 
 
 def test_an_integer_for_a_float_key_is_that_float(tmp_path):

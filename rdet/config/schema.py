@@ -6,9 +6,12 @@ The defaults live in :mod:`rdet.config.defaults` (one function per task, detectr
 * what a valid value is: a numeric range (``lo``/``hi``, each side inclusive unless marked open),
   a set of ``choices``, or ``free`` (any value of the default's type: paths, names, lists checked
   by the code that reads them, e.g. a dataset name by the dataset catalog);
-* ``sig``: whether the key defines what a training run computes, so that ``--resume`` refuses a
-  checkpoint made under another value (:func:`run_signature`). Where the data lives, how many
-  loader workers read it, the device, the precision and test-only settings do not.
+* ``sig``: whether the key defines what a run computes, so that resuming refuses a checkpoint (or
+  a half-done evaluation) made under another value (:func:`run_signature`): ``True`` for what a
+  training run computes; :data:`EVAL` for what only an evaluation's predictions depend on (the
+  test preprocessing, the attacks, the clean pass's precision), which resumes ``rdet evaluate``
+  batch by batch but never blocks resuming a training run; ``False`` for where the data lives, how
+  many loader workers read it, the device and the like. One signature, one table, every task.
 
 ``tests/test_config.py`` fails when a key of any default config lacks an entry here, so a key
 cannot be added without deciding both. :func:`check_cfg` applies the table to a config before
@@ -23,9 +26,12 @@ from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 from rdet.core.errors import ConfigError
 
 
+EVAL = "eval"  # a Rule.sig: part of an evaluation's signature only
+
+
 @dataclass(frozen=True)
 class Rule:
-    sig: bool
+    sig: Any  # True | EVAL | False
     lo: Optional[float] = None
     hi: Optional[float] = None
     lo_open: bool = False
@@ -86,13 +92,13 @@ SCHEMA: Dict[str, Rule] = {
     "DATA.ALLOW_MISSING_TEST_CLASSES": _c(True, *BOOL),
     "DATA.VERIFY_IMAGES": _c(False, "quick", "decode", "off"),
     "DATA.SKIP_BAD_FILES": _c(False, *BOOL),
-    "DATA.TEST_RESIZE": _r(False, 0),
-    "DATA.TEST_INTERPOLATION": _c(False, "auto", "bilinear", "bicubic"),  # test-time, as DATA.TEST_RESIZE
-    "DATA.TEST_CROP": _c(False, "auto", "center", "squash"),
+    "DATA.TEST_RESIZE": _r(EVAL, 0),
+    "DATA.TEST_INTERPOLATION": _c(EVAL, "auto", "bilinear", "bicubic"),  # test-time, as DATA.TEST_RESIZE
+    "DATA.TEST_CROP": _c(EVAL, "auto", "center", "squash"),
     "DATA.DOWNSCALE": _r(True, 0),
     "DATA.NUM_WORKERS": _r(False, 0),
     "DATA.MAX_TRAIN": _r(True, 0),
-    "DATA.MAX_TEST": _r(False, 0),
+    "DATA.MAX_TEST": _r(EVAL, 0),
     "DATA.VAL_SIZE": _r(True, 0),
     "DATA.VAL_SEED": _r(True, 0),
     # SOLVER
@@ -114,7 +120,7 @@ SCHEMA: Dict[str, Rule] = {
     "SOLVER.LAYER_DECAY": _r(True, 0, 1, lo_open=True),
     # RUNTIME: how, not what
     "RUNTIME.DEVICE": _c(False, "auto", "cpu", "cuda"),
-    "RUNTIME.AMP": _c(False, "off", "bf16", "fp16"),
+    "RUNTIME.AMP": _c(EVAL, "off", "bf16", "fp16"),
     "RUNTIME.ALLOW_SLOW_AMP": _c(False, *BOOL),
     "RUNTIME.CHANNELS_LAST": _c(False, *BOOL),
     "RUNTIME.LOG_EVERY": _r(False, 1),
@@ -144,20 +150,20 @@ SCHEMA: Dict[str, Rule] = {
     "ADV.GUARD_STEPS": _r(True, 1),
     "ADV.GUARD_MARGIN": _r(True, 0),
     "ADV.EVAL_STEPS": _r(False, 1),  # the final evaluation only
-    # ATTACK / EVAL (robust evaluation: nothing is trained, nothing resumes)
-    "ATTACK.NORM": _c(False, "l2", "linf"),
-    "ATTACK.EPS": _r(False, 0),
-    "ATTACK.STEPS": _r(False, 1),
-    "ATTACK.RESTARTS": _r(False, 1),
-    "ATTACK.STEP_SIZE_FACTOR": _r(False, 0),
-    "ATTACK.TYPES": _c(False, "pgd", "autoattack"),
-    "ATTACK.AA_VERSION": _c(False, "standard", "plus", "rand"),
-    "ATTACK.AA_N_ITER": _r(False, 0),  # 0: pyautoattack's own default
-    "ATTACK.AA_N_QUERIES": _r(False, 0),
-    "EVAL.FIT_HEAD": _c(False, *BOOL),
-    "EVAL.SUBSET": _c(False, "", "robustbench"),
+    # ATTACK / EVAL (robust evaluation: what its predictions depend on)
+    "ATTACK.NORM": _c(EVAL, "l2", "linf"),
+    "ATTACK.EPS": _r(EVAL, 0),
+    "ATTACK.STEPS": _r(EVAL, 1),
+    "ATTACK.RESTARTS": _r(EVAL, 1),
+    "ATTACK.STEP_SIZE_FACTOR": _r(EVAL, 0),
+    "ATTACK.TYPES": _c(EVAL, "pgd", "autoattack"),
+    "ATTACK.AA_VERSION": _c(EVAL, "standard", "plus", "rand"),
+    "ATTACK.AA_N_ITER": _r(EVAL, 0),  # 0: pyautoattack's own default
+    "ATTACK.AA_N_QUERIES": _r(EVAL, 0),
+    "EVAL.FIT_HEAD": _c(EVAL, *BOOL),
+    "EVAL.SUBSET": _c(EVAL, "", "robustbench"),
     "EVAL.SUBSET_LIST": _free(False),
-    "EVAL.FIT_HEAD_VIEWS": _r(False, 1),
+    "EVAL.FIT_HEAD_VIEWS": _r(EVAL, 1),
     # SELECT (rdet.select; its cache key is built from the values it uses)
     "SELECT.VIEWS": _r(False, 1),
     "SELECT.EXTRACT_BATCH": _r(False, 1),
@@ -227,7 +233,9 @@ def check_cfg(cfg, skip: Sequence[str] = ()) -> None:
     check_precision(cfg)
 
 
-def run_signature(cfg) -> Dict[str, Any]:
-    """Flat ``{"SECTION.KEY": value}`` of the keys of ``cfg`` that define what a run computes."""
+def run_signature(cfg, evaluation: bool = False) -> Dict[str, Any]:
+    """Flat ``{"SECTION.KEY": value}`` of the keys of ``cfg`` that define what a training run
+    computes, and with ``evaluation`` also those an evaluation's predictions depend on."""
+    wanted = (True, EVAL) if evaluation else (True,)
     return {key: list(value) if isinstance(value, tuple) else value
-            for key, value in flat_items(cfg) if rule_of(key).sig}
+            for key, value in flat_items(cfg) if rule_of(key).sig in wanted}

@@ -67,7 +67,7 @@ from rdet.data.transforms import preprocessing_from_cfg, transforms_from_cfg
 from rdet.engine import build_loader, setup_runtime
 from rdet.engine.robust_eval import Attack, collect, prepare_state, run_batches, write_per_image
 from rdet.transfer import extract_views, train_head_on_features
-from rdet.config.schema import check_cfg
+from rdet.config.schema import check_cfg, run_signature
 from rdet.tasks.checks import check_output_dir, check_weights_arg
 
 logger = logging.getLogger(__name__)
@@ -334,20 +334,13 @@ def _ids_sha1(ids: List[str]) -> str:
 
 
 def _state_signature(cfg, ids: List[str], head: Dict[str, Any]) -> Dict[str, Any]:
-    """What a partial evaluation must share with this run to be continued: the weights, the images
-    (their ids, hashed), every setting that changes a prediction, the batch size and the seed."""
+    """What a partial evaluation must share with this run to be continued: every key the schema
+    says an evaluation depends on (:func:`rdet.config.schema.run_signature`), and what the config
+    cannot say: the weights file's size, the images (their ids, hashed) and where the head came from."""
     weights = Path(str(cfg.MODEL.WEIGHTS))
-    sig: Dict[str, Any] = {"MODEL.WEIGHTS": str(cfg.MODEL.WEIGHTS), "MODEL.ARCH": cfg.MODEL.ARCH,
-                           "weights_bytes": weights.stat().st_size if weights.is_file() else None,
-                           "images": len(ids), "images_sha1": _ids_sha1(ids),
-                           "head": head.get("source"), "SEED": cfg.SEED, "RUNTIME.AMP": cfg.RUNTIME.AMP}
-    skip = {"DATA.ROOT", "DATA.NUM_WORKERS", "DATA.VERIFY_IMAGES", "DATA.SKIP_BAD_FILES"}
-    for section in ("DATA", "SOLVER", "ATTACK", "EVAL"):
-        for key, value in cfg[section].items():
-            name = f"{section}.{key}"
-            if name not in skip and not hasattr(value, "items"):
-                sig[name] = list(value) if isinstance(value, (list, tuple)) else value
-    return sig
+    return {**run_signature(cfg, evaluation=True),
+            "weights_bytes": weights.stat().st_size if weights.is_file() else None,
+            "images": len(ids), "images_sha1": _ids_sha1(ids), "head": head.get("source")}
 
 
 def _log_attacks(cfg, attacks: List[Attack], num_classes: int) -> None:
