@@ -322,7 +322,7 @@ def test_estimators_score_the_cached_features_beside_the_ranking(tmp_path, count
     models = [str(_resnet18_file(tmp_path / f"m{i}.pth", seed=i)) for i in range(2)]
     out = tmp_path / "sel"
     argv = ["--dataset", "digits", "--models", *models, "--output-dir", str(out), "--estimator", "logme", "knn", "leep",
-            *SMALL, "SELECT.KNN_K", "5"]
+            *SMALL, "SELECT.KNN_K", "5", "DATA.NUM_WORKERS", "2"]  # features through loader workers
     assert select_main(argv) == 0
     rows = [dict(zip(lines[0], r)) for lines in [[l.split(",") for l in (out / "ranking.csv").read_text().splitlines()]]
             for r in lines[1:]]
@@ -347,7 +347,9 @@ def test_estimators_score_the_cached_features_beside_the_ranking(tmp_path, count
     stamps = [(out / "select" / m / "result.json").stat().st_mtime_ns for m in ("m0", "m1")]
 
     # the same selection, other estimators: scored from the cache in seconds, cells untouched
-    assert select_main(argv[:argv.index("--estimator")] + ["--estimator", "hscore", "sfda", *SMALL]) == 0
+    # (SELECT.KNN_K dropped: a scoring key, not one of the cells' settings)
+    assert select_main(argv[:argv.index("--estimator")] + ["--estimator", "hscore", "sfda", *SMALL,
+                                                           "DATA.NUM_WORKERS", "2"]) == 0
     assert len(count_extractions) == 2
     assert [(out / "select" / m / "result.json").stat().st_mtime_ns for m in ("m0", "m1")] == stamps
     header = (out / "ranking.csv").read_text().splitlines()[0].split(",")
@@ -429,7 +431,7 @@ def test_against_paper_sets_every_ranking_beside_table8(tmp_path, monkeypatch, c
     out = tmp_path / "sel"
     argv = ["--dataset", "dtd", "--data-root", str(root), "--models", *names, str(mine), "--output-dir", str(out),
             "--against-paper", "fixed", "--estimator", "logme", "knn", *SMALL, "DATA.VAL_SIZE", "0.25",
-            "SELECT.KNN_K", "3"]
+            "SELECT.KNN_K", "3", "DATA.NUM_WORKERS", "2"]
     assert select_main(argv) == 0
     printed = capsys.readouterr().out
     result = json.loads((out / "against_paper.json").read_text())
