@@ -4,7 +4,8 @@ LogME, LEEP, NCE: the numbers below are what thuml/LogME's own ``LogME.py``, ``L
 ``NCE.py`` (commit 56551ca, run outside rdet with numpy 2.4.6 and numba 0.68.1) return on the
 inputs :func:`_inputs` makes from its seed; they are data, not rdet's output. H-score, SFDA,
 N-LEEP and the k-NN probe: their equations written out again here, plainly (loops, the
-generalised eigenproblem SFDA's paper states), and compared. Every case has a class with one
+generalised eigenproblem SFDA's paper states), and compared; SFDA also against the outputs of
+TencentARC/SFDA's own ``SFDA_Score`` (commit 3b7edf7, run outside rdet). Every case has a class with one
 sample; ``wide`` has more feature dimensions than samples.
 """
 import numpy as np
@@ -38,6 +39,10 @@ REFERENCE = {
     "wide": {"checksum": (-171.63397544552743, 3.3950779410789087, 28), "logme": 5.151535448669918,
              "leep": -0.7529749150274919, "nce": -0.606842558824411},
 }
+# SFDA: TencentARC/SFDA's SFDA_Score (metrics.py, its utils.iterative_A; run outside rdet) on the
+# case's features, on 0.2 x them and on label-free noise (see test_sfda_equals_its_equation)
+SFDA_REFERENCE = {"tall": (0.8924942600614146, 0.8388943858773498, 0.35232811076721277),
+                  "wide": (1.0, 1.0, 0.8809977541425862)}
 # wide, paper_logdet: the reference fixed-point score plus -(D - k)/(2N) log(alpha_c) averaged over
 # classes with the reference's own alphas; and the authors' ICML-2021 code path (_fit_icml: full
 # D x D log-determinant, its own looser stopping rule) for the same matrix
@@ -172,8 +177,9 @@ def test_sfda_equals_its_equation(case):
     # more dimensions than samples separates the training set perfectly (SFDA 1.0 either way):
     # small label-free features as well, where the shrinkage is large and the score is not 1
     noise = np.random.default_rng(5).normal(size=f.shape) * 0.1
-    for g in (0.2 * f, noise):
+    for g, ref in zip((f, 0.2 * f, noise), SFDA_REFERENCE[name]):
         _close(est.sfda(g, y), _sfda_equation(g, y))
+        _close(est.sfda(g, y), ref)  # and the authors' code
     assert est.sfda(noise, y) < 0.9
 
 
