@@ -139,15 +139,17 @@ def test_semantic_fpn_on_the_offline_set_then_eval_only(tmp_path, resnets, d2, c
     assert again["backbone"] == rec["backbone"] and again["iterations"] == 3
 
 
-def test_upernet_r50_on_an_ade20k_folder(tmp_path, resnets, d2, capsys):
-    out = tmp_path / "up"
-    _main(["--config-file", CONFIGS / "ade20k_upernet_r50_160k.yaml", *SMALL, "MODEL.WEIGHTS", resnets["r50"],
-           "OUTPUT_DIR", out], capsys)
+@pytest.mark.parametrize("config,head", [("ade20k_sem_r50_fpn_80k.yaml", "SemSegFPNHead"),
+                                         ("ade20k_upernet_r50_160k.yaml", "UperNetHead")])
+def test_r50_on_an_ade20k_folder(config, head, tmp_path, resnets, d2, capsys):
+    out = tmp_path / "ade"
+    _main(["--config-file", CONFIGS / config, *SMALL, "MODEL.WEIGHTS", resnets["r50"], "OUTPUT_DIR", out], capsys)
     rec = _record(out)
-    _assert_segmentation_record(rec, 150, "resnet50", "UperNetHead")
-    assert rec["crop_size"] == [64, 64] and rec["meta_architecture"] == "SemanticSegmentor/UperNetHead"
-    aux = _losses(out, "loss_sem_seg_aux")  # the auxiliary FCN head trains beside the main one
-    assert aux and all(math.isfinite(x) and x > 0 for x in aux)
+    _assert_segmentation_record(rec, 150, "resnet50", head)
+    assert rec["crop_size"] == [64, 64] and rec["meta_architecture"] == f"SemanticSegmentor/{head}"
+    assert rec["dataset"] == "ade20k_sem_seg_val" and rec["data_note"].startswith("ADE20K")
+    aux = _losses(out, "loss_sem_seg_aux")  # UperNet's auxiliary FCN head trains beside the main one
+    assert all(math.isfinite(x) and x > 0 for x in aux) and bool(aux) == (head == "UperNetHead")
     assert (d2 / "ADEChallengeData2016" / "annotations_detectron2" / "validation").is_dir()
 
 
