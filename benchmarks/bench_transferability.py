@@ -18,8 +18,9 @@ then the report section (rdet.report.transferability) with which estimator, if a
 1 point of the best backbone at >= 50x less compute. Everything is kept in ``--work`` (zoo, caches,
 runs, ``records.json``); a rerun reuses finished models and runs.
 
-    python benchmarks/bench_transferability.py [--work output/bench_transferability] [--size 16]
-        [--pretrain-epochs 2] [--epochs 3] [--seeds 3] [--max-train 1000] [--models 11] [--targets fmnist59 digits photos]
+    python benchmarks/bench_transferability.py [--work output/bench_transferability] [--size 16] [--epochs 3]
+    python benchmarks/bench_transferability.py [--pretrain-epochs 2] [--seeds 3] [--max-train 1000] [--models 11]
+    python benchmarks/bench_transferability.py [--targets fmnist59 digits photos]
 """
 import argparse
 import json
@@ -28,7 +29,8 @@ from pathlib import Path
 
 ZOO = [  # name, norm, eps (images in [0, 1]), method
     ("eps0", "l2", 0.0, "pgd"),
-    ("l2_0.1", "l2", 0.1, "pgd"), ("l2_0.25", "l2", 0.25, "pgd"), ("l2_0.5", "l2", 0.5, "pgd"), ("l2_1", "l2", 1.0, "pgd"),
+    ("l2_0.1", "l2", 0.1, "pgd"), ("l2_0.25", "l2", 0.25, "pgd"), ("l2_0.5", "l2", 0.5, "pgd"),
+    ("l2_1", "l2", 1.0, "pgd"),
     ("linf_1", "linf", 1 / 255, "pgd"), ("linf_2", "linf", 2 / 255, "pgd"), ("linf_4", "linf", 4 / 255, "pgd"),
     ("linf_8", "linf", 8 / 255, "pgd"),
     ("fgsmrs_linf_2", "linf", 2 / 255, "fgsm_rs"), ("fgsmrs_linf_8", "linf", 8 / 255, "fgsm_rs"),
@@ -72,7 +74,8 @@ def pretrain_zoo(args, work: Path):
             cfg = merge_config(get_pretrain_cfg(), str(CONFIG_DIR / "pretrain_demo.yaml"), [
                 "OUTPUT_DIR", str(final.parent), "DATA.TRAIN_SIZE", str(args.size), "DATA.TEST_RESIZE", str(args.size),
                 "DATA.MAX_TRAIN", str(args.pretrain_images), "DATA.MAX_TEST", "500", "DATA.NUM_WORKERS", "2",
-                "SOLVER.EPOCHS", str(args.pretrain_epochs), "SOLVER.LR_STEP_EPOCHS", str(max(1, args.pretrain_epochs - 1)),
+                "SOLVER.EPOCHS", str(args.pretrain_epochs),
+                "SOLVER.LR_STEP_EPOCHS", str(max(1, args.pretrain_epochs - 1)),
                 "ADV.NORM", norm, "ADV.EPS", repr(eps), "ADV.METHOD", method, "ADV.RANDOM_START", "True",
                 "ADV.EVAL_STEPS", "3", "ADV.GUARD", "off"])
             t = time.time()

@@ -5,8 +5,8 @@ LogME, LEEP, NCE: the numbers below are what thuml/LogME's own ``LogME.py``, ``L
 inputs :func:`_inputs` makes from its seed; they are data, not rdet's output. H-score, SFDA,
 N-LEEP and the k-NN probe: their equations written out again here, plainly (loops, the
 generalised eigenproblem SFDA's paper states), and compared; SFDA also against the outputs of
-TencentARC/SFDA's own ``SFDA_Score`` (commit 3b7edf7, run outside rdet). Every case has a class with one
-sample; ``wide`` has more feature dimensions than samples.
+TencentARC/SFDA's own ``SFDA_Score`` (commit 3b7edf7, run outside rdet). Every case has a class
+with one sample; ``wide`` has more feature dimensions than samples.
 """
 import numpy as np
 import pytest
@@ -117,7 +117,6 @@ def test_hscore_equals_its_equation(case):
     _, f, y, _ = case
     _close(est.hscore(f, y), _hscore_equation(f, y))
     if f.shape[1] < f.shape[0]:  # full-rank covariance: the textbook inverse
-        mu = f.mean(0)
         _, means = _class_means(f, y)
         g = np.stack([means[c] for c in y])
         _close(est.hscore(f, y), np.trace(np.linalg.inv(np.cov(f.T)) @ np.cov(g.T)))

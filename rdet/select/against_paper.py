@@ -109,8 +109,10 @@ def summary_lines(result: Dict, n_models: int) -> List[str]:
              f"({len(r['matched'])} of the {n_models} models given)."]
     lines += [f"- not in the paper's table: {m['model']}: {m['why']}" for m in r["missing"]]
     if r["best_model"]:
-        lines.append(f"- the paper's best of the matched models: {r['best_model']} ({r['matched'][r['best_model']]:.2f}%)")
-    lines += ["", "| ranking | Kendall tau | weighted tau | top-1 regret (points) | models compared |", "|---|---|---|---|---|"]
+        best = r["best_model"]
+        lines.append(f"- the paper's best of the matched models: {best} ({r['matched'][best]:.2f}%)")
+    lines += ["", "| ranking | Kendall tau | weighted tau | top-1 regret (points) | models compared |",
+              "|---|---|---|---|---|"]
     for name, s in r["stats"].items():
         lines.append(f"| {name} | {s['tau']:.3f} | {s['weighted_tau']:.3f} | {s['regret']:.2f} | {s['n']} |")
     return lines
