@@ -557,3 +557,28 @@ def test_scoring_a_record_from_its_cache_entry(tmp_path):
     uniform = score_record(rec, ["leep"], cfg)["leep"]["score"]  # a zero head: uniform source probabilities
     assert uniform == pytest.approx(est.leep(x.numpy(), y.numpy(), source_probs=np.full((60, 5), 0.2)), rel=1e-9)
     assert est.logme(np.zeros((20, 8)), np.arange(20) % 2) == float("-inf")  # dead features: the lowest score
+
+
+@pytest.mark.parametrize("downscale, table, acc0, acc3", [(0, "table9", 97.20, 98.15), (32, "table11", 97.30, 98.27)])
+def test_against_paper_full_network_tables(downscale, table, acc0, acc3):
+    """--against-paper full: Table 9, or Table 11 at DATA.DOWNSCALE 32, looked up by (dataset, arch,
+    norm, eps); a standard model matches eps 0 whatever norm it is filed under; an architecture
+    the paper did not train is named."""
+    from rdet.select.against_paper import against_paper
+
+    cfg = merge_config(get_select_cfg(), None, ["DATA.DATASET", "cifar10", "DATA.DOWNSCALE", str(downscale)])
+
+    def row(model, arch, norm, eps, val, logme):
+        rec = {"backbone": {"arch": arch, "norm": norm, "eps": eps}}
+        return {"model": model, "record": rec, "val": val, "estimators": {"logme": {"score": logme}}}
+
+    rows = [row("r50_eps3", "resnet50", "l2", 3.0, 90.0, 0.1), row("r50_std", "resnet50", "linf", 0.0, 95.0, 0.3),
+            row("vgg", "vgg16_bn", "l2", 3.0, 80.0, 0.2)]
+    res = against_paper(rows, cfg, "full")
+    assert res["table"] == table and res["matched"] == {"r50_eps3": acc3, "r50_std": acc0}
+    assert res["missing"] == [{"model": "vgg", "why": "architecture vgg16_bn is not in the table"}]
+    assert res["table_models"] == 10 and res["table_archs"] == ["ResNet-50"] and res["best_model"] == "r50_eps3"
+    # linear ranks r50_std first (val 95 > 90): it loses acc3 - acc0 points; logme likewise (0.3 > 0.1)
+    for name in ("linear", "logme"):
+        assert res["stats"][name]["regret"] == pytest.approx(acc3 - acc0) and res["stats"][name]["n"] == 2
+        assert res["stats"][name]["tau"] == pytest.approx(-1.0)

@@ -88,7 +88,7 @@ def against_paper(rows: List[Dict], cfg, mode: str) -> Dict:
             missing.append({"model": row["model"], "why": _why_missing(paper_rows, dataset, row["record"])})
         else:
             matched[row["model"]] = float(hit["accuracy"])
-    archs = sorted({arch_paper_name(row["record"]["backbone"]["arch"]) or "?" for row in rows})
+    archs = sorted({arch_paper_name(row["record"]["backbone"]["arch"]) for row in rows} & {r["arch"] for r in paper_rows})
     table_models = [r for r in paper_rows if r["arch"] in archs]
     names = ["linear"] + [n for n in (rows[0].get("estimators") or {}) if n != "linear"]
     truth = [matched.get(r["model"]) for r in rows]
