@@ -175,6 +175,29 @@ SCHEMA: Dict[str, Rule] = {
 }
 
 
+# The keys rdet adds to detectron2's config (rdet.detection: the optimizer, the timm backbones):
+# their rules, checked by check_detection_cfg before a detection or segmentation run. The optimizer
+# keys share the classification rules (one spelling: sgd | adamw).
+DETECTION_RULES: Dict[str, Rule] = {
+    "SOLVER.OPTIMIZER": SCHEMA["SOLVER.OPTIMIZER"],
+    "SOLVER.BETAS": SCHEMA["SOLVER.BETAS"],
+    "SOLVER.LAYER_DECAY": SCHEMA["SOLVER.LAYER_DECAY"],
+    "MODEL.TIMM.DROP_PATH_RATE": _r(True, 0, 1, hi_open=True),
+    "MODEL.TIMM.WINDOW_SIZE": _r(True, 0),
+    "MODEL.TIMM.SQUARE_PAD": _r(True, 0),
+}
+
+
+def check_detection_cfg(cfg) -> None:
+    """:data:`DETECTION_RULES` applied to a detectron2 config (keys it lacks are skipped)."""
+    for key in DETECTION_RULES:
+        node = cfg
+        for part in key.split("."):
+            node = node.get(part) if hasattr(node, "get") else None
+        if node is not None:
+            check_value(key, node)
+
+
 def add_rules(rules: Dict[str, Rule]) -> None:
     """Rules for the config keys of a task kind defined outside rdet (its own ``CfgNode`` section):
     :func:`check_cfg` then checks them like rdet's own. A key that has a rule already is refused."""
@@ -205,7 +228,7 @@ def flat_items(node, prefix: str = "") -> Iterator[Tuple[str, Any]]:
 
 def rule_of(key: str) -> Rule:
     try:
-        return SCHEMA[key]
+        return SCHEMA.get(key) or DETECTION_RULES[key]
     except KeyError:
         raise ConfigError(f"{key}: no rule in rdet/config/schema.py (every config key needs one)") from None
 

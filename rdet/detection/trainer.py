@@ -10,7 +10,7 @@ evaluates during training.
 
 detectron2's yacs solver builds SGD only; ConvNeXt, Swin and ViT are fine-tuned with AdamW
 (ViTDet, Swin and ConvNeXt detection recipes), ViT and ConvNeXt with layer-wise lr decay.
-``SOLVER.OPTIMIZER "AdamW"`` builds it from the same ``SOLVER`` keys (BASE_LR, WEIGHT_DECAY,
+``SOLVER.OPTIMIZER adamw`` builds it from the same ``SOLVER`` keys (BASE_LR, WEIGHT_DECAY,
 WEIGHT_DECAY_NORM, BIAS_LR_FACTOR, WEIGHT_DECAY_BIAS, CLIP_GRADIENTS) plus rdet's
 ``SOLVER.BETAS`` and ``SOLVER.LAYER_DECAY`` (as each backbone's recipe decays it:
 ``rdet.detection.timm_backbones.layer_decay_rate``). Position embeddings (ViTDet), Swin's relative position tables and ConvNeXt's layer scales (their
@@ -33,38 +33,34 @@ from detectron2.utils import comm
 import rdet.detection.timm_backbones  # noqa: F401 - registers the timm backbones with detectron2
 from rdet.core.errors import ConfigError, DatasetError
 
-OPTIMIZERS = ("SGD", "AdamW")
-
-
 def add_optimizer_config(cfg) -> None:
     """rdet's ``SOLVER`` keys beside detectron2's (added by rdet's ``build_cfg``)."""
-    cfg.SOLVER.OPTIMIZER = "SGD"  # or "AdamW"
+    cfg.SOLVER.OPTIMIZER = "sgd"  # or "adamw" (one spelling with classification: the schema's rule)
     cfg.SOLVER.BETAS = (0.9, 0.999)  # AdamW
     cfg.SOLVER.LAYER_DECAY = 1.0  # < 1: layer-wise lr decay (ViT: ViTDet-B 0.7; ConvNeXt: its recipe's 0.95)
 
 
 def check_optimizer_config(cfg) -> None:
     """One-line :class:`ConfigError` for solver keys rdet cannot build, before any work starts."""
+    from rdet.config.schema import check_detection_cfg
+
     s = cfg.SOLVER
-    if s.OPTIMIZER not in OPTIMIZERS:
-        raise ConfigError(f"SOLVER.OPTIMIZER {s.OPTIMIZER!r}: choose from {', '.join(OPTIMIZERS)}")
-    if not 0.0 < s.LAYER_DECAY <= 1.0:
-        raise ConfigError(f"SOLVER.LAYER_DECAY {s.LAYER_DECAY}: must be in (0, 1]")
+    check_detection_cfg(cfg)  # each rdet key's rule, as for every other config
     tb = rdet.detection.timm_backbones
     if s.LAYER_DECAY != 1.0 and (cfg.MODEL.BACKBONE.NAME not in (tb.SFP_BACKBONE, tb.FPN_BACKBONE)
                                  or tb.timm_kind(cfg.MODEL.TIMM.ARCH) not in ("vit", "convnext")):
         raise ConfigError(f"SOLVER.LAYER_DECAY {s.LAYER_DECAY}: layer-wise decay is for ViT and ConvNeXt "
                           "backbones (their detection recipes); set 1.0")
-    if s.OPTIMIZER == "SGD" and tuple(s.BETAS) != (0.9, 0.999):
-        raise ConfigError("SOLVER.BETAS is for SOLVER.OPTIMIZER AdamW; SGD uses SOLVER.MOMENTUM")
-    if len(s.BETAS) != 2 or not all(0.0 <= b < 1.0 for b in s.BETAS):
+    if s.OPTIMIZER == "sgd" and tuple(s.BETAS) != (0.9, 0.999):
+        raise ConfigError("SOLVER.BETAS is for SOLVER.OPTIMIZER adamw; sgd uses SOLVER.MOMENTUM")
+    if len(s.BETAS) != 2:
         raise ConfigError(f"SOLVER.BETAS {tuple(s.BETAS)}: two numbers in [0, 1)")
 
 
 class Trainer(DefaultTrainer):
     @classmethod
     def build_optimizer(cls, cfg, model):
-        if cfg.SOLVER.OPTIMIZER == "SGD":
+        if cfg.SOLVER.OPTIMIZER == "sgd":
             return super().build_optimizer(cfg, model)
         return build_adamw(cfg, model)
 

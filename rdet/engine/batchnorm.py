@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import torch
 
+from rdet.config.schema import check_value, rule_of
 from rdet.core.errors import ConfigError
 
-BN_POLICIES = ("train", "fixed_stats", "sync")
+BN_POLICIES = rule_of("MODEL.BN").choices  # the one list: the key's rule
 
 
 def prepare_bn(model: torch.nn.Module, policy: str, rt) -> torch.nn.Module:
-    if policy not in BN_POLICIES:
-        raise ConfigError(f"MODEL.BN must be one of {', '.join(BN_POLICIES)}, not {policy!r}")
+    check_value("MODEL.BN", policy)
     if policy == "sync" and rt.distributed:
         if rt.device.type == "cpu":
             raise ConfigError("MODEL.BN sync needs GPUs (PyTorch's SyncBatchNorm); use train or fixed_stats on CPU")

@@ -26,12 +26,11 @@ from typing import Any, Dict, Iterable, List, Optional
 
 import torch
 
+from rdet.config.schema import check_value
 from rdet.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("step", "cosine")
 
 
 def _inner(model):
@@ -88,8 +87,7 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg, lr: Optional[floa
                     model=None) -> torch.optim.Optimizer:
     """The optimizer of ``cfg.SOLVER`` over ``params`` (``lr``: the base lr, default SOLVER.BASE_LR)."""
     s = cfg.SOLVER
-    if s.OPTIMIZER not in OPTIMIZERS:
-        raise ConfigError(f"SOLVER.OPTIMIZER must be one of {', '.join(OPTIMIZERS)}, not {s.OPTIMIZER!r}")
+    check_value("SOLVER.OPTIMIZER", s.OPTIMIZER)  # the key's rule, in case cfg skipped check_cfg
     base = float(s.BASE_LR if lr is None else lr)
     groups = param_groups(params, cfg, model)
     for g in groups:
@@ -118,8 +116,7 @@ def build_scheduler(optimizer, cfg) -> torch.optim.lr_scheduler.LRScheduler:
     StepLR (as rdet always built it); anything else a LambdaLR of :func:`lr_factor`, whose state
     (the epoch count) resumes exactly."""
     s = cfg.SOLVER
-    if s.LR_SCHEDULE not in SCHEDULES:
-        raise ConfigError(f"SOLVER.LR_SCHEDULE must be one of {', '.join(SCHEDULES)}, not {s.LR_SCHEDULE!r}")
+    check_value("SOLVER.LR_SCHEDULE", s.LR_SCHEDULE)
     if s.LR_SCHEDULE == "step" and int(s.WARMUP_EPOCHS) == 0:
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=s.LR_STEP_EPOCHS, gamma=s.GAMMA)
     solver = cfg.SOLVER.clone()  # the factor reads a frozen copy: later edits of cfg cannot change a run

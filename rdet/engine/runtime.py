@@ -16,6 +16,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
+from rdet.config.schema import check_value
 from rdet.core.errors import ConfigError
 
 _AMP = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -117,8 +118,7 @@ def setup_runtime(cfg) -> Runtime:
         want = "cuda" if torch.cuda.is_available() else "cpu"
     if want.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("RUNTIME.DEVICE is cuda but no CUDA device is available (use cpu or auto)")
-    if cfg.RUNTIME.AMP not in _AMP:
-        raise ConfigError(f"RUNTIME.AMP must be one of {', '.join(_AMP)}, not {cfg.RUNTIME.AMP!r}")
+    check_value("RUNTIME.AMP", cfg.RUNTIME.AMP)
     device = torch.device(want)
     distributed = launched_by_torchrun()
     rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if distributed else (0, 1)

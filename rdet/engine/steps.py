@@ -20,11 +20,9 @@ from typing import Callable, Iterator, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from rdet.attacks import NORMS, fgsm_rs, free_update, pgd
-from rdet.core.errors import ConfigError
+from rdet.attacks import fgsm_rs, free_update, pgd
+from rdet.config.schema import check_value
 
-METHODS = ("pgd", "fgsm_rs", "free")
-ATTACK_MODES = ("eval", "train")
 
 
 @contextlib.contextmanager
@@ -98,14 +96,8 @@ class FreeStep:
 
 def check_adv_cfg(adv) -> None:
     """One-line errors for ADV.* choices, before any work (every key's rule: ``rdet.config.schema``)."""
-    if adv.NORM not in NORMS:
-        raise ConfigError(f"ADV.NORM must be one of {', '.join(NORMS)}, not {adv.NORM!r}")
-    if adv.METHOD not in METHODS:
-        raise ConfigError(f"ADV.METHOD must be one of {', '.join(METHODS)}, not {adv.METHOD!r}")
-    if adv.ATTACK_MODE not in ATTACK_MODES:
-        raise ConfigError(f"ADV.ATTACK_MODE must be eval or train, not {adv.ATTACK_MODE!r}")
-    if adv.GUARD not in ("auto", "on", "off"):
-        raise ConfigError(f"ADV.GUARD must be auto, on or off, not {adv.GUARD!r}")
+    for key in ("NORM", "METHOD", "ATTACK_MODE", "GUARD"):
+        check_value(f"ADV.{key}", adv[key])  # each key's one rule
 
 
 def build_train_step(adv, autocast: Callable):

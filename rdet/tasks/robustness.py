@@ -67,7 +67,7 @@ from rdet.data.transforms import preprocessing_from_cfg, transforms_from_cfg
 from rdet.engine import build_loader, setup_runtime
 from rdet.engine.robust_eval import Attack, collect, prepare_state, run_batches, write_per_image
 from rdet.transfer import extract_views, train_head_on_features
-from rdet.config.schema import check_cfg, run_signature
+from rdet.config.schema import check_cfg, rule_of, run_signature
 from rdet.tasks.checks import check_output_dir, check_weights_arg
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,6 @@ logger = logging.getLogger(__name__)
 RESULT_NAME = "result.json"
 PER_IMAGE_NAME = "per_image.csv"
 STATE_NAME = "per_image.partial"  # per-batch results of an unfinished run (removed when it finishes)
-ATTACK_TYPES = ("pgd", "autoattack")
 
 CATALOG_CLASSES = 1000  # every released model is an ImageNet classifier
 _FROM_TRAINING_CONFIG = ("DATA", "RUNTIME")
@@ -101,7 +100,8 @@ def check_inputs(cfg) -> str:
     check_cfg(cfg)  # every key's range or choices (rdet.config.schema)
     types = list(cfg.ATTACK.TYPES)
     if not types or len(set(types)) != len(types):
-        raise ConfigError(f"ATTACK.TYPES must name each of {', '.join(ATTACK_TYPES)} at most once, not {types}")
+        raise ConfigError(f"ATTACK.TYPES must name each of {', '.join(rule_of('ATTACK.TYPES').choices)} at most "
+                          f"once, not {types}")
     _check_subset(cfg)
     kind = check_weights_arg(cfg.MODEL.WEIGHTS)
     check_output_dir(cfg.OUTPUT_DIR)
