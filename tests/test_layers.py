@@ -84,26 +84,10 @@ def test_no_module_imports_a_higher_layer():
 
 def test_no_import_cycle():
     """Between packages (a package's __init__ re-exporting its own modules is not a cycle)."""
-    graph = _graph()
     pkgs = {}
-    for m, deps in graph.items():
+    for m, deps in _graph().items():
         pkgs.setdefault(_package(m), set()).update(_package(d) for d in deps if _package(d) != _package(m))
-    state, stack, cycles = {}, [], []
-
-    def visit(p):
-        state[p] = "open"
-        stack.append(p)
-        for q in sorted(pkgs.get(p, ())):
-            if state.get(q) == "open":
-                cycles.append(" -> ".join(stack[stack.index(q):] + [q]))
-            elif q not in state:
-                visit(q)
-        stack.pop()
-        state[p] = "done"
-
-    for p in sorted(pkgs):
-        if p not in state:
-            visit(p)
+    cycles = _cycles(pkgs)
     assert not cycles, "import cycles: " + "; ".join(cycles)
 
 
