@@ -47,18 +47,16 @@ def _convert_resnet(tmp: Path, arch: str) -> Path:
     return convert_to_detectron2(tmp / f"{arch}.pth", tmp / f"{arch}.pkl", verify=False).weights
 
 
-def _convert_timm(tmp: Path, arch: str, capsys) -> Path:
-    """A random timm ``arch`` converted by rdet's converter CLI (its own check included)."""
+def _convert_timm(tmp: Path, arch: str) -> Path:
+    """A random timm ``arch`` through rdet's converter (its feature check is tests/test_detection_timm's)."""
     from rdet.backbones import get_spec
-    from rdet.cli.convert import main
+    from rdet.convert import convert_to_detectron2
 
     torch.manual_seed(0)
     sd = {k: (1.0 + 0.1 * torch.randn_like(v) if "norm" in k and k.endswith("weight") else 0.05 * torch.randn_like(v))
           if v.is_floating_point() else v for k, v in get_spec(arch).builder(1000).state_dict().items()}
     torch.save(sd, tmp / f"{arch}.pth")
-    assert main([str(tmp / f"{arch}.pth"), str(tmp / f"{arch}.pkl"), "--arch", arch]) == 0, capsys.readouterr().err
-    capsys.readouterr()
-    return tmp / f"{arch}.pkl"
+    return convert_to_detectron2(tmp / f"{arch}.pth", tmp / f"{arch}.pkl", arch=arch, verify=False).weights
 
 
 @pytest.fixture(scope="module")
@@ -156,14 +154,14 @@ def test_r50_on_an_ade20k_folder(config, head, tmp_path, resnets, d2, capsys):
 @pytest.mark.parametrize("config,arch", [("ade20k_upernet_convnext_t_160k.yaml", "convnext_atto"),
                                          ("ade20k_upernet_swin_t_160k.yaml", "swin_tiny"),
                                          ("ade20k_sem_vit_b_sfp_80k.yaml", "vit_tiny")])
-def test_timm_backbones_on_an_ade20k_folder(config, arch, tmp_path, d2, capsys):
+def test_timm_backbones_on_an_ade20k_folder(config, arch, tmp_path, d2):
     """UperNet ConvNeXt / Swin and Semantic FPN on a ViT from converted timm weights: the
     converter's .yaml names the FPN builder, which UperNet keeps as MODEL.BOTTOM_UP.FROM."""
     import yaml
 
     from rdet.detection import run
 
-    pkl = _convert_timm(tmp_path, arch, capsys)
+    pkl = Path(_convert_timm(tmp_path, arch))
     extra = ["MODEL.TIMM.WINDOW_SIZE", "2", "MODEL.TIMM.GLOBAL_BLOCKS", "[]"] if "vit" in arch else []
     rec = run(str(CONFIGS / config), SMALL + extra + ["MODEL.WEIGHTS", str(pkl), "OUTPUT_DIR", str(tmp_path / "o")],
               backbone_config=str(pkl.with_suffix(".yaml")))
