@@ -1,11 +1,13 @@
 """Semantic segmentation: rdet's training iteration against detectron2's own, and evaluation speed.
 
-Both models are detectron2's ``SemanticSegmentor`` built from the same config (Semantic FPN R18 on
+Every model is detectron2's ``SemanticSegmentor`` built from the same config (Semantic FPN R18 on
 rdet's offline set by default, random weights). rdet's side is what ``tools/train_det.py`` runs:
 ``SemanticTrainer`` (rdet's semantic mapper, optimizer and poly schedule); detectron2's side is its
-plain ``SimpleTrainer`` with its default ``DatasetMapper`` train loader and optimizer, no rdet
-trainer. Each side times ``run_step`` (loading + forward + backward + update) after a warm-up, the
-two interleaved in one process, and the ratio says rdet's overhead. Evaluation: images/s of
+plain ``SimpleTrainer`` (its ``build_model`` and ``build_optimizer``, no rdet trainer) on the same
+inputs (rdet's mapper): the ratio is rdet's overhead. A third line feeds detectron2's side from its
+default ``DatasetMapper``, for reference: that mapper crops before it resizes, so its images differ
+in size. Each times ``run_step`` (loading + forward + backward + update) after a warm-up,
+interleaved in one process. Evaluation: images/s of
 ``SemSegEvaluator`` over the test set through rdet's test loader (inference + confusion matrix).
 
     python benchmarks/bench_segmentation.py [--iters 10] [--warmup 3] [--reps 2]
@@ -32,23 +34,27 @@ def _steps(trainer, n: int) -> float:
     return (time.perf_counter() - t) / n
 
 
-def build_pair(cfg):
-    """(rdet's SemanticTrainer, detectron2's plain SimpleTrainer), from one config and seed."""
+def build_trainers(cfg):
+    """rdet's SemanticTrainer, and detectron2's plain SimpleTrainer (its build_model and
+    build_optimizer) fed by rdet's semantic mapper (the same inputs) and by detectron2's default
+    DatasetMapper; one config, one seed."""
     import torch
     from detectron2.data import build_detection_train_loader
     from detectron2.engine import SimpleTrainer
     from detectron2.modeling import build_model
     from detectron2.solver import build_optimizer
 
-    from rdet.detection.semantic import SemanticTrainer
+    from rdet.detection.semantic import SemanticTrainer, build_semantic_train_loader
+
+    def plain(loader):
+        torch.manual_seed(0)
+        model = build_model(cfg)
+        model.train()
+        return SimpleTrainer(model, loader, build_optimizer(cfg, model))
 
     torch.manual_seed(0)
     ours = SemanticTrainer(cfg)
-    torch.manual_seed(0)
-    model = build_model(cfg)
-    model.train()
-    theirs = SimpleTrainer(model, build_detection_train_loader(cfg), build_optimizer(cfg, model))
-    return ours, theirs
+    return ours, plain(build_semantic_train_loader(cfg)), plain(build_detection_train_loader(cfg))
 
 
 def eval_images_per_second(cfg, model) -> float:
@@ -74,6 +80,8 @@ def main():
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     args = p.parse_args()
 
+    import torch
+
     from rdet.detection.train import setup
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,21 +89,24 @@ def main():
                                      *args.opts])
         from detectron2.utils.events import EventStorage
 
-        ours, theirs = build_pair(cfg)
-        t_ours, t_theirs = [], []
+        trainers = build_trainers(cfg)
+        times = [[] for _ in trainers]
         with EventStorage(0):  # where run_step logs its losses, as in train()
-            _steps(ours, args.warmup)  # DefaultTrainer.run_step: its SimpleTrainer's step
-            _steps(theirs, args.warmup)
-            for _ in range(args.reps):
-                t_ours.append(_steps(ours, args.iters))
-                t_theirs.append(_steps(theirs, args.iters))
-        ours.model.eval()
-        ips = eval_images_per_second(cfg, ours.model)
-    a, b = min(t_ours), min(t_theirs)
+            for t in trainers:
+                _steps(t, args.warmup)  # DefaultTrainer.run_step: its SimpleTrainer's step
+            for rep in range(args.reps):  # the order rotates, so no side always runs after the same one
+                for i in [(rep + k) % len(trainers) for k in range(len(trainers))]:
+                    times[i].append(_steps(trainers[i], args.iters))
+        trainers[0].model.eval()
+        ips = eval_images_per_second(cfg, trainers[0].model)
+    ours, theirs, d2_mapper = (min(ts) for ts in times)
+    print("ms/iter per rep:", [[round(t * 1000) for t in ts] for ts in times])
     print(f"config {Path(args.config).name}, batch {cfg.SOLVER.IMS_PER_BATCH}, crop {list(cfg.INPUT.CROP.SIZE)}, "
-          f"{args.iters} iterations x {args.reps} reps (best)")
-    print(f"detectron2 SimpleTrainer + DatasetMapper: {b * 1000:.1f} ms/iter")
-    print(f"rdet SemanticTrainer (train_det):         {a * 1000:.1f} ms/iter  ({a / b:.2f}x detectron2)")
+          f"{args.iters} iterations x {args.reps} reps (best), {torch.get_num_threads()} threads")
+    print(f"detectron2 SimpleTrainer, rdet's mapper:  {theirs * 1000:.1f} ms/iter")
+    print(f"rdet SemanticTrainer (train_det):         {ours * 1000:.1f} ms/iter  ({ours / theirs:.2f}x detectron2)")
+    print(f"detectron2 SimpleTrainer + DatasetMapper: {d2_mapper * 1000:.1f} ms/iter  (its own recipe: crops before "
+          "resizing, so other image sizes; not the same inputs)")
     print(f"evaluation (SemSegEvaluator, {cfg.DATASETS.TEST[0]}): {ips:.1f} images/s")
 
 
