@@ -203,7 +203,7 @@ def test_robustbench_subset_missing_image_is_one_line_nothing_written(tmp_path):
     _imagenet_folder(tmp_path / "in", names[:2], {n.split("/")[0] for n in names})
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "rdet", "evaluate", "--weights", "resnet18_linf_eps4", "--dataset",
-                           "imagenet", "--data", str(tmp_path / "in"), "--subset", "robustbench", "--attack",
+                           "imagenet", "--data-root", str(tmp_path / "in"), "--subset", "robustbench", "--attack",
                            "autoattack", "--norm", "linf", "--eps", "0.0156863", "--output-dir", str(out)],
                           capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=os.getcwd()))
     assert proc.returncode == 2, proc.stderr[-2000:]

@@ -99,6 +99,10 @@ def test_a_typo_in_a_late_cell_fails_at_load_before_the_first_cell_runs(tmp_path
                                         "opts: [SOLVER.MAX_ITR, 10]}]\n")
     with pytest.raises(ConfigError, match=r"cell detect/det/r18: .*SOLVER.MAX_ITR"):
         load_study(path)
+    path = _study(tmp_path, BACKBONES + "segmentation: [{name: sem, config: configs/demo_sem_r18_fpn.yaml, "
+                                        "opts: [SOLVER.OPTIMIZER, AdamW]}]\n")
+    with pytest.raises(ConfigError, match=r"cell segment/sem/r18/s0: .*SOLVER.OPTIMIZER must be one of sgd, adamw"):
+        load_study(path)
 
 
 def test_bf16_on_a_cpu_that_emulates_it_is_refused_unless_insisted(monkeypatch, caplog):

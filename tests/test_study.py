@@ -249,7 +249,7 @@ def test_a_converters_config_is_merged_over_the_task_config_and_its_overrides(tm
 def test_grid_expansion_and_dependencies(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text("""
-pretrain: {config: c.yaml, runs: [{name: e0, eps: 0}, {name: e1, eps: 1}]}
+pretrain: {config: configs/pretrain_demo.yaml, runs: [{name: e0, eps: 0}, {name: e1, eps: 1}]}
 backbones: [{name: rel, weights: resnet50_l2_eps3}]
 classification: {datasets: [digits, {name: f, dataset: fashion_mnist}], modes: [fixed, full], lrs: [0.01, 0.001],
                  seeds: [0, 1, 2]}
@@ -363,7 +363,7 @@ def test_architecture_is_a_study_axis_of_any_registry_family(tmp_path):
     pass MODEL.ARCH and the transfer cells follow each backbone; an unknown arch is one line."""
     path = tmp_path / "s.yaml"
     path.write_text("""
-pretrain: {config: c.yaml, archs: [resnet18, convnext_atto, vit_tiny], runs: [{name: e0, eps: 0},
+pretrain: {config: configs/pretrain_demo.yaml, archs: [resnet18, convnext_atto, vit_tiny], runs: [{name: e0, eps: 0},
            {name: e1, eps: 1, arch: swin_tiny}]}
 backbones: [{name: rel, weights: w.pth, arch: convnext_tiny}]
 classification: {datasets: [digits]}

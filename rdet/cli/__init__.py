@@ -82,7 +82,19 @@ def run_cli(main: Callable[[Optional[Sequence[str]]], object], argv: Optional[Se
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        _close_process_group()
     return result if isinstance(result, int) else 0
+
+
+def _close_process_group() -> None:
+    """Shut down a torchrun job's process group before the interpreter exits: left to the exit,
+    gloo's threads are destroyed while still joinable and a rank can abort ("terminate called
+    without an active exception", exit -6) after its work is done. Read from ``sys.modules`` so a
+    command that never imported torch does not import it here."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _one_line(e: BaseException) -> str:

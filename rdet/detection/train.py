@@ -70,6 +70,9 @@ def build_cfg(config_file: str, opts: Sequence[str] = (), backbone_config: Optio
             keep_stage_backbone(cfg, stages)  # UperNet: the converter's FPN builder gives the stages
     except (KeyError, ValueError, AssertionError, TypeError, yaml.YAMLError, OSError) as e:
         raise ConfigError(f"{config_file}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    from rdet.config.schema import check_detection_cfg
+
+    check_detection_cfg(cfg)  # rdet's own keys' rules, as for every config rdet builds
     return cfg
 
 

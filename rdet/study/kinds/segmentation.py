@@ -44,6 +44,14 @@ class Segment(TaskKind):
                                        "backbone": b.name, "seed": seed, "task": label}, (conv,)))
         return cells
 
+    def config(self, cell, study):
+        """detectron2's config of the dataset with the cell's overrides, built when the study loads
+        (the converted backbone's own settings are merged when the cell runs)."""
+        from rdet.detection.train import build_cfg
+
+        p = cell.params
+        return build_cfg(resolve_config(study, p["config"]), list(p["opts"]) + ["SEED", str(p["seed"])])
+
     def run(self, cell, study):
         from rdet.detection import run as detection_run
 
