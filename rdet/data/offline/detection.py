@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Dict, Optional
 
 import numpy as np
 
-from rdet.data.offline.fashion_mnist import FASHION_MNIST_CLASSES, fashion_mnist
+from rdet.data.offline.composed import pieces, written_whole
+from rdet.data.offline.fashion_mnist import FASHION_MNIST_CLASSES
 from rdet.data.paths import data_root
-from rdet.data.offline.photos import photos
 
 # Visually distinct Fashion-MNIST classes used as object categories.
 DETECTION_CLASSES = (1, 5, 7, 8, 9)  # Trouser, Sandal, Sneaker, Bag, Ankle boot
@@ -97,20 +95,11 @@ def compose_detection_dataset(root: Optional[str | os.PathLike] = None, n_train:
     out = root / f"rdet_fashion_det_{size}_{n_train}_{n_val}_s{seed}"
     if (out / "annotations" / "instances_val.json").is_file():
         return out
-    ds = fashion_mnist(train=False, root=root)
-    keep = np.isin(ds.targets.numpy(), DETECTION_CLASSES)
-    items, labels = ds.data.numpy()[keep], ds.targets.numpy()[keep]
-    backgrounds = list(photos().values())
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=root))
-    try:
+    items, labels, backgrounds, rng = pieces(root, DETECTION_CLASSES, seed)
+    with written_whole(out) as tmp:
         (tmp / "annotations").mkdir()
         _write_split(tmp, "train", n_train, rng, backgrounds, items, labels, size)
         _write_split(tmp, "val", n_val, rng, backgrounds, items, labels, size)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -17,15 +17,13 @@ that is renamed when complete.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
 
-from rdet.data.offline.fashion_mnist import FASHION_MNIST_CLASSES, fashion_mnist
-from rdet.data.offline.photos import photos
+from rdet.data.offline.composed import pieces, written_whole
+from rdet.data.offline.fashion_mnist import FASHION_MNIST_CLASSES
 from rdet.data.paths import data_root
 
 ITEM_CLASSES = (1, 5, 7, 8, 9)  # Trouser, Sandal, Sneaker, Bag, Ankle boot: visually distinct at 24 px
@@ -74,14 +72,8 @@ def compose_segmentation_dataset(root: Optional[str | os.PathLike] = None, n_tra
     out = root / f"rdet_fashion_sem_{size}_{n_train}_{n_val}_s{seed}"
     if (out / "ADEChallengeData2016" / CLASSES_FILE).is_file():
         return out
-    ds = fashion_mnist(train=False, root=root)
-    keep = np.isin(ds.targets.numpy(), ITEM_CLASSES)
-    items, labels = ds.data.numpy()[keep], ds.targets.numpy()[keep]
-    backgrounds = list(photos().values())
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=root))
-    try:
+    items, labels, backgrounds, rng = pieces(root, ITEM_CLASSES, seed)
+    with written_whole(out) as tmp:
         ade = tmp / "ADEChallengeData2016"
         for split, n in (("train", n_train), ("val", n_val)):
             d = _SPLITS[split]
@@ -93,7 +85,4 @@ def compose_segmentation_dataset(root: Optional[str | os.PathLike] = None, n_tra
                 Image.fromarray(img).save(ade / "images" / d / f"{stem}.jpg", quality=92)
                 Image.fromarray(lab).save(ade / "annotations" / d / f"{stem}.png")
         (ade / CLASSES_FILE).write_text("\n".join(CLASS_NAMES) + "\n")
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -24,6 +24,16 @@ from rdet.study.kinds.commands import need
 logger = logging.getLogger(__name__)
 
 
+def convert_cell(b, ex, cells: List[Cell]) -> str:
+    """The name of backbone ``b``'s conversion cell, added to ``cells`` unless the study has it
+    already: detection and segmentation sections share one conversion per backbone."""
+    conv = f"convert/{b.name}"
+    if not ex.has_cell(conv) and not any(c.name == conv for c in cells):
+        cells.append(Cell("convert", conv, "convert", {"weights": b.weights, "producer": b.producer},
+                          (b.producer,) if b.producer else ()))
+    return conv
+
+
 class Convert(TaskKind):
     """A backbone converted to Detectron2 (cells made by the detection section)."""
     name = "convert"
@@ -55,10 +65,7 @@ class Detect(TaskKind):
             label = need(task, "name", "a detection task")
             need(task, "config", f"detection task {label}")
             for b in ex.need_backbones("detection"):
-                conv = f"convert/{b.name}"
-                if not ex.has_cell(conv) and not any(c.name == conv for c in cells):
-                    cells.append(Cell("convert", conv, "convert", {"weights": b.weights, "producer": b.producer},
-                                      (b.producer,) if b.producer else ()))
+                conv = convert_cell(b, ex, cells)
                 cells.append(Cell(self.name, f"detect/{label}/{b.name}", "transfer",
                                   {"config": task["config"], "opts": list(task.get("opts", [])), "convert": conv,
                                    "backbone": b.name}, (conv,)))

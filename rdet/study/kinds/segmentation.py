@@ -19,6 +19,7 @@ from rdet.core.errors import ConfigError
 from rdet.core.records import RECORD_NAME, read_record
 from rdet.study.base import Cell, TaskKind, register_kind, resolve_config
 from rdet.study.kinds.commands import need
+from rdet.study.kinds.detection import convert_cell
 
 
 class Segment(TaskKind):
@@ -34,10 +35,7 @@ class Segment(TaskKind):
             if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
                 raise ConfigError(f"{ex.path}: segmentation task {label}: seeds must be a list of integers")
             for b in ex.need_backbones("segmentation"):
-                conv = f"convert/{b.name}"
-                if not ex.has_cell(conv) and not any(c.name == conv for c in cells):
-                    cells.append(Cell("convert", conv, "convert", {"weights": b.weights, "producer": b.producer},
-                                      (b.producer,) if b.producer else ()))
+                conv = convert_cell(b, ex, cells)
                 for seed in seeds:
                     cells.append(Cell(self.name, f"segment/{label}/{b.name}/s{seed}", "transfer",
                                       {"config": task["config"], "opts": list(task.get("opts", [])), "convert": conv,
