@@ -507,3 +507,15 @@ def test_another_optimizer_recipe_is_another_experiment():
     assert len(rows) == 2 and sorted(r["standard"].mean for r in rows) == [81, 84]
     other = next(r for r in rows if "recipe adamw_cosine" in r["experiment"])
     assert other["paper_label"] == "recipe adamw_cosine" and other["delta_standard"] is None
+
+
+def test_classification_with_overridden_test_preprocessing_is_its_own_labelled_row():
+    """A run whose DATA.TEST_* replaced the weights' own preprocessing (the record's
+    ``preprocessing.overrides``) is another experiment: its own row, named, no paper Δ."""
+    over = {"resize": 256, "crop": 224, "interpolation": "bicubic", "overrides": ["DATA.TEST_INTERPOLATION bicubic"]}
+    rows = classification_rows(RECORDS[:8] + [_cls("cifar10", "fixed", 0, 0.01, 0, 99, preprocessing=over)])
+    (other,) = [r for r in rows if "test preprocessing overridden" in r["experiment"]]
+    assert "DATA.TEST_INTERPOLATION bicubic" in other["experiment"] and other["standard"].mean == 99
+    assert other["paper_label"] and other["delta_standard"] is None
+    (faithful,) = [r for r in rows if r is not other]
+    assert faithful["standard"].mean == 81 and faithful["paper_label"] == ""  # never pooled with it

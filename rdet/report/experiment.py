@@ -8,7 +8,8 @@ pool the record with labelled ones). What is read, per task:
   file or catalog name);
 * classification transfer: mode, protocol of the head (``per-epoch`` or ``feature-cache (K
   views)``), epochs, evaluation split (``test`` or ``validation``), input scale (train size,
-  downscale), ``MODEL.BN`` for full-network runs, the optimizer recipe (``recipe.name``);
+  downscale), ``MODEL.BN`` for full-network runs, the optimizer recipe (``recipe.name``), and the
+  ``DATA.TEST_*`` settings that overrode the weights' own test preprocessing;
 * pretraining: epochs, train size, the optimizer recipe and the training method;
 * detection: the schedule and the meta-architecture.
 
@@ -34,7 +35,8 @@ _FAMILIES = (("wide_resnet", "resnet"), ("resnext", "resnet"), ("resnet", "resne
 # The paper's protocol (appendix A.2, A.1, C): what a row must be to sit beside its numbers
 # without a label.
 PAPER_TRANSFER = {"protocol": "per-epoch", "epochs": 150, "split": "test", "train size": 224, "BN": "train",
-                  "reported": "final epoch", "recipe": "paper_sgd"}
+                  "reported": "final epoch", "recipe": "paper_sgd",
+                  "preprocessing": None}  # the weights' own test preprocessing: a record with overrides differs
 PAPER_PRETRAIN = {"epochs": 90, "train size": 224, "recipe": "paper_sgd"}
 PAPER_METHODS = ("standard", "pgd")  # the release: PGD-3 adversarial training, or standard at eps 0
 PAPER_DETECTION = {"arch": "resnet50", "schedule": {"voc": "voc-18k", "coco": "3x"}}
@@ -119,6 +121,9 @@ def transfer_experiment(rec: Dict) -> Tuple[Tuple[str, object], ...]:
     fields.append(("recipe", _recipe(rec)))
     if rec.get("reported") not in (None, "final epoch"):  # rdet reports the final epoch; another choice is apart
         fields.append(("reported", rec["reported"]))
+    overrides = (rec.get("preprocessing") or {}).get("overrides")
+    if overrides:  # test images not preprocessed as the weights were evaluated: another experiment, named
+        fields.append(("preprocessing", ", ".join(overrides)))
     return tuple(fields)
 
 
@@ -135,7 +140,7 @@ def experiment_text(fields) -> str:
     """``per-epoch, 150 epochs, test split, 224 px, BN train``: a row's experiment in words."""
     words = {"stopped": "stopped after {} epochs", "epochs": "{} epochs", "split": "{} split", "train size": "{} px",
              "BN": "BN {}", "method": "{}", "recipe": "recipe {}",
-             "reported": "reports the {}"}
+             "reported": "reports the {}", "preprocessing": "test preprocessing overridden ({})"}
 
     def one(k, v):
         if v == UNKNOWN:
