@@ -66,7 +66,7 @@ def _section(records, ctx):
 def lsq_kind():
     add_rules({"LSQ.STEPS": at_least(True, 1), "LSQ.LR": at_least(True, 0)})
     register_kind(LeastSquares())
-    register_section("lsq", 70)(_section)
+    register_section("lsq", 70, tasks=("lsq",))(_section)
     yield
     unregister_kind("lsq")
     unregister_section("lsq")
@@ -89,6 +89,14 @@ def test_outside_kind_runs_in_a_study_and_reaches_the_report(tmp_path, lsq_kind)
     sec = md.split("## Least squares\n")[1]
     losses = [float(line.rsplit(" ", 1)[1]) for line in sec.strip().splitlines()[:2]]
     assert sec.startswith("- 2 steps: loss") and losses[1] < 0.01 * losses[0]
+    assert "no registered section shows" not in md
+
+
+def test_records_of_a_kind_whose_section_is_not_loaded_are_named(tmp_path, lsq_kind):
+    run_study(_study(tmp_path), console=False)
+    unregister_section("lsq")  # as if the kind's module had not been imported
+    md = build_report(tmp_path / "out")["markdown"]
+    assert "Records no registered section shows (import the module of their task kind): 2 of task 'lsq'" in md
 
 
 def test_outside_kind_keys_are_checked_when_the_study_loads(tmp_path, lsq_kind):

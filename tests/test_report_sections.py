@@ -4,6 +4,7 @@ what its command writes (a selection run here; segmentation records as its train
 import torch
 
 from rdet.core.records import write_record
+import rdet.study  # noqa: F401 - registers the task kinds and their report sections
 from rdet.report import build_report
 from rdet.report.sections import ordered_sections
 

@@ -21,6 +21,8 @@ def _main(argv: Optional[Sequence[str]] = None) -> int:
     args = p.parse_args(argv)
     if not Path(args.runs_dir).is_dir():
         raise ConfigError(f"{args.runs_dir}: no such directory")
+    import rdet.study  # noqa: F401 (registers the task kinds and, with them, their report sections)
+
     rep = build_report(args.runs_dir, args.out)
     for _, message in rep["skipped"]:
         print(f"warning: skipped {message}", file=sys.stderr)

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Tuple
 from rdet.core.atomic import atomic_path
 from rdet.core.errors import RecordError
 from rdet.core.records import iter_records
-from rdet.report.sections import ReportContext, ordered_sections, register_section
+from rdet.report.sections import ReportContext, ordered_sections, register_section, unshown_tasks
 
 _HOW = ("Rows never pool different experiments: each names its architecture family, protocol (per-epoch or "
         "feature-cache with its K views), epochs, evaluation split, input size, MODEL.BN (full-network), the "
@@ -45,7 +45,8 @@ def read_records(runs_dir: Path, out: Path) -> Tuple[List[Dict], List[Tuple[str,
 def build_report(runs_dir: str | Path, out_dir: Optional[str | Path] = None) -> Dict[str, object]:
     """Read every ``result.json`` under ``runs_dir``; write ``report.md``, CSV tables and PNG plots
     into ``out_dir`` (default ``runs_dir/report``), one part per registered section
-    (:mod:`rdet.report.sections`), in their order. Returns the Markdown, the written paths and the
+    (:mod:`rdet.report.sections`; the task kinds register theirs: import ``rdet.study``), in their
+    order; records that no section shows are named. Returns the Markdown, the written paths and the
     skipped (unreadable) records."""
     runs_dir = Path(runs_dir)
     out = Path(out_dir) if out_dir else runs_dir / "report"
@@ -58,6 +59,10 @@ def build_report(runs_dir: str | Path, out_dir: Optional[str | Path] = None) -> 
         md.append(f"\nSkipped {len(bad)} unreadable record(s):\n" + "".join(f"- {m}\n" for _, m in bad))
     if notes:
         md.append("\nData:\n" + "".join(f"- {n}\n" for n in notes))
+    unshown = unshown_tasks(records)
+    if unshown:  # a kind whose module (and so its section) is not loaded: say so, never drop in silence
+        md.append("\nRecords no registered section shows (import the module of their task kind): "
+                  + ", ".join(f"{n} of task {t!r}" for t, n in sorted(unshown.items(), key=str)) + "\n")
     ctx, plots = ReportContext(runs_dir, out), []
     for section in ordered_sections():
         part = section.build(records, ctx)

@@ -13,6 +13,7 @@ import time
 from rdet.core.errors import ConfigError
 from rdet.core.records import write_record
 from rdet.study.base import Cell, TaskKind, register_kind
+from rdet.report.sections import SectionOutput, register_section
 
 
 def need(d, key: str, where: str, path=None):
@@ -48,3 +49,12 @@ class Commands(TaskKind):
 
 
 register_kind(Commands())
+
+
+# A command cell's record says only that it ran: its own section lists them (the report names every record).
+@register_section("commands", 95, tasks=("command",))
+def _commands(records, ctx):
+    done = sorted(r["name"] for r in records if r.get("task") == "command" and r.get("name"))
+    if not done:
+        return None
+    return SectionOutput("\n## Commands run\n" + "".join(f"- {n}\n" for n in done))

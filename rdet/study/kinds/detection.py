@@ -19,6 +19,7 @@ from typing import List
 
 from rdet.core.records import RECORD_NAME, iter_records, read_record, write_record
 from rdet.study.base import Cell, TaskKind, backbone_weights, register_kind, resolve_config
+from rdet.report.sections import SectionOutput, register_section
 from rdet.study.kinds.commands import need
 
 logger = logging.getLogger(__name__)
@@ -129,3 +130,19 @@ def three_x_cells(study, exclude=()) -> List[Cell]:
 
 register_kind(Convert())
 register_kind(Detect())
+
+
+# The report's section for this kind's records (rdet.report.sections: the report loops over them).
+@register_section("detection", 50, tasks=("detection", "convert"))
+def _detection(records, ctx):
+    from rdet.report.markdown import detection_markdown, to_csv
+    from rdet.report.plots import plot_detection
+    from rdet.report.tables import NOISE_FLOOR_AP, detection_rows
+
+    rows = detection_rows(records)
+    if not rows:
+        return None
+    return SectionOutput("\n## Detection and instance segmentation (Figure 4 style)\n"
+                         "Paper columns: its Figure 4 (VOC R50-C4; COCO R50-FPN 3x); — for other datasets. A row with "
+                         f"an AP below {NOISE_FLOOR_AP:g} is a wiring check (the pipeline ran), not a comparison.\n\n"
+                         + detection_markdown(rows), {"detection.csv": to_csv(rows)}, plot_detection(rows, ctx.out))

@@ -17,6 +17,7 @@ from __future__ import annotations
 from rdet.config import build_config, get_pretrain_cfg
 from rdet.core.errors import ConfigError
 from rdet.study.base import Backbone, Cell, TaskKind, register_kind, resolve_config
+from rdet.report.sections import SectionOutput, register_section
 from rdet.study.kinds.commands import need
 
 
@@ -79,3 +80,17 @@ class Backbones(TaskKind):
 
 register_kind(Pretrain())
 register_kind(Backbones())
+
+
+# The report's section for this kind's records (rdet.report.sections: the report loops over them).
+@register_section("pretrain", 20, tasks=("pretrain",))
+def _pretrain(records, ctx):
+    from rdet.report.markdown import pretrain_markdown
+    from rdet.report.tables import pretrain_rows
+
+    rows = pretrain_rows(records)
+    if not rows:
+        return None
+    return SectionOutput("\n## Source models (pretraining)\n"
+                         "Paper column: its Tables 3, 3b and 4 (clean ImageNet accuracy), for ImageNet runs.\n\n"
+                         + pretrain_markdown(rows))

@@ -14,6 +14,7 @@ from __future__ import annotations
 from rdet.config import get_evaluate_cfg, merge_config
 from rdet.core.errors import ConfigError
 from rdet.study.base import Cell, TaskKind, backbone_weights, register_kind, resolve_config
+from rdet.report.sections import SectionOutput, register_section
 
 KEYS = {"config", "dataset", "attacks", "opts"}
 
@@ -63,3 +64,18 @@ class Robustness(TaskKind):
 
 
 register_kind(Robustness())
+
+
+# The report's section for this kind's records (rdet.report.sections: the report loops over them).
+@register_section("robustness", 40, tasks=("robustness",))
+def _robustness(records, ctx):
+    from rdet.report.markdown import robustness_markdown, to_csv
+    from rdet.report.robustness import robustness_rows
+
+    rows = robustness_rows(records)
+    if not rows:
+        return None
+    return SectionOutput("\n## Robust accuracy (rdet.evaluate): PGD and AutoAttack, never pooled\n"
+                         "One row per attack and its settings; AutoAttack − PGD against the strongest PGD of the same "
+                         "model, data and eps. RobustBench's numbers beside its models; Δ only for rows measured as "
+                         "RobustBench does.\n\n" + robustness_markdown(rows), {"robustness.csv": to_csv(rows)})

@@ -18,6 +18,7 @@ from pathlib import Path
 from rdet.core.errors import ConfigError
 from rdet.core.records import RECORD_NAME, read_record
 from rdet.study.base import Cell, TaskKind, register_kind, resolve_config
+from rdet.report.sections import SectionOutput, register_section
 from rdet.study.kinds.commands import need
 from rdet.study.kinds.detection import convert_cell
 
@@ -65,3 +66,12 @@ class Segment(TaskKind):
 
 
 register_kind(Segment())
+
+
+# The report's section for this kind's records (rdet.report.sections: the report loops over them).
+@register_section("segmentation", 55, tasks=("segmentation",))
+def _segmentation(records, ctx):
+    from rdet.report.segmentation import segmentation_markdown
+
+    md = segmentation_markdown(records)
+    return SectionOutput("\n" + md) if md else None

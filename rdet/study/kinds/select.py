@@ -16,6 +16,7 @@ from rdet.config import build_config, get_select_cfg
 from rdet.core.errors import ConfigError
 from rdet.core.records import write_record
 from rdet.study.base import Cell, TaskKind, backbone_weights, register_kind, resolve_config
+from rdet.report.sections import SectionOutput, register_section
 
 KEYS = {"config", "dataset", "opts", "cache_dir", "allow_pickle"}
 
@@ -58,3 +59,35 @@ class Select(TaskKind):
 
 
 register_kind(Select())
+
+
+# The report's section for this kind's records (rdet.report.sections: the report loops over them).
+@register_section("selection", 60, tasks=("select",))
+def _selection(records, ctx):
+    """``rdet select``'s ranking (its cells' records, one table per target dataset)."""
+    from collections import defaultdict
+
+    from rdet.select.ranking import markdown, ranked_rows
+
+    groups = defaultdict(list)
+    for r in records:
+        if r.get("task") == "select" and r.get("val_value") is not None:
+            groups[(r.get("dataset"), tuple(r.get("classes") or ()), r.get("data_note"))].append(r)
+    if not groups:
+        return None
+    parts = [markdown(ranked_rows(recs)).replace("# Backbone ranking", "## Backbone ranking (rdet select)", 1)
+             .replace("\n## Transferability", "\n### Transferability") for recs in groups.values()]
+    return SectionOutput("\n" + "\n".join(parts))
+
+
+@register_section("transferability", 65)
+def _transferability(records, ctx):
+    """Each estimator's agreement with the fine-tuned (or validation) ranking, from the
+    ``estimators.json`` / ``against_paper.json`` that ``rdet select`` leaves in its folder."""
+    from rdet.report.transferability import section, selection_records
+
+    folders = sorted({p.parent for name in ("estimators.json", "against_paper.json")
+                      for p in ctx.runs_dir.rglob(name) if not p.is_relative_to(ctx.out)})
+    recs = [r for folder in folders for r in selection_records(folder)]
+    md = section(recs) if recs else ""
+    return SectionOutput("\n" + md) if md else None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from rdet.config import build_config, get_transfer_cfg
 from rdet.study.base import Cell, TaskKind, backbone_weights, register_kind, resolve_config
+from rdet.report.sections import SectionOutput, register_section
 from rdet.study.kinds.commands import need
 
 
@@ -53,3 +54,27 @@ class Classify(TaskKind):
 
 
 register_kind(Classify())
+
+
+# The report's section for this kind's records (rdet.report.sections: the report loops over them).
+@register_section("classification", 30, tasks=("classification",))
+def _classification(records, ctx):
+    from rdet.report.markdown import classification_markdown, dataset_markdown, table1_markdown, to_csv
+    from rdet.report.plots import plot_eps_curves
+    from rdet.report.tables import classification_rows, dataset_rows, eps_curves, paper_curves, table1_rows
+
+    rows = classification_rows(records)
+    if not rows:
+        return None
+    md = ("\n## Table 1: best transfer accuracy over architectures, eps and lr\n"
+          "L2 models at full resolution. Paper columns: its Table 1; — where the paper has no such dataset.\n\n"
+          + table1_markdown(table1_rows(rows))
+          + "\n## Transfer to classification (Table 1 style: best over eps and lr; mean [min, max] over seeds)\n"
+          "Paper columns: its Table 8/9 (L2), 10/11 (32 px), 6 (Linf) or 7 (other architectures) for the same "
+          "dataset, mode, architecture and metric; — where the paper has no such entry.\n\n"
+          + classification_markdown(rows)
+          + "\n### Datasets\nThe paper's Table 5 beside what each run's data really was.\n\n"
+          + dataset_markdown(dataset_rows(records)))
+    curves = eps_curves(records)
+    return SectionOutput(md, {"classification.csv": to_csv(rows)},
+                         plot_eps_curves(curves, paper_curves(curves), ctx.out))
