@@ -27,8 +27,9 @@ SLOW_MODULES = {"test_slurm", "test_packaging", "test_gpu_check", "test_engine",
 
 # The files that take longest, longest first: run first, so that under xdist no long file starts
 # last while the other worker idles (the Slurm requeue test alone is about 5 minutes).
-LONG_FIRST = ("test_slurm", "test_gpu_check", "test_autoattack", "test_pretrain", "test_engine", "test_resume",
-              "test_detection", "test_trainer", "test_evaluate", "test_packaging")
+LONG_FIRST = ("test_slurm", "test_gpu_check", "test_segmentation", "test_autoattack", "test_pretrain",
+              "test_detection_timm", "test_engine", "test_resume", "test_detection", "test_select", "test_card",
+              "test_trainer", "test_evaluate", "test_packaging")
 
 
 def pytest_collection_modifyitems(config, items):
