@@ -25,6 +25,19 @@ def pieces(root: Path, classes: Sequence[int], seed: int) -> Tuple[np.ndarray, n
     return ds.data.numpy()[keep], ds.targets.numpy()[keep], list(photos().values()), np.random.default_rng(seed)
 
 
+def background_crop(rng: np.random.Generator, backgrounds: Sequence[np.ndarray], size: int) -> np.ndarray:
+    """A random square crop (half the short side to all of it) of a random photo, resized to
+    ``size`` x ``size``: ``(size, size, 3)`` float32 RGB in 0-255."""
+    from PIL import Image
+
+    bg = backgrounds[rng.integers(len(backgrounds))]
+    h, w = bg.shape[:2]
+    crop = int(rng.integers(min(h, w) // 2, min(h, w) + 1))
+    y0, x0 = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
+    return np.asarray(Image.fromarray(bg[y0:y0 + crop, x0:x0 + crop]).resize((size, size), Image.BILINEAR),
+                      dtype=np.float32)
+
+
 @contextlib.contextmanager
 def written_whole(out: Path) -> Iterator[Path]:
     """A temporary folder beside ``out`` to write the set into; renamed to ``out`` when the block

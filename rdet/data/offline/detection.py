@@ -16,7 +16,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from rdet.data.offline.composed import pieces, written_whole
+from rdet.data.offline.composed import background_crop, pieces, written_whole
 from rdet.data.offline.fashion_mnist import FASHION_MNIST_CLASSES
 from rdet.data.paths import data_root
 
@@ -32,12 +32,7 @@ def _compose_image(rng, backgrounds, items, labels, size):
     from PIL import Image
     from pycocotools import mask as mask_util
 
-    bg = backgrounds[rng.integers(len(backgrounds))]
-    h, w = bg.shape[:2]
-    crop = int(rng.integers(min(h, w) // 2, min(h, w) + 1))
-    y0, x0 = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
-    img = np.asarray(Image.fromarray(bg[y0:y0 + crop, x0:x0 + crop]).resize((size, size), Image.BILINEAR),
-                     dtype=np.float32)
+    img = background_crop(rng, backgrounds, size)
     masks, cats = [], []
     for _ in range(int(rng.integers(1, 5))):
         k = int(rng.integers(len(items)))

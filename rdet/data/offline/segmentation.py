@@ -22,7 +22,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from rdet.data.offline.composed import pieces, written_whole
+from rdet.data.offline.composed import background_crop, pieces, written_whole
 from rdet.data.offline.fashion_mnist import FASHION_MNIST_CLASSES
 from rdet.data.paths import data_root
 
@@ -42,12 +42,7 @@ def _compose(rng, backgrounds, items, labels, size) -> Tuple[np.ndarray, np.ndar
     """One (H, W, 3) uint8 RGB image and its (H, W) uint8 ADE-style label map."""
     from PIL import Image
 
-    bg = backgrounds[rng.integers(len(backgrounds))]
-    h, w = bg.shape[:2]
-    crop = int(rng.integers(min(h, w) // 2, min(h, w) + 1))
-    y0, x0 = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
-    img = np.asarray(Image.fromarray(bg[y0:y0 + crop, x0:x0 + crop]).resize((size, size), Image.BILINEAR),
-                     dtype=np.float32)
+    img = background_crop(rng, backgrounds, size)
     label = np.ones((size, size), np.uint8)  # 1 = background
     for _ in range(int(rng.integers(1, 5))):
         k = int(rng.integers(len(items)))
