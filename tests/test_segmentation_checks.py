@@ -348,11 +348,17 @@ def test_report_section_mIoU_robust_minus_standard_and_published_beside_the_same
     recs = [_rec(0.0, 0, 40.0), _rec(0.0, 1, 41.0), _rec(3.0, 0, 43.0), _rec(3.0, 1, 44.5),
             _rec(3.0, 0, 10.0, iters=2),  # another setting: a 2-iteration run is not the 160k baseline
             {"task": "detection", "box_AP": 38.5, "backbone": {"source": "r50_eps3.0.pkl"}},
-            dict(_rec(3.0, 0, 99.0), eval_only=True)]  # an --eval-only record is not a training row
+            dict(_rec(3.0, 0, 99.0), eval_only=True),  # an --eval-only record is not a training row
+            {"task": "pretrain", "value": 61.5, "backbone": {"source": "r50_eps3.0.pkl"}},  # top-1 of that file
+            _rec(3.0, 0, 12.0, iters=3, source="/cache/resnet50_l2_eps3.ckpt")]  # a catalog release's file
     md = segmentation_markdown(recs)
     assert "### ADE20K, UperNet, crop 512x512, 160000 iterations of 16 images" in md
     assert "| resnet50 | 0 (standard) | — | 40.50 [40.00, 41.00] (n=2) seeds 0,1 | 60.50 | 75.50 | 42.05 (mmsegmentation" in md
-    assert "| resnet50 | 3 (l2) | pgd | 43.75 [43.00, 44.50] (n=2) seeds 0,1 |" in md and "| 38.50 |" in md
+    assert "| resnet50 | 3 (l2) | pgd | 43.75 [43.00, 44.50] (n=2) seeds 0,1 |" in md
+    assert "| 38.50 | 61.50 (pretraining) |" in md  # mIoU beside box AP and top-1 of the same file
+    three = md.split(", 3 iterations")[1].split("###")[0]
+    assert "| 62.83 (paper, ImageNet) |" in three  # the paper's Table 3 for the catalog release
+    assert "| — | — |" in md.split("### ADE20K, UperNet, crop 512x512, 2 iterations")[1]  # neither known
     assert "resnet50 3 (l2) pgd - standard: **+3.25** (n 2 vs 2, spread 1.50 vs 1.00)" in md  # ranges apart
     two = md.split("### ADE20K, UperNet, crop 512x512, 2 iterations")[1].split("###")[0]
     assert "10.00 (n=1)" in two and "| — |" in two and "no arch has both" in two

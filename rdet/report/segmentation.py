@@ -6,11 +6,14 @@ pixel accuracy; robust - standard per arch and setting with both sides' seeds an
 (``rdet.report.stats``: bold only when the seed ranges do not overlap); the published ImageNet
 baseline (``rdet/paper/segmentation_baselines.csv``) beside the rows measured the same way
 (same dataset, head, backbone, crop and iterations); box AP of the same backbone file when
-the records hold a detection run of it; and the data each setting ran on.
+the records hold a detection run of it; the backbone's clean top-1 on its source task (measured:
+the study's pretraining record of that file; published: the paper's ImageNet top-1 of a catalog
+release), so mIoU sits beside AP and top-1; and the data each setting ran on.
 """
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from rdet.report.stats import ConfigResult, diff_text, difference, result_text
@@ -62,6 +65,40 @@ def _box_ap(records: List[Dict]) -> Dict[str, float]:
     return out
 
 
+def _same_file(a: str, b: str) -> bool:
+    return a == b or Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def _top1(records: List[Dict]) -> Dict[str, str]:
+    """Clean top-1 of each backbone file on its source task, as text with where it comes from:
+    a pretraining record of the same file (measured here), else the paper's ImageNet top-1 when
+    the file is a catalog release (never the paper's number for a model trained here)."""
+    from rdet.backbones.catalog import get_entry
+    from rdet.report.tables import paper_imagenet
+
+    measured = [((r.get("backbone") or {}).get("source") or r.get("checkpoint"), r["value"]) for r in records
+                if r.get("task") == "pretrain" and isinstance(r.get("value"), (int, float))]
+    out: Dict[str, str] = {}
+    for r in records:
+        src = (r.get("backbone") or {}).get("source")
+        if r.get("task") != "segmentation" or not src or src in out:
+            continue
+        hit = next((v for s, v in measured if s and _same_file(str(s), str(src))), None)
+        if hit is not None:
+            out[src] = f"{hit:.2f} (pretraining)"
+            continue
+        entry = get_entry(src) or get_entry(_stem(src))
+        clean = paper_imagenet(entry.arch, entry.norm, entry.eps) if entry else None
+        if clean is not None:
+            out[src] = f"{clean:.2f} (paper, ImageNet)"
+    return out
+
+
+def _stem(src: str) -> str:
+    """``/cache/resnet50_l2_eps3.ckpt`` -> ``resnet50_l2_eps3`` (a catalog name passes through)."""
+    return Path(src).name.split(".")[0]
+
+
 def segmentation_markdown(records: Iterable[Dict]) -> str:
     """The section's Markdown ('' when there is no training record of segmentation)."""
     records = list(records)
@@ -69,7 +106,7 @@ def segmentation_markdown(records: Iterable[Dict]) -> str:
            and r.get("mIoU") is not None]
     if not seg:
         return ""
-    ap = _box_ap(records)
+    ap, top1 = _box_ap(records), _top1(records)
     by_setting: Dict[Tuple, Dict[Tuple, List[Dict]]] = defaultdict(lambda: defaultdict(list))
     for r in seg:
         by_setting[_setting(r)][_backbone(r)].append(r)
@@ -83,7 +120,8 @@ def segmentation_markdown(records: Iterable[Dict]) -> str:
         if notes:
             out += [f"Data: {'; '.join(notes)}", ""]
         out += ["| backbone | eps | method | mIoU mean [min, max] (seeds) | fwIoU | pixel acc. | published "
-                "(ImageNet, same setting) | box AP (same backbone) |", "|---|---|---|---|---|---|---|---|"]
+                "(ImageNet, same setting) | box AP (same backbone) | top-1 (source task) |",
+                "|---|---|---|---|---|---|---|---|---|"]
         results = {}
         for key in sorted(rows, key=lambda k: (str(k[0]), k[1] or "", k[2], k[3] or "")):
             arch, norm, eps, method = key
@@ -97,7 +135,7 @@ def segmentation_markdown(records: Iterable[Dict]) -> str:
             out.append(f"| {arch} | {_fmt_eps(norm, eps)} | {method or '—'} | {result_text(res)} seeds {seeds} | "
                        f"{_mean(recs, 'fwIoU')} | {_mean(recs, 'pixel_accuracy')} | "
                        f"{pub['mIoU'] + ' (' + pub['source'].split(':')[0] + ')' if pub else '—'} | "
-                       f"{f'{max(box):.2f}' if box else '—'} |")
+                       f"{f'{max(box):.2f}' if box else '—'} | {' / '.join(sorted({top1[s] for s in src if s in top1})) or '—'} |")
         out += [""] + _robust_minus_standard(results) + [""]
     out += _baselines_list()
     return "\n".join(out).rstrip() + "\n"

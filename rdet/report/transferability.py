@@ -9,7 +9,8 @@ A record here is one estimator's agreement with one ground truth on one dataset:
 rdet's own fine-tuning in the benchmark); ``seconds`` is the estimator's cost over every model;
 ``cost_ratio`` (optional) how many times cheaper it is than the protocol it stands in for.
 :func:`selection_records` turns a finished ``rdet select`` folder (its ``estimators.json`` and
-``against_paper.json``) into such records; the benchmark writes them directly.
+``against_paper.json``) into such records, :func:`study_records` a study's ``transferability``
+cells (against the selection and the study's own fine-tuning); the benchmark writes them directly.
 
 The section names, per dataset and protocol, whether any estimator reaches the issue's goal: a
 first choice within :data:`GOAL_REGRET` points of the best model at :data:`GOAL_RATIO` x less
@@ -65,8 +66,9 @@ def section(records: List[Dict], title: str = "Transferability estimators") -> s
         return ""
     lines = [f"## {title}", "",
              "Kendall tau and weighted tau (hyperbolic weights) of each estimator's ranking of the backbones against "
-             "the ground truth; top-1 regret: accuracy points lost by taking its first choice; seconds: scoring every "
-             "backbone; cost ratio: how many times cheaper than the protocol it replaces.", "",
+             "the ground truth; top-1 regret: accuracy points lost by taking its first choice; seconds: the estimator's cost over every "
+             "backbone (in a study or the benchmark, feature extraction included; after `rdet select`, scoring its "
+             "cached features); cost ratio: how many times cheaper than the protocol it replaces.", "",
              "| dataset | ground truth | estimator | tau | weighted tau | regret | models | seconds | cost ratio |",
              "|---|---|---|---|---|---|---|---|---|"]
     groups = defaultdict(list)
@@ -86,3 +88,85 @@ def section(records: List[Dict], title: str = "Transferability estimators") -> s
                      f"within {GOAL_REGRET:g} point of the best at >= {GOAL_RATIO:g}x less compute: "
                      f"{', '.join(goal) if goal else 'no estimator'}")
     return "\n".join(lines) + "\n"
+
+
+def _target(r: Dict) -> tuple:
+    """What a record's data is, for matching a study's estimator cells to its classification cells."""
+    return (r.get("dataset"), tuple(int(c) for c in r.get("classes") or ()), int(r.get("downscale") or 0))
+
+
+def _source(r: Dict) -> str:
+    return str((r.get("backbone") or {}).get("source"))
+
+
+def _fine_tuned(records: List[Dict], target: tuple, sources: List[str]):
+    """Per mode: ``({source: accuracy}, seconds)`` of the classification cells on ``target``:
+    accuracy = the best learning rate's mean over seeds (the paper's protocol), seconds = every
+    cell's wall time (fine-tuning every candidate at every lr and seed)."""
+    by_mode: Dict[str, Dict] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    seconds: Dict[str, float] = defaultdict(float)
+    for r in records:
+        if r.get("task") == "classification" and _target(r) == target and _source(r) in sources \
+                and isinstance(r.get("value"), (int, float)):
+            by_mode[r.get("mode")][_source(r)][r.get("lr")].append(float(r["value"]))
+            seconds[r.get("mode")] += float(r.get("wall_time_s") or 0.0)
+    out = {}
+    for mode, per_source in by_mode.items():
+        acc = {s: max(sum(v) / len(v) for v in per_lr.values()) for s, per_lr in per_source.items()}
+        seeds = sorted({len(v) for per_lr in per_source.values() for v in per_lr.values()})
+        out[mode] = (acc, seconds[mode], seeds)
+    return out
+
+
+def study_records(records: List[Dict]) -> List[Dict]:
+    """Agreement records (the :func:`section` layout) of a study's ``transferability`` cells: per
+    target and estimator, against the selection's validation and test accuracy and against the
+    study's fine-tuned accuracy on the same data (fixed and full, when the study has them).
+    ``seconds``: extraction + scoring over every backbone (``linear``: extraction + heads);
+    ``cost_ratio``: fine-tuning every candidate's seconds / the estimator's."""
+    from rdet.select.agreement import agreement
+
+    groups: Dict[tuple, List[Dict]] = defaultdict(list)
+    for r in records:
+        if r.get("task") == "transferability" and r.get("estimators"):
+            groups[(r.get("target"), _target(r))].append(r)
+    out: List[Dict] = []
+    for (label, target), recs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        recs = sorted(recs, key=lambda r: r["name"])
+        sources = [_source(r) for r in recs]
+        truths = {"selection val": ([r["val_value"] for r in recs], None),
+                  "selection test": ([r["test_value"] for r in recs], None)}
+        for mode, (acc, secs, seeds) in sorted(_fine_tuned(records, target, sources).items()):
+            seeds_txt = "/".join(str(s) for s in seeds)
+            truths[f"fine-tuned {mode} ({seeds_txt} seed{'s' if seeds != [1] else ''})"] = (
+                [acc.get(s) for s in sources], secs)
+        for name in recs[0]["estimators"]:
+            scores = [r["estimators"].get(name, {}).get("score") for r in recs]
+            seconds = sum(float(r["estimators"].get(name, {}).get("time_s") or 0) + float(r["extract_time_s"])
+                          for r in recs)
+            for protocol, (truth, protocol_s) in truths.items():
+                out.append({"dataset": label, "protocol": protocol, "estimator": name, **agreement(scores, truth),
+                            "seconds": seconds,
+                            "cost_ratio": protocol_s / seconds if protocol_s and seconds > 0 else None})
+    return out
+
+
+def study_rankings(records: List[Dict]) -> List[str]:
+    """Per target of a study's ``transferability`` cells: the backbone ranking by validation
+    accuracy with every estimator's score and rank beside it (Markdown)."""
+    from rdet.select.ranking import attach_estimators, ranked_rows, table_lines
+
+    groups: Dict[tuple, List[Dict]] = defaultdict(list)
+    for r in records:
+        if r.get("task") == "transferability" and r.get("estimators"):
+            groups[(r.get("target"), _target(r))].append(r)
+    parts = []
+    for (label, _), recs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        rows = ranked_rows(recs)
+        attach_estimators(rows, {r["name"]: r["estimators"] for r in recs})
+        columns = ("rank", "model", "arch", "norm", "eps", "val", "test") + tuple(rows[0]["estimator_columns"])
+        parts += [f"## Backbone ranking for {label} with transferability estimators", "",
+                  f"Data: {recs[0].get('data_note')}. val / test: the best validation-split head; each estimator's "
+                  f"score and rank (1: its first choice) from the same cached features.", "",
+                  *table_lines(rows, columns), ""]
+    return parts

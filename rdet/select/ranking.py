@@ -144,6 +144,12 @@ def write_tables(rows: List[Dict], out_dir: Path) -> Dict[str, Path]:
     return paths
 
 
+def table_lines(rows: List[Dict], columns) -> List[str]:
+    """The ranked rows as a Markdown table of ``columns`` (estimator columns included)."""
+    return (["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+            + ["| " + " | ".join(_fmt(r, k) for k in columns) + " |" for r in rows])
+
+
 def markdown(rows: List[Dict]) -> str:
     rec = rows[0]["record"]
     metric = "mean per class" if rec["metric"] == "mean_per_class" else "top-1"
@@ -151,8 +157,7 @@ def markdown(rows: List[Dict]) -> str:
              f"Data: {rec['data_note']}.", "",
              f"Ranked by validation {metric} accuracy (%), best head per model; test accuracy of that same head "
              f"beside it. time: feature extraction + every head, seconds.", "",
-             "| " + " | ".join(_columns(rows)) + " |", "|" + "---|" * len(_columns(rows))]
-    lines += ["| " + " | ".join(_fmt(r, k) for k in _columns(rows)) + " |" for r in rows]
+             *table_lines(rows, _columns(rows))]
     s = summary(rows)
     lines += ["", f"- validation-selected: **{s['val_model']}** ({s['val_head']}): validation {s['val_val']:.2f}, "
                   f"test {s['val_test']:.2f}",
