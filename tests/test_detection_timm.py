@@ -400,6 +400,55 @@ def test_convnext_layer_decay_is_its_recipes():
         check_optimizer_config(build_cfg(str(CONFIGS / "demo_mask_swin_t_fpn.yaml"), ["SOLVER.LAYER_DECAY", "0.9"]))
 
 
+def _recipe_stage_wise(official: str, num_layers: int, decay: float) -> float:
+    """ConvNeXt's segmentation recipe on its own parameter names (``stage_wise``, written here from
+    ConvNeXt's ``semantic_segmentation`` optimizer constructor): groups num_layers + 2, the
+    downsampling layers 0 (the stem is ``downsample_layers.0``), stage i i + 1, the rest the last."""
+    groups = num_layers + 2
+    if official.startswith("backbone.downsample_layers"):
+        layer = 0
+    elif official.startswith("backbone.stages"):
+        layer = int(official.split(".")[2]) + 1
+    else:
+        layer = groups - 1
+    return decay ** (groups - layer - 1)
+
+
+def test_upernet_convnext_stage_wise_decay_is_its_segmentation_recipe():
+    """The ConvNeXt UperNet config decays lr stage-wise (0.9) as ConvNeXt's segmentation recipe:
+    every parameter's lr equals the recipe's on the official name of the same tensor (timm's stem
+    and stages.i.downsample are its downsample_layers); stage-wise on a ViT is refused."""
+    from detectron2.modeling import build_model
+
+    from rdet.core.errors import ConfigError
+    from rdet.detection.train import build_cfg
+    from rdet.detection.trainer import Trainer, check_optimizer_config
+
+    cfg = build_cfg(str(CONFIGS / "ade20k_upernet_convnext_t_160k.yaml"),
+                    ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "MODEL.TIMM.ARCH", "convnext_atto",
+                     "MODEL.SEM_SEG_HEAD.NORM", "BN"])
+    check_optimizer_config(cfg)
+    assert (cfg.SOLVER.LAYER_DECAY, cfg.SOLVER.LAYER_DECAY_MODE) == (0.9, "stage")
+    model = build_model(cfg)
+    group = {id(p): g for g in Trainer.build_optimizer(cfg, model).param_groups for p in g["params"]}
+    lr, n, m = cfg.SOLVER.BASE_LR, 5, "backbone.bottom_up.model."  # atto: 6 stage-2 blocks, n = 3 + 6 // 3
+    seen = set()
+    for name, p in model.named_parameters():
+        official = name
+        if name.startswith(m + "stem."):
+            official = "backbone.downsample_layers.0." + name[len(m + "stem."):]
+        elif name.startswith(m + "stages."):
+            i, rest = name[len(m + "stages."):].split(".", 1)
+            official = (f"backbone.downsample_layers.{i}." + rest[len("downsample."):] if rest.startswith("downsample.")
+                        else f"backbone.stages.{i}.{rest}")
+        want = lr * _recipe_stage_wise(official, n, 0.9)
+        assert math.isclose(group[id(p)]["lr"], want), (name, group[id(p)]["lr"], want)
+        seen.add(round(want / lr, 6))
+    assert len(seen) == 6  # downsampling, the four stages, the rest
+    with pytest.raises(ConfigError, match="stage-wise decay is ConvNeXt's"):
+        check_optimizer_config(build_cfg(str(CONFIGS / "ade20k_sem_vit_b_sfp_80k.yaml"), ["SOLVER.LAYER_DECAY_MODE", "stage"]))
+
+
 @pytest.mark.parametrize("config,undecayed,decayed", [
     ("demo_mask_swin_t_fpn.yaml", ["backbone.bottom_up.layers.0.blocks.0.attn.relative_position_bias_table",
                                    "backbone.bottom_up.norm0.weight", "backbone.bottom_up.layers.0.blocks.0.norm1.bias"],

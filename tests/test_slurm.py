@@ -69,6 +69,25 @@ def _wait(cond, what, seconds=120):
 
 @pytest.mark.timeout(600)
 def test_slurm_study_survives_an_interrupted_driver(tmp_path, slurm_cluster, cleanup):
+    """Four command cells hold the node while the driver is interrupted; a restarted driver
+    re-attaches to them, then runs the rest as jobs: a standard and a robust backbone through
+    classification and through semantic segmentation (conversion, Semantic FPN on an
+    ADEChallengeData2016 folder), and the report has both sections."""
+    import torch
+
+    from rdet.backbones import get_spec
+    from test_segmentation_checks import write_ade
+
+    for name, eps in (("std", 0.0), ("rob", 3.0)):
+        torch.manual_seed(int(eps))
+        torch.save({"model": get_spec("resnet18").builder(10).state_dict(),
+                    "rdet": {"arch": "resnet18", "norm": "l2", "eps": eps, "method": "pgd" if eps else "standard"}},
+                   tmp_path / f"{name}.pth")
+    write_ade(tmp_path / "d2")
+    env = dict(os.environ, DETECTRON2_DATASETS=str(tmp_path / "d2"), RDET_CACHE=str(tmp_path / "cache"))
+    seg = ("[SOLVER.MAX_ITER, 2, SOLVER.IMS_PER_BATCH, 2, DATALOADER.NUM_WORKERS, 0, DATASETS.TEST, "
+           "\"('ade20k_sem_seg_val',)\", DATASETS.TRAIN, \"('ade20k_sem_seg_train',)\", MODEL.SEM_SEG_HEAD.NUM_CLASSES, "
+           "150, INPUT.MIN_SIZE_TEST, 64, INPUT.CROP.SIZE, \"(64, 64)\"]")
     count, gate = tmp_path / "count.txt", tmp_path / "gate"
     small = ('[DATA.TRAIN_SIZE, 16, DATA.TEST_RESIZE, 16, DATA.CLASSES, "[]", SOLVER.EPOCHS, 1, DATA.MAX_TRAIN, 200, '
              'DATA.MAX_TEST, 100, MODEL.ARCH, resnet18]')
@@ -84,12 +103,13 @@ commands:
     run: "echo {{i}} >> {tmp_path / 'started.txt'}; while [ ! -e {gate} ]; do sleep 0.1; done;
           echo wait_{{i}} >> {count}"
     grid: {{i: [1, 2, 3, 4]}}
-backbones: [{{name: random, weights: ""}}]
+backbones: [{{name: std, weights: {tmp_path / 'std.pth'}}}, {{name: rob, weights: {tmp_path / 'rob.pth'}}}]
 classification: {{config: configs/classify_demo.yaml, datasets: [{{name: digits, opts: {small}}}]}}
+segmentation: [{{name: ade, config: configs/demo_sem_r18_fpn.yaml, opts: {seg}}}]
 """)
     cmd = [sys.executable, "-m", "rdet", "study", str(study)]
     first = subprocess.Popen(cmd, stdout=open(tmp_path / "first.txt", "w"), stderr=subprocess.STDOUT,
-                             preexec_fn=_default_sigint)
+                             preexec_fn=_default_sigint, env=env)
     ncpu = os.cpu_count() or 1
     _wait(lambda: (tmp_path / "started.txt").exists(), "a running job")
     _wait(lambda: len(_squeue({"rdet_slurm_test"})) == 4, "four jobs in the queue")
@@ -100,7 +120,7 @@ classification: {{config: configs/classify_demo.yaml, datasets: [{{name: digits,
     if ncpu < 4:
         assert "PENDING" in states, states
 
-    second = subprocess.Popen(cmd, stdout=open(tmp_path / "second.txt", "w"), stderr=subprocess.STDOUT)
+    second = subprocess.Popen(cmd, stdout=open(tmp_path / "second.txt", "w"), stderr=subprocess.STDOUT, env=env)
     _wait(lambda: (tmp_path / "second.txt").read_text().count("still queued or running; waiting for it") == 4,
           "the restarted driver to re-attach to the four jobs", 60)
     gate.touch()
@@ -109,13 +129,16 @@ classification: {{config: configs/classify_demo.yaml, datasets: [{{name: digits,
     assert sorted(count.read_text().split()) == [f"wait_{i}" for i in (1, 2, 3, 4)]  # each exactly once
     assert "submitted as job" in console  # the transfer cell, submitted by the second driver
     out = tmp_path / "out"
-    cls_log = (out / "classify" / "digits" / "random" / "fixed" / "lr0.01_seed0" / "log.txt").read_text()
+    cls_log = (out / "classify" / "digits" / "std" / "fixed" / "lr0.01_seed0" / "log.txt").read_text()
     assert cls_log.count("=====") == 1 and "transfer resnet18" in cls_log
+    assert console.count("submitted as job") == 6  # 2 transfers, 2 conversions, 2 segmentations: jobs too
     report = (out / "report" / "report.md").read_text()
-    assert "5 result records" in report and "| digits | fixed | resnet18 |" in report
+    assert "10 result records" in report and "| digits | fixed | resnet18 |" in report
+    assert "## Semantic segmentation (mIoU, %)" in report and "| resnet18 | 3 (l2) | pgd |" in report
+    assert "resnet18 3 (l2) pgd - standard: " in report
     # the study is complete: a third run submits nothing
-    third = subprocess.run(cmd + ["--no-report"], capture_output=True, text=True, timeout=120)
-    assert third.returncode == 0 and "submitted" not in third.stdout and third.stdout.count("skipped") == 5
+    third = subprocess.run(cmd + ["--no-report"], capture_output=True, text=True, timeout=120, env=env)
+    assert third.returncode == 0 and "submitted" not in third.stdout and third.stdout.count("skipped") == 10
 
 
 def _weights(path):

@@ -262,6 +262,11 @@ detection: [{name: coco, config: configs/coco_r50_fpn_1x.yaml, then_3x: configs/
     cell = next(c for c in study.cells if c.name == "classify/digits/e1/full/lr0.001_seed2")
     assert cell.deps == ("pretrain/e1",)
     assert next(c for c in study.cells if c.name == "detect/coco/e0").deps == ("convert/e0",)
+    # a detection or segmentation task may choose backbones; the conversions follow the choice
+    path.write_text(path.read_text().replace("then_3x: configs/coco_r50_fpn_3x.yaml}", "backbones: [e1, rel]}")
+                    + "segmentation: [{name: ade, config: configs/ade20k_sem_r50_fpn_80k.yaml, backbones: [e1]}]\n")
+    names = {c.name for c in load_study(path).cells if c.kind in ("convert", "detect", "segment")}
+    assert names == {"convert/e1", "convert/rel", "detect/coco/e1", "detect/coco/rel", "segment/ade/e1/s0"}
 
 
 @pytest.mark.parametrize("text,match", [
@@ -270,6 +275,8 @@ detection: [{name: coco, config: configs/coco_r50_fpn_1x.yaml, then_3x: configs/
     ("classification: {datasets: [digits]}", "needs backbones"),
     ("executor: magic\ncommands: [{name: a, run: echo}]", "executor must be"),
     ("[1, 2", "not valid YAML"),
+    ("backbones: [{name: a, weights: a.pth}]\ndetection: [{name: t, config: configs/voc_r50_fpn.yaml, backbones: [b]}]",
+     r"detection task t: backbones must be a list of the study's backbones \(a\); got \['b'\]"),
 ])
 def test_bad_study_files(tmp_path, text, match):
     path = tmp_path / "bad.yaml"

@@ -8,6 +8,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 import importlib
 import re
 from pathlib import Path
@@ -74,6 +75,10 @@ def setup_logging() -> None:
 def run_cli(main: Callable[[Optional[Sequence[str]]], object], argv: Optional[Sequence[str]] = None) -> int:
     """Call ``main(argv)``; print an :class:`RdetError` as ``error: ...`` and return exit code 2."""
     setup_logging()
+    # fvcore (imported with detectron2: train-det, and a study with detection or segmentation cells)
+    # calls torch.jit.script at import time, which torch deprecates: a note for fvcore's developers
+    # that would otherwise open every such command's output, refusals included
+    warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
     try:
         result = main(argv)
     except RdetError as e:

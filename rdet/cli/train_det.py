@@ -15,15 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
 from typing import Optional, Sequence
 
 from rdet.core.safe_pickle import ALLOW_PICKLE_FLAG
 from rdet.cli import ArgumentParser, entry_point, parse_with_overrides
-
-# fvcore (imported with detectron2) calls torch.jit.script at import time, which torch deprecates: a
-# note for fvcore's developers that would otherwise open every run's output, refusals included.
-warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
 
 
 def build_parser() -> argparse.ArgumentParser:

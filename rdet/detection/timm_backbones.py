@@ -322,12 +322,27 @@ def convnext_layer_id(name: str, num_layers: int) -> int:
     return {0: 1, 1: 2}.get(stage, num_layers)
 
 
-def layer_decay_rate(backbone: nn.Module, decay: float):
+def convnext_stage_id(name: str, num_layers: int) -> int:
+    """ConvNeXt's segmentation recipe's group for parameter ``name`` (``stage_wise`` in ConvNeXt's
+    and mmsegmentation's ``LearningRateDecayOptimizerConstructor``, on timm's names): the stem and
+    every stage's downsampling layer 0, the blocks of stage ``i`` ``i + 1``, everything else
+    (output norms, the heads) ``num_layers + 1``."""
+    parts = name.split("bottom_up.model.", 1)[-1].split(".") if "bottom_up.model." in name else []
+    if parts[:1] == ["stem"] or (parts[:1] == ["stages"] and parts[2:3] == ["downsample"]):
+        return 0
+    return int(parts[1]) + 1 if parts[:1] == ["stages"] else num_layers + 1
+
+
+def layer_decay_rate(backbone: nn.Module, decay: float, mode: str = "layer"):
     """``name -> lr factor`` for layer-wise lr decay on ``backbone``, as its recipe has it; ``None``
     for a backbone without one. ViT (ViTDet): block ``i`` of ``L`` ``decay ** (L - i)``, patch and
     position embedding ``decay ** (L + 1)`` (detectron2's ``get_vit_lr_decay_rate``). ConvNeXt
     (its detection recipe): ``decay ** (n + 1 - layer)`` with :func:`convnext_layer_id` over
-    ``n = 3 + (blocks of stage 2) // 3`` groups (ConvNeXt-T's ``num_layers`` 6, S/B/L's 12)."""
+    ``n = 3 + (blocks of stage 2) // 3`` groups (ConvNeXt-T's ``num_layers`` 6, S/B/L's 12);
+    ``mode="stage"`` (its segmentation recipe): ``decay ** (n + 1 - group)`` with
+    :func:`convnext_stage_id` and the same ``n`` (the recipe's ``num_layers``: 6 for T, 12 for S/B/L),
+    so the heads train at the base lr, stage ``i`` at ``decay ** (n - i)``, the stem and the
+    downsampling layers at ``decay ** (n + 1)``."""
     import functools
 
     from detectron2.modeling.backbone.vit import get_vit_lr_decay_rate
@@ -338,6 +353,8 @@ def layer_decay_rate(backbone: nn.Module, decay: float):
     bottom_up = getattr(backbone, "bottom_up", None)
     if isinstance(bottom_up, TimmStages) and hasattr(bottom_up.model, "stages"):
         n = 3 + len(bottom_up.model.stages[2].blocks) // 3
+        if mode == "stage":
+            return lambda name: decay ** (n + 1 - convnext_stage_id(name, n))
         return lambda name: decay ** (n + 1 - convnext_layer_id(name, n))
     return None
 

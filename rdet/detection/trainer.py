@@ -38,6 +38,9 @@ def add_optimizer_config(cfg) -> None:
     cfg.SOLVER.OPTIMIZER = "sgd"  # or "adamw" (one spelling with classification: the schema's rule)
     cfg.SOLVER.BETAS = (0.9, 0.999)  # AdamW
     cfg.SOLVER.LAYER_DECAY = 1.0  # < 1: layer-wise lr decay (ViT: ViTDet-B 0.7; ConvNeXt: its recipe's 0.95)
+    # ConvNeXt's two recipes: "layer" (its detection recipe's layer_wise groups) or "stage" (its
+    # segmentation recipe's stage_wise: stem and downsampling layers, then one group per stage)
+    cfg.SOLVER.LAYER_DECAY_MODE = "layer"
 
 
 def check_optimizer_config(cfg) -> None:
@@ -47,10 +50,16 @@ def check_optimizer_config(cfg) -> None:
     s = cfg.SOLVER
     check_detection_cfg(cfg)  # each rdet key's rule, as for every other config
     tb = rdet.detection.timm_backbones
-    if s.LAYER_DECAY != 1.0 and (cfg.MODEL.BACKBONE.NAME not in (tb.SFP_BACKBONE, tb.FPN_BACKBONE)
-                                 or tb.timm_kind(cfg.MODEL.TIMM.ARCH) not in ("vit", "convnext")):
+    name = cfg.MODEL.BACKBONE.NAME
+    if name == "build_bottom_up_backbone":  # UperNet: the stages of the FPN backbone BOTTOM_UP.FROM builds
+        name = cfg.MODEL.BOTTOM_UP.FROM
+    kind = tb.timm_kind(cfg.MODEL.TIMM.ARCH) if name in (tb.SFP_BACKBONE, tb.FPN_BACKBONE) else None
+    if s.LAYER_DECAY != 1.0 and kind not in ("vit", "convnext"):
         raise ConfigError(f"SOLVER.LAYER_DECAY {s.LAYER_DECAY}: layer-wise decay is for ViT and ConvNeXt "
                           "backbones (their detection recipes); set 1.0")
+    if s.LAYER_DECAY != 1.0 and s.LAYER_DECAY_MODE == "stage" and kind != "convnext":
+        raise ConfigError("SOLVER.LAYER_DECAY_MODE stage: stage-wise decay is ConvNeXt's segmentation recipe; "
+                          f"a {kind} backbone decays by layer")
     if s.OPTIMIZER == "sgd" and tuple(s.BETAS) != (0.9, 0.999):
         raise ConfigError("SOLVER.BETAS is for SOLVER.OPTIMIZER adamw; sgd uses SOLVER.MOMENTUM")
     if len(s.BETAS) != 2:
@@ -121,7 +130,7 @@ def build_adamw(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
 
     s = cfg.SOLVER
     net = model.module if hasattr(model, "module") else model  # DistributedDataParallel
-    lr_factor = layer_decay_rate(net.backbone, s.LAYER_DECAY) if s.LAYER_DECAY != 1.0 else None
+    lr_factor = layer_decay_rate(net.backbone, s.LAYER_DECAY, s.LAYER_DECAY_MODE) if s.LAYER_DECAY != 1.0 else None
     params = get_default_optimizer_params(
         model, base_lr=s.BASE_LR, weight_decay=s.WEIGHT_DECAY, weight_decay_norm=s.WEIGHT_DECAY_NORM,
         bias_lr_factor=s.BIAS_LR_FACTOR, weight_decay_bias=s.WEIGHT_DECAY_BIAS, lr_factor_func=lr_factor,

@@ -69,10 +69,19 @@ class Expansion:
     cells: List[Cell] = field(default_factory=list)
     backbones: List[Backbone] = field(default_factory=list)
 
-    def need_backbones(self, section: str) -> List[Backbone]:
+    def need_backbones(self, section: str, names: Optional[List[str]] = None) -> List[Backbone]:
+        """The study's backbones, or the ``names`` a task chooses (``backbones: [eps0, l2_eps1]`` in a
+        detection or segmentation task, whose runs cost minutes where a classification cell costs
+        seconds); a name the study lacks is one line."""
         if not self.backbones:
             raise ConfigError(f"{self.path}: {section} needs backbones (a pretrain or backbones section)")
-        return self.backbones
+        if names is None:
+            return self.backbones
+        known = {b.name for b in self.backbones}
+        if not isinstance(names, list) or not names or not set(names) <= known:
+            raise ConfigError(f"{self.path}: {section}: backbones must be a list of the study's backbones "
+                              f"({', '.join(sorted(known))}); got {names!r}")
+        return [b for b in self.backbones if b.name in names]
 
     def has_cell(self, name: str) -> bool:
         return any(c.name == name for c in self.cells)

@@ -9,7 +9,8 @@ ConvNeXt/Swin/ViT), then trained per task (``detect/<task>/<backbone>``). The co
 (``rdet.detection.run(backbone_config=...)``), so a config written for R50 runs the backbone it is
 given; a C4 task with a backbone C4 cannot take is refused by ``rdet.detection``. ``then_3x``: once every backbone's 1x
 run of the task finished, the top-``top_k`` robust backbones by box AP and the standard one go on
-to 3x (``detect/<task>_3x/<backbone>``; Salman et al.'s COCO protocol)."""
+to 3x (``detect/<task>_3x/<backbone>``; Salman et al.'s COCO protocol). ``backbones: [eps0, l2_eps1]``
+in a task: only those of the study's backbones (every one by default)."""
 from __future__ import annotations
 
 import logging
@@ -65,7 +66,7 @@ class Detect(TaskKind):
         for task in section or []:
             label = need(task, "name", "a detection task")
             need(task, "config", f"detection task {label}")
-            for b in ex.need_backbones("detection"):
+            for b in ex.need_backbones(f"detection task {label}", task.get("backbones")):
                 conv = convert_cell(b, ex, cells)
                 cells.append(Cell(self.name, f"detect/{label}/{b.name}", "transfer",
                                   {"config": task["config"], "opts": list(task.get("opts", [])), "convert": conv,

@@ -3,7 +3,8 @@
 
     segmentation:
       - {name: ade20k_upernet, config: configs/ade20k_upernet_r50_160k.yaml, seeds: [0, 1, 2]}
-      - {name: fashion_sem, config: configs/demo_sem_r18_fpn.yaml, opts: [SOLVER.MAX_ITER, 150]}
+      - {name: fashion_sem, config: configs/demo_sem_r18_fpn.yaml, opts: [SOLVER.MAX_ITER, 150],
+         backbones: [eps0, l2_eps1]}   # default: every backbone of the study
 
 Each backbone is converted once (``convert/<backbone>``, the cell the detection section makes
 too, so a study with both converts once), then trained per dataset and seed
@@ -35,7 +36,7 @@ class Segment(TaskKind):
             seeds = task.get("seeds", [0])
             if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
                 raise ConfigError(f"{ex.path}: segmentation task {label}: seeds must be a list of integers")
-            for b in ex.need_backbones("segmentation"):
+            for b in ex.need_backbones(f"segmentation task {label}", task.get("backbones")):
                 conv = convert_cell(b, ex, cells)
                 for seed in seeds:
                     cells.append(Cell(self.name, f"segment/{label}/{b.name}/s{seed}", "transfer",
