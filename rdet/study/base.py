@@ -123,6 +123,23 @@ class TaskKind:
         return []
 
 
+def need(d, key: str, where: str, path=None):
+    """``d[key]``, or a one-line ConfigError naming what lacks it (for the kinds' ``expand``)."""
+    if not isinstance(d, dict) or key not in d:
+        raise ConfigError(f"{path + ': ' if path else ''}study: {where} needs a '{key}' entry")
+    return d[key]
+
+
+def mapping_section(section: Any, keys, name: str, path) -> Dict[str, Any]:
+    """A study section that is a mapping of known ``keys``; one-line ConfigError otherwise."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: the {name} section is a mapping ({', '.join(sorted(keys))})")
+    unknown = set(section) - set(keys)
+    if unknown:
+        raise ConfigError(f"{path}: unknown {name} entries {', '.join(sorted(unknown))}")
+    return section
+
+
 TASK_KINDS: Dict[str, TaskKind] = {}
 
 

@@ -12,15 +12,8 @@ import time
 
 from rdet.core.errors import ConfigError
 from rdet.core.records import write_record
-from rdet.study.base import Cell, TaskKind, register_kind
+from rdet.study.base import Cell, TaskKind, need, register_kind
 from rdet.report.sections import SectionOutput, register_section
-
-
-def need(d, key: str, where: str, path=None):
-    """``d[key]``, or a one-line ConfigError naming what lacks it."""
-    if not isinstance(d, dict) or key not in d:
-        raise ConfigError(f"{path + ': ' if path else ''}study: {where} needs a '{key}' entry")
-    return d[key]
 
 
 class Commands(TaskKind):

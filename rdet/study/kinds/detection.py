@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import List
 
 from rdet.core.records import RECORD_NAME, iter_records, read_record, write_record
-from rdet.study.base import Cell, TaskKind, backbone_weights, register_kind, resolve_config
+from rdet.study.base import Cell, TaskKind, backbone_weights, need, register_kind, resolve_config
 from rdet.report.sections import SectionOutput, register_section
-from rdet.study.kinds.commands import need
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from rdet.config import build_config, get_pretrain_cfg
 from rdet.core.errors import ConfigError
-from rdet.study.base import Backbone, Cell, TaskKind, register_kind, resolve_config
+from rdet.study.base import Backbone, Cell, TaskKind, need, register_kind, resolve_config
 from rdet.report.sections import SectionOutput, register_section
-from rdet.study.kinds.commands import need
 
 
 def check_arch(arch, where: str) -> str:

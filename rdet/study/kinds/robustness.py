@@ -12,8 +12,7 @@ evaluation resumes batch by batch."""
 from __future__ import annotations
 
 from rdet.config import get_evaluate_cfg, merge_config
-from rdet.core.errors import ConfigError
-from rdet.study.base import Cell, TaskKind, backbone_weights, register_kind, resolve_config
+from rdet.study.base import Cell, TaskKind, backbone_weights, mapping_section, register_kind, resolve_config
 from rdet.report.sections import SectionOutput, register_section
 
 KEYS = {"config", "dataset", "attacks", "opts"}
@@ -24,11 +23,7 @@ class Robustness(TaskKind):
     name, section, order = "robustness", "robustness", 45
 
     def expand(self, section, ex):
-        if not isinstance(section, dict):
-            raise ConfigError(f"{ex.path}: the robustness section is a mapping (config, dataset, attacks, opts)")
-        unknown = set(section) - KEYS
-        if unknown:
-            raise ConfigError(f"{ex.path}: unknown robustness entries {', '.join(sorted(unknown))}")
+        mapping_section(section, KEYS, "robustness", ex.path)
         return [Cell(self.name, f"robustness/{b.name}", "transfer",
                      {"config": section.get("config"), "dataset": section.get("dataset"),
                       "attacks": list(section.get("attacks") or []), "opts": list(section.get("opts", [])),

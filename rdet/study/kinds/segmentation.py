@@ -18,9 +18,8 @@ from pathlib import Path
 
 from rdet.core.errors import ConfigError
 from rdet.core.records import RECORD_NAME, read_record
-from rdet.study.base import Cell, TaskKind, register_kind, resolve_config
+from rdet.study.base import Cell, TaskKind, need, register_kind, resolve_config
 from rdet.report.sections import SectionOutput, register_section
-from rdet.study.kinds.commands import need
 from rdet.study.kinds.detection import convert_cell
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from rdet.config import build_config, get_select_cfg
 from rdet.core.errors import ConfigError
 from rdet.core.records import write_record
-from rdet.study.base import Cell, TaskKind, backbone_weights, register_kind, resolve_config
+from rdet.study.base import Cell, TaskKind, backbone_weights, mapping_section, register_kind, resolve_config
 from rdet.report.sections import SectionOutput, register_section
 
 KEYS = {"config", "dataset", "opts", "cache_dir", "allow_pickle"}
@@ -26,11 +26,9 @@ class Select(TaskKind):
     name, section, order = "select", "select", 50
 
     def expand(self, section, ex):
-        if not isinstance(section, dict) or "dataset" not in section:
+        mapping_section(section, KEYS, "select", ex.path)
+        if "dataset" not in section:
             raise ConfigError(f"{ex.path}: the select section needs a 'dataset' entry")
-        unknown = set(section) - KEYS
-        if unknown:
-            raise ConfigError(f"{ex.path}: unknown select entries {', '.join(sorted(unknown))}")
         cells = []
         for b in ex.need_backbones("select"):
             params = {"config": section.get("config"), "dataset": section["dataset"],

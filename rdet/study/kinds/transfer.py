@@ -13,9 +13,8 @@ need its pretraining cell."""
 from __future__ import annotations
 
 from rdet.config import build_config, get_transfer_cfg
-from rdet.study.base import Cell, TaskKind, backbone_weights, register_kind, resolve_config
+from rdet.study.base import Cell, TaskKind, backbone_weights, need, register_kind, resolve_config
 from rdet.report.sections import SectionOutput, register_section
-from rdet.study.kinds.commands import need
 
 
 class Classify(TaskKind):

@@ -31,8 +31,7 @@ from rdet.config import build_config, get_select_cfg
 from rdet.core.errors import ConfigError
 from rdet.core.records import write_record
 from rdet.report.sections import SectionOutput, register_section
-from rdet.study.base import Cell, TaskKind, backbone_weights, register_kind, resolve_config
-from rdet.study.kinds.commands import need
+from rdet.study.base import Cell, TaskKind, backbone_weights, mapping_section, need, register_kind, resolve_config
 
 KEYS = {"config", "estimators", "datasets", "opts", "cache_dir", "allow_pickle"}
 
@@ -42,11 +41,7 @@ class Estimate(TaskKind):
     name, section, order = "estimate", "transferability", 52
 
     def expand(self, section, ex):
-        if not isinstance(section, dict):
-            raise ConfigError(f"{ex.path}: the transferability section is a mapping (estimators, datasets, ...)")
-        unknown = set(section) - KEYS
-        if unknown:
-            raise ConfigError(f"{ex.path}: unknown transferability entries {', '.join(sorted(unknown))}")
+        mapping_section(section, KEYS, "transferability", ex.path)
         estimators = need(section, "estimators", "the transferability section", ex.path)
         if not isinstance(estimators, list) or not estimators or not all(isinstance(e, str) for e in estimators):
             raise ConfigError(f"{ex.path}: transferability: estimators must be a list of names, e.g. [logme, knn]")
