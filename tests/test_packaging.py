@@ -74,11 +74,13 @@ def test_wheel_declares_every_console_script_and_ships_the_configs(installed):
 
 
 def test_every_console_script_and_module_form_errs_in_one_line(installed, tmp_path):
-    """A bad flag to each console script, and to its ``python -m rdet <command>`` form, is one
-    ``error:`` line and exit 2 (argparse's usage block would be several lines)."""
+    """A bad flag to each console script, to its ``python -m rdet <command>`` form and to its
+    ``python -m rdet.<command>`` form (the card's spelling) is one ``error:`` line and exit 2
+    (argparse's usage block would be several lines)."""
     _, site = installed
     forms = [cmd for script in SCRIPTS
-             for cmd in ([str(site / "bin" / script)], [sys.executable, "-m", "rdet", script[len("rdet-"):]])]
+             for cmd in ([str(site / "bin" / script)], [sys.executable, "-m", "rdet", script[len("rdet-"):]],
+                         [sys.executable, "-m", "rdet." + script[len("rdet-"):].replace("-", "_")])]
 
     def bad_flag(cmd):
         return subprocess.run([*cmd, "--no-such-flag"], capture_output=True, text=True, env=_env(site), cwd=tmp_path,
