@@ -47,6 +47,14 @@ def test_ground_truth_is_best_lr_of_the_seed_mean_and_cost_is_every_cell():
     assert out[("selection val", "linear")]["tau"] == pytest.approx(1.0) and out[("selection val", "linear")]["cost_ratio"] is None
     md = section(list(out.values()))
     assert "| digits16 | fine-tuned fixed (2 seeds) | logme |" in md
+    # fixed-feature runs of another protocol on the same data: their own ground truth, never pooled
+    other = [dict(_cls(src, "fixed", 0.1, 0, v), protocol="per-epoch", epochs=30) for src, v in
+             (("a.pth", 10), ("b.pth", 30), ("c.pth", 20))]
+    out = {(r["protocol"], r["estimator"]): r for r in study_records(recs + other)}
+    assert sorted(p for p, e in out if e == "logme" and p.startswith("fine-tuned fixed")) == [
+        "fine-tuned fixed (None, None epochs, None; 2 seeds)", "fine-tuned fixed (per-epoch, 30 epochs, None; 1 seed)"]
+    assert out[("fine-tuned fixed (None, None epochs, None; 2 seeds)", "logme")]["regret"] == pytest.approx(8)
+    assert out[("fine-tuned fixed (per-epoch, 30 epochs, None; 1 seed)", "logme")]["regret"] == pytest.approx(20)
 
 
 @pytest.mark.slow

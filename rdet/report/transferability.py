@@ -100,22 +100,33 @@ def _source(r: Dict) -> str:
 
 
 def _fine_tuned(records: List[Dict], target: tuple, sources: List[str]):
-    """Per mode: ``({source: accuracy}, seconds)`` of the classification cells on ``target``:
-    accuracy = the best learning rate's mean over seeds (the paper's protocol), seconds = every
-    cell's wall time (fine-tuning every candidate at every lr and seed)."""
-    by_mode: Dict[str, Dict] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    seconds: Dict[str, float] = defaultdict(float)
+    """Per setting (mode, protocol, epochs, recipe: never pooled): ``({source: accuracy}, seconds,
+    seed counts)`` of the classification cells on ``target``: accuracy = the best learning rate's
+    mean over seeds (the paper's protocol), seconds = every cell's wall time (fine-tuning every
+    candidate at every lr and seed)."""
+    by_setting: Dict[tuple, Dict] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    seconds: Dict[tuple, float] = defaultdict(float)
     for r in records:
         if r.get("task") == "classification" and _target(r) == target and _source(r) in sources \
                 and isinstance(r.get("value"), (int, float)):
-            by_mode[r.get("mode")][_source(r)][r.get("lr")].append(float(r["value"]))
-            seconds[r.get("mode")] += float(r.get("wall_time_s") or 0.0)
+            setting = (r.get("mode"), r.get("protocol"), r.get("epochs"), (r.get("recipe") or {}).get("name"))
+            by_setting[setting][_source(r)][r.get("lr")].append(float(r["value"]))
+            seconds[setting] += float(r.get("wall_time_s") or 0.0)
     out = {}
-    for mode, per_source in by_mode.items():
+    for setting, per_source in by_setting.items():
         acc = {s: max(sum(v) / len(v) for v in per_lr.values()) for s, per_lr in per_source.items()}
         seeds = sorted({len(v) for per_lr in per_source.values() for v in per_lr.values()})
-        out[mode] = (acc, seconds[mode], seeds)
+        out[setting] = (acc, seconds[setting], seeds)
     return out
+
+
+def _groups(records: List[Dict]) -> List[tuple]:
+    """``[((target label, data), records)]`` of a study's ``transferability`` cells, one per target."""
+    groups: Dict[tuple, List[Dict]] = defaultdict(list)
+    for r in records:
+        if r.get("task") == "transferability" and r.get("estimators"):
+            groups[(r.get("target"), _target(r))].append(r)
+    return sorted(((k, sorted(v, key=lambda r: r["name"])) for k, v in groups.items()), key=lambda kv: str(kv[0]))
 
 
 def study_records(records: List[Dict]) -> List[Dict]:
@@ -126,19 +137,17 @@ def study_records(records: List[Dict]) -> List[Dict]:
     ``cost_ratio``: fine-tuning every candidate's seconds / the estimator's."""
     from rdet.select.agreement import agreement
 
-    groups: Dict[tuple, List[Dict]] = defaultdict(list)
-    for r in records:
-        if r.get("task") == "transferability" and r.get("estimators"):
-            groups[(r.get("target"), _target(r))].append(r)
     out: List[Dict] = []
-    for (label, target), recs in sorted(groups.items(), key=lambda kv: str(kv[0])):
-        recs = sorted(recs, key=lambda r: r["name"])
+    for (label, target), recs in _groups(records):
         sources = [_source(r) for r in recs]
         truths = {"selection val": ([r["val_value"] for r in recs], None),
                   "selection test": ([r["test_value"] for r in recs], None)}
-        for mode, (acc, secs, seeds) in sorted(_fine_tuned(records, target, sources).items()):
+        settings = _fine_tuned(records, target, sources)
+        for (mode, protocol, epochs, recipe), (acc, secs, seeds) in sorted(settings.items(), key=str):
             seeds_txt = "/".join(str(s) for s in seeds)
-            truths[f"fine-tuned {mode} ({seeds_txt} seed{'s' if seeds != [1] else ''})"] = (
+            # the mode alone names it unless the study fine-tuned in several ways: then each is its own truth
+            detail = "" if sum(k[0] == mode for k in settings) == 1 else f"{protocol}, {epochs} epochs, {recipe}; "
+            truths[f"fine-tuned {mode} ({detail}{seeds_txt} seed{'s' if seeds != [1] else ''})"] = (
                 [acc.get(s) for s in sources], secs)
         for name in recs[0]["estimators"]:
             scores = [r["estimators"].get(name, {}).get("score") for r in recs]
@@ -156,12 +165,8 @@ def study_rankings(records: List[Dict]) -> List[str]:
     accuracy with every estimator's score and rank beside it (Markdown)."""
     from rdet.select.ranking import attach_estimators, ranked_rows, table_lines
 
-    groups: Dict[tuple, List[Dict]] = defaultdict(list)
-    for r in records:
-        if r.get("task") == "transferability" and r.get("estimators"):
-            groups[(r.get("target"), _target(r))].append(r)
     parts = []
-    for (label, _), recs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+    for (label, _), recs in _groups(records):
         rows = ranked_rows(recs)
         attach_estimators(rows, {r["name"]: r["estimators"] for r in recs})
         columns = ("rank", "model", "arch", "norm", "eps", "val", "test") + tuple(rows[0]["estimator_columns"])
