@@ -56,38 +56,52 @@ class Convert(TaskKind):
         return f"verified, max relative error {err:.1e}" if err is not None else "converted (not verified)"
 
 
-class Detect(TaskKind):
-    """Faster/Mask R-CNN per backbone x task through Detectron2; COCO's 1x -> 3x follow-ups."""
-    name, section, order = "detect", "detection", 40
+class Detectron2Cells(TaskKind):
+    """What the kinds that train through Detectron2 on a converted backbone share (detection,
+    segmentation): a cell's config is its task's detectron2 config with the cell's overrides
+    (``opts``, and ``SEED`` when the cell has a seed), built when the study loads; it runs with the
+    backbone its conversion cell wrote (the converter's settings merged then, once it exists)."""
 
-    def expand(self, section, ex):
-        cells = []
+    def tasks(self, section, ex, cells: List[Cell]):
+        """``(task, label, backbone, its conversion cell)`` for every task of ``section`` x each
+        backbone it uses (``backbones: [...]`` or the study's); each backbone's conversion cell is
+        added to ``cells`` once, shared with the other Detectron2 kinds."""
         for task in section or []:
-            label = need(task, "name", "a detection task")
-            need(task, "config", f"detection task {label}")
-            for b in ex.need_backbones(f"detection task {label}", task.get("backbones")):
-                conv = convert_cell(b, ex, cells)
-                cells.append(Cell(self.name, f"detect/{label}/{b.name}", "transfer",
-                                  {"config": task["config"], "opts": list(task.get("opts", [])), "convert": conv,
-                                   "backbone": b.name}, (conv,)))
-        return cells
+            label = need(task, "name", f"a {self.section} task")
+            need(task, "config", f"{self.section} task {label}")
+            for b in ex.need_backbones(f"{self.section} task {label}", task.get("backbones")):
+                yield task, label, b, convert_cell(b, ex, cells)
+
+    @staticmethod
+    def cell_opts(p) -> List[str]:
+        return list(p["opts"]) + (["SEED", str(p["seed"])] if "seed" in p else [])
 
     def config(self, cell, study):
-        """detectron2's config of the task with the cell's overrides (the converted backbone's own
-        settings are merged when the cell runs, once its conversion exists)."""
         from rdet.detection.train import build_cfg
 
-        p = cell.params
-        return build_cfg(resolve_config(study, p["config"]), list(p["opts"]))
+        return build_cfg(resolve_config(study, cell.params["config"]), self.cell_opts(cell.params))
 
     def run(self, cell, study):
         from rdet.detection import run as detection_run
 
         p = cell.params
         conv = read_record(Path(study.output_dir) / p["convert"] / RECORD_NAME)
-        opts = list(p["opts"]) + ["MODEL.WEIGHTS", conv["weights"], "OUTPUT_DIR", str(cell.output_dir(study.output_dir))]
+        opts = self.cell_opts(p) + ["MODEL.WEIGHTS", conv["weights"], "OUTPUT_DIR", str(cell.output_dir(study.output_dir))]
         detection_run(resolve_config(study, p["config"]), opts, resume=True, console=False,
                       backbone_config=conv["config"])
+
+
+class Detect(Detectron2Cells):
+    """Faster/Mask R-CNN per backbone x task through Detectron2; COCO's 1x -> 3x follow-ups."""
+    name, section, order = "detect", "detection", 40
+
+    def expand(self, section, ex):
+        cells: List[Cell] = []
+        for task, label, b, conv in self.tasks(section, ex, cells):
+            cells.append(Cell(self.name, f"detect/{label}/{b.name}", "transfer",
+                              {"config": task["config"], "opts": list(task.get("opts", [])), "convert": conv,
+                               "backbone": b.name}, (conv,)))
+        return cells
 
     def summary(self, rec):
         mask = f", mask AP {rec['mask_AP']:.2f}" if rec.get("mask_AP") is not None else ""

@@ -14,52 +14,27 @@ arch; for UperNet the converter's FPN builder becomes the one whose stages it ta
 was stopped resumes from its last checkpoint. Records: ``rdet.report.segmentation``."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from rdet.core.errors import ConfigError
-from rdet.core.records import RECORD_NAME, read_record
-from rdet.study.base import Cell, TaskKind, need, register_kind, resolve_config
+from rdet.study.base import Cell, register_kind
 from rdet.report.sections import SectionOutput, register_section
-from rdet.study.kinds.detection import convert_cell
+from rdet.study.kinds.detection import Detectron2Cells
 
 
-class Segment(TaskKind):
+class Segment(Detectron2Cells):
     """Semantic segmentation per backbone x dataset x seed through Detectron2 (mIoU)."""
     name, section, order = "segment", "segmentation", 45
 
     def expand(self, section, ex):
         cells = []
-        for task in section or []:
-            label = need(task, "name", "a segmentation task")
-            need(task, "config", f"segmentation task {label}")
+        for task, label, b, conv in self.tasks(section, ex, cells):
             seeds = task.get("seeds", [0])
             if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
                 raise ConfigError(f"{ex.path}: segmentation task {label}: seeds must be a list of integers")
-            for b in ex.need_backbones(f"segmentation task {label}", task.get("backbones")):
-                conv = convert_cell(b, ex, cells)
-                for seed in seeds:
-                    cells.append(Cell(self.name, f"segment/{label}/{b.name}/s{seed}", "transfer",
-                                      {"config": task["config"], "opts": list(task.get("opts", [])), "convert": conv,
-                                       "backbone": b.name, "seed": seed, "task": label}, (conv,)))
+            for seed in seeds:
+                cells.append(Cell(self.name, f"segment/{label}/{b.name}/s{seed}", "transfer",
+                                  {"config": task["config"], "opts": list(task.get("opts", [])), "convert": conv,
+                                   "backbone": b.name, "seed": seed, "task": label}, (conv,)))
         return cells
-
-    def config(self, cell, study):
-        """detectron2's config of the dataset with the cell's overrides, built when the study loads
-        (the converted backbone's own settings are merged when the cell runs)."""
-        from rdet.detection.train import build_cfg
-
-        p = cell.params
-        return build_cfg(resolve_config(study, p["config"]), list(p["opts"]) + ["SEED", str(p["seed"])])
-
-    def run(self, cell, study):
-        from rdet.detection import run as detection_run
-
-        p = cell.params
-        conv = read_record(Path(study.output_dir) / p["convert"] / RECORD_NAME)
-        opts = list(p["opts"]) + ["SEED", str(p["seed"]), "MODEL.WEIGHTS", conv["weights"],
-                                  "OUTPUT_DIR", str(cell.output_dir(study.output_dir))]
-        detection_run(resolve_config(study, p["config"]), opts, resume=True, console=False,
-                      backbone_config=conv["config"])
 
     def summary(self, rec):
         return f"mIoU {rec['mIoU']:.2f}" if rec.get("mIoU") is not None else "no mIoU (no test set)"
