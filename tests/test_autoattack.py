@@ -30,7 +30,7 @@ from rdet.engine.robust_eval import batch_seed
 from rdet.tasks import robustness as ev
 
 EPS = 0.02
-N_ITER, N_QUERIES = 4, 30
+N_ITER, N_QUERIES = 2, 20
 _SMALL = ["DATA.DATASET", "digits", "DATA.TRAIN_SIZE", "16", "DATA.TEST_RESIZE", "16", "DATA.NUM_WORKERS", "2",
           "ATTACK.NORM", "linf", "ATTACK.EPS", f"[{EPS}]", "ATTACK.STEPS", "10", "ATTACK.TYPES", "['pgd', 'autoattack']",
           "ATTACK.AA_N_ITER", str(N_ITER), "ATTACK.AA_N_QUERIES", str(N_QUERIES)]

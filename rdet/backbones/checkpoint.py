@@ -219,19 +219,19 @@ def load_checkpoint(path: str | Path, arch: Optional[str] = None, allow_pickle: 
         sd, meta = to_torchvision(obj, variant)
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
-    sniffed = sniff_arch(sd)
     if arch is not None:
         get_spec(arch)  # unknown names fail here, with the list of choices
         if not matches(sd, arch):
-            family = sniff_family(sd)
+            sniffed, family = sniff_arch(sd), sniff_family(sd)  # sniffing costs ~1 s: only to say what it is
             what = (f"a {sniffed} checkpoint" if sniffed else
                     f"a {family}-family checkpoint of no registered size" if family else
                     "not a checkpoint of any registered architecture")
             raise CheckpointError(f"{path}: is {what}, not {arch} (check --arch)")
-    elif sniffed is None:
-        raise CheckpointError(f"{path}: weights match no registered architecture "
-                              f"({', '.join(list_backbones())}); pass --arch to see the mismatch")
-    arch = arch or sniffed
+    else:
+        arch = sniff_arch(sd)
+        if arch is None:
+            raise CheckpointError(f"{path}: weights match no registered architecture "
+                                  f"({', '.join(list_backbones())}); pass --arch to see the mismatch")
     _fill_num_batches_tracked(sd, arch)
     meta.setdefault("arch", arch)
     meta["source"] = str(path)

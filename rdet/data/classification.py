@@ -431,7 +431,7 @@ def _fashion_mnist(root, train, tf):
 def _digits(root, train, tf):
     from rdet.data.offline import digits_dataset
 
-    return digits_dataset(train, transform=tf)
+    return digits_dataset(train, transform=tf, root=root)
 
 
 def num_classes_of(name: str, ds: Dataset, classes: Sequence[int] = ()) -> int:
