@@ -10,7 +10,8 @@ torch). ``--wheels DIR`` installs the other dependencies that do not import, fro
 ``tools/install_detectron2.sh`` (its PyPI route, offline: ``PIP_NO_INDEX=1``,
 ``PIP_FIND_LINKS="DIR DIR/d2"``, so ``DIR/d2`` must hold ``sal_detectron2-0.7.2-cp310-none-any.whl``).
 
-Each step runs as a subprocess with a timeout, under one time budget (``--budget-s``):
+Each step runs as a subprocess with a timeout, under one time budget (``--budget-s``; the
+throughput cases of step 6 share one):
 
 1. adversarial pretraining (ResNet-18, digits, L2 PGD-3) through ``torchrun --nproc_per_node 1``
    in fp16 (GradScaler), then in bf16 with channels_last (CPU: fp32, then bf16 + channels_last);
@@ -90,6 +91,18 @@ class Check:
         left = self.deadline - time.time()
         if left < 5:
             return self.add(name, False, 0.0, "not run: time budget exhausted")
+        code, took, error = self.run(cmd, name, timeout, env)
+        if error:
+            return self.add(name, False, took, error)
+        try:
+            detail = check() if check else ""
+        except Exception as e:  # a missing or malformed output file
+            return self.add(name, False, took, f"ran, but {type(e).__name__}: {e}")
+        return self.add(name, True, took, detail)
+
+    def run(self, cmd: List[str], name: str, timeout: float, env: Optional[Dict[str, str]] = None):
+        """``(exit code or None, seconds, error or "")`` of ``cmd`` under the budget, logged."""
+        left = self.deadline - time.time()
         self.log.write(f"\n===== {name}: {' '.join(map(str, cmd))}\n")
         self.log.flush()
         start = time.time()
@@ -97,15 +110,9 @@ class Check:
             proc = subprocess.run([str(c) for c in cmd], cwd=REPO, env=env or self.env, stdout=self.log,
                                   stderr=subprocess.STDOUT, timeout=min(timeout, left), text=True)
         except subprocess.TimeoutExpired:
-            return self.add(name, False, time.time() - start, f"timed out after {min(timeout, left):.0f} s")
+            return None, time.time() - start, f"timed out after {min(timeout, left):.0f} s"
         took = time.time() - start
-        if proc.returncode != 0:
-            return self.add(name, False, took, f"exit code {proc.returncode}: {self._last_error()}")
-        try:
-            detail = check() if check else ""
-        except Exception as e:  # a missing or malformed output file
-            return self.add(name, False, took, f"ran, but {type(e).__name__}: {e}")
-        return self.add(name, True, took, detail)
+        return proc.returncode, took, f"exit code {proc.returncode}: {self._last_error()}" if proc.returncode else ""
 
     def add(self, name: str, ok: bool, seconds: float, detail: str, **extra) -> bool:
         self.rows.append({"step": name, "ok": ok, "seconds": round(seconds, 1), "detail": detail, **extra})
@@ -251,53 +258,84 @@ def train_detection(chk: Check) -> None:
             _json(rec)["iterations"], _json(rec)["box_AP"], _json(rec)["mask_AP"]))
 
 
-# --- throughput -----------------------------------------------------------------------------------------
+# --- throughput ---------------------------------------------------------------------------------------------
+BENCH_CASES = (("adv", "fast"), ("adv", "fp32"), ("std", "fast"), ("d2", "fp32"))
+
+
 def run_benchmarks(chk: Check) -> None:
+    """The four throughput cases in one subprocess (one start-up and one CUDA context instead of
+    four), one row each; a case that fails or never ran is a FAIL row with its reason."""
     b, s, arch = chk.size("bench_batch"), chk.size("bench_size"), ARCH_LABEL[chk.size("bench_arch")]
-    cases = [("adv", "fast", f"{arch} PGD-3 step, bf16 + channels_last (batch {b}, {s}px)"),
-             ("adv", "fp32", f"{arch} PGD-3 step, fp32 NCHW (batch {b}, {s}px)"),
-             ("std", "fast", f"{arch} standard step, bf16 + channels_last (batch {b}, {s}px)"),
-             ("d2", "fp32", f"detectron2 R50-FPN train, batch {chk.size('d2_batch')}")]
-    for kind, precision, label in cases:
-        result = chk.out / f".bench_{kind}_{precision}.json"
-        ok = chk.step(label, [sys.executable, __file__, "--bench", kind, precision, str(result)]
-                      + (["--cpu"] if chk.cpu else []), 150, lambda result=result: _bench_detail(result))
-        if ok:
-            chk.rows[-1].update(_json(result))
-            result.unlink()
+    labels = {("adv", "fast"): f"{arch} PGD-3 step, bf16 + channels_last (batch {b}, {s}px)",
+              ("adv", "fp32"): f"{arch} PGD-3 step, fp32 NCHW (batch {b}, {s}px)",
+              ("std", "fast"): f"{arch} standard step, bf16 + channels_last (batch {b}, {s}px)",
+              ("d2", "fp32"): f"detectron2 R50-FPN train, batch {chk.size('d2_batch')}"}
+    if chk.deadline - time.time() < 5:
+        for case in BENCH_CASES:
+            chk.add(labels[case], False, 0.0, "not run: time budget exhausted")
+        return
+    folder = chk.out / ".bench"
+    folder.mkdir(exist_ok=True)
+    code, took, error = chk.run([sys.executable, __file__, "--bench", str(folder)] + (["--cpu"] if chk.cpu else []),
+                                "throughput", 150 * len(BENCH_CASES))
+    for case in BENCH_CASES:
+        path = folder / f"{case[0]}_{case[1]}.json"
+        if not path.is_file():
+            chk.add(labels[case], False, 0.0, error or f"exit code {code}: no result")
+            continue
+        r = _json(path)
+        path.unlink()
+        if "error" in r:
+            chk.add(labels[case], False, r["seconds"], r["error"])
+        else:
+            chk.add(labels[case], True, r["seconds"], _bench_detail(r), **{k: r[k] for k in ("img_per_s", "s_per_iter")
+                                                                             if k in r})
+    if not any(folder.iterdir()):
+        folder.rmdir()
     fast, slow = (next((r for r in chk.rows if r["step"].startswith(p) and r["ok"]), None)
                   for p in (f"{arch} PGD-3 step, bf16", f"{arch} PGD-3 step, fp32"))
     if fast and slow:
         chk.add("fast path / fp32 (PGD-3 step)", True, 0.0, f"{fast['img_per_s'] / slow['img_per_s']:.2f}x")
 
 
-def _bench_detail(path: Path) -> str:
-    r = _json(path)
+def _bench_detail(r: Dict) -> str:
     return f"{r['s_per_iter']:.3f} s/iter" if "img_per_s" not in r else \
         f"{r['img_per_s']:.1f} img/s ({r['s_per_iter']:.3f} s/step)"
 
 
-def bench_worker(kind: str, precision: str, out: str, cpu: bool) -> None:
-    """One throughput measurement in this process; writes ``{'img_per_s'?, 's_per_iter'}``."""
+def bench_worker(folder: str, cpu: bool) -> None:
+    """Every throughput case in this process, in turn; each writes ``KIND_PRECISION.json`` with
+    ``{'img_per_s'?, 's_per_iter', 'seconds'}`` or ``{'error', 'seconds'}`` (a failing case does
+    not stop the others)."""
     import torch
 
     dev = torch.device("cpu" if cpu else "cuda")
     torch.backends.cudnn.benchmark = True
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     k = 1 if cpu else 0
-    if kind == "d2":
-        run, n = _detectron2_iteration(dev, SIZES["d2_batch"][k], SIZES["d2_hw"][k]), SIZES["d2_batch"][k]
-    else:
-        run, n = _classifier_epoch(dev, SIZES["bench_arch"][k], precision == "fast", kind == "adv",
-                                   SIZES["bench_batch"][k], SIZES["bench_size"][k])
-    run(SIZES["bench_warmup"][k])  # warm-up: cuDNN autotuning, allocator
-    steps = SIZES["bench_steps"][k] if kind != "d2" else SIZES["d2_iters"][k]
-    sync()
-    start = time.perf_counter()
-    run(steps)
-    sync()
-    per = (time.perf_counter() - start) / steps
-    Path(out).write_text(json.dumps({"s_per_iter": per} if kind == "d2" else {"s_per_iter": per, "img_per_s": n / per}))
+    for kind, precision in BENCH_CASES:
+        start, run = time.perf_counter(), None
+        try:
+            if kind == "d2":
+                run, n = _detectron2_iteration(dev, SIZES["d2_batch"][k], SIZES["d2_hw"][k]), SIZES["d2_batch"][k]
+            else:
+                run, n = _classifier_epoch(dev, SIZES["bench_arch"][k], precision == "fast", kind == "adv",
+                                           SIZES["bench_batch"][k], SIZES["bench_size"][k])
+            run(SIZES["bench_warmup"][k])  # warm-up: cuDNN autotuning, allocator
+            steps = SIZES["bench_steps"][k] if kind != "d2" else SIZES["d2_iters"][k]
+            sync()
+            t = time.perf_counter()
+            run(steps)
+            sync()
+            per = (time.perf_counter() - t) / steps
+            result = {"s_per_iter": per} if kind == "d2" else {"s_per_iter": per, "img_per_s": n / per}
+        except Exception as e:  # noqa: BLE001 -- reported in the table; the next case still runs
+            result = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]}
+        del run
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+        result["seconds"] = round(time.perf_counter() - start, 1)
+        Path(folder, f"{kind}_{precision}.json").write_text(json.dumps(result))
 
 
 def _classifier_epoch(dev, arch: str, fast: bool, adversarial: bool, batch: int, size: int):
@@ -385,10 +423,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--data-root", help="RDET_DATASETS for the runs (default WORK/datasets; the detection "
                                        "set is composed there from Fashion-MNIST unless it is there already)")
     p.add_argument("--budget-s", type=float, help="total time budget (default 480 on GPU, 600 with --cpu)")
-    p.add_argument("--bench", nargs=3, metavar=("KIND", "PRECISION", "OUT"), help=argparse.SUPPRESS)
+    p.add_argument("--bench", metavar="FOLDER", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.bench:
-        bench_worker(*args.bench, cpu=args.cpu)
+        bench_worker(args.bench, cpu=args.cpu)
         return 0
     args.budget_s = args.budget_s or (600.0 if args.cpu else 480.0)
     start = time.time()
