@@ -50,9 +50,10 @@ def _shared_dir(tmp_path_factory) -> "os.PathLike":
     return base.parent if XDIST_WORKER else base
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def data_root(tmp_path_factory):
-    """A dataset root for the session; ``$RDET_DATASETS`` points there during tests."""
+    """A dataset root for the session; ``$RDET_DATASETS`` points there during every test, so that
+    what a run stages there (the digits split, Fashion-MNIST) never lands in the working tree."""
     root = tmp_path_factory.mktemp("datasets")
     old = os.environ.get("RDET_DATASETS")
     os.environ["RDET_DATASETS"] = str(root)

@@ -232,16 +232,7 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path, capsys):
 
 
 # --- --full-network --------------------------------------------------------------------------------
-def _holdout_wired() -> bool:
-    """Does rdet.classify's data builder evaluate on the DATA.VAL_SIZE split?"""
-    from rdet.data.build import datasets_from_cfg
-
-    cfg = merge_config(get_select_cfg(), None, ["DATA.DATASET", "digits", "DATA.NUM_WORKERS", "0"])
-    return len(datasets_from_cfg(cfg)[1]) != 450
-
-
 @pytest.mark.timeout(400)
-@pytest.mark.skipif(not _holdout_wired(), reason="rdet.data.build.datasets_from_cfg does not apply DATA.VAL_SIZE yet")
 def test_full_network_chooses_lr_on_validation(tmp_path, capsys):
     model = str(_resnet18_file(tmp_path / "m.pth", seed=0))
     out = tmp_path / "sel"
