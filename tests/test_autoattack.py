@@ -140,7 +140,9 @@ def test_two_gloo_processes_give_the_same_result_as_one(tmp_path, digits_pretrai
     args = ["--weights", digits_pretrained[1] / "model_final.pth", "--dataset", "digits", *_SMALL, "DATA.MAX_TEST",
             "12", "SOLVER.BATCH_SIZE", "4", "RUNTIME.DEVICE", "cpu", "--attack", "pgd", "autoattack"]  # nargs: last
     args = list(map(str, args))
-    _run([sys.executable, "-m", "rdet", "evaluate", *args, "--output-dir", str(tmp_path / "one")])
+    from rdet.cli.evaluate import build_cfg
+
+    ev.run(build_cfg(args[:-3] + ["--output-dir", str(tmp_path / "one")] + args[-3:]))  # one process: this one
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "rdet.cli.evaluate",
           *args, "--output-dir", str(tmp_path / "two")])
     one, two = (json.loads((tmp_path / d / "result.json").read_text()) for d in ("one", "two"))
