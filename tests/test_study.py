@@ -394,7 +394,7 @@ class _Stopped(Exception):
 
 
 def test_a_stop_request_checkpoints_at_the_next_step_and_resumes_exactly(tmp_path, monkeypatch):
-    """What a Slurm cell does on its time-limit signal, in-process: ``rdet.engine.preemption``
+    """What a Slurm cell does on its time-limit signal, in-process: ``rdet.core.preemption``
     asked for a stop in the middle of a step; the trainer writes a mid-epoch checkpoint right
     after that step, then runs the stop action; the resumed run ends with the uninterrupted
     run's weights."""
@@ -403,7 +403,8 @@ def test_a_stop_request_checkpoints_at_the_next_step_and_resumes_exactly(tmp_pat
     sys.path.insert(0, str(ROOT / "tests"))
     from helpers import digits_pretrain_cfg
 
-    from rdet.engine import LAST, FINAL, preemption
+    from rdet.core import preemption
+    from rdet.engine import LAST, FINAL
     from rdet.engine.state import read_state
     from rdet.engine.trainer import EpochTrainer
     from rdet.tasks.pretrain import run

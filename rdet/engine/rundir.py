@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from rdet.core.atomic import remove_stale_temps
-from rdet.engine import preemption
+from rdet.core import preemption
 from rdet.engine.build import build_optimizer, build_scheduler
 from rdet.engine.hooks import Checkpointer, EpochLog, TensorBoard
 from rdet.engine.signature import run_signature
@@ -103,7 +103,7 @@ class RunDir(contextlib.AbstractContextManager):
 
 
 class _StopAfterEpoch(HookBase):
-    """Last after-epoch hook: a stop asked for from outside (``rdet.engine.preemption``) happens
+    """Last after-epoch hook: a stop asked for from outside (``rdet.core.preemption``) happens
     here, after the epoch's checkpoint and its log line."""
 
     def after_epoch(self) -> None:

@@ -46,7 +46,7 @@ import torch
 from tqdm import tqdm
 
 from rdet.core.errors import NonFiniteLossError
-from rdet.engine import preemption
+from rdet.core import preemption
 from rdet.engine.streams import step_seed
 
 logger = logging.getLogger(__name__)
@@ -250,7 +250,7 @@ class EpochTrainer:
         flags = self._finite_flags()
         due = self._ckpt_iter_due() or (self.checkpoint is not None and self.ckpt_seconds > 0 and rt.is_main
                                         and time.time() - self._last_save >= self.ckpt_seconds) \
-            or (self.checkpoint is not None and preemption.pending())  # checkpoint, then stop (rdet.engine.preemption)
+            or (self.checkpoint is not None and preemption.pending())  # checkpoint, then stop (rdet.core.preemption)
         shared = torch.tensor([float((~flags).any()) if flags is not None else 0.0, float(due)],
                               dtype=torch.float64, device=rt.device)
         rt.all_reduce(shared)

@@ -184,7 +184,7 @@ class CellJob(submitit.helpers.Checkpointable):
     module-level function.
 
     On the signal the running trainer is asked for a checkpoint at its next boundary
-    (``rdet.engine.preemption``), after which submitit's own handler runs (:meth:`checkpoint`,
+    (``rdet.core.preemption``), after which submitit's own handler runs (:meth:`checkpoint`,
     ``scontrol requeue``, exit). If none comes within ``grace_s`` (half the signal's lead time:
     the cell is starting, evaluating, or not a trainer's), the handler runs then and the cell
     resumes from its previous checkpoint."""
@@ -204,7 +204,7 @@ class CellJob(submitit.helpers.Checkpointable):
         the job (the workers end with the main process)."""
         import threading
 
-        from rdet.engine import preemption
+        from rdet.core import preemption
 
         name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")  # submitit's documented setting
         signum = getattr(signal, f"SIG{name}", None)

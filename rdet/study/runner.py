@@ -97,7 +97,7 @@ def run_cell_job(study_path: str, cell_name: str) -> Dict:
     ``SLURM_RESTART_COUNT``), so a record from a job says how often it was requeued."""
     import submitit
 
-    study = load_study(study_path)
+    study = load_study(study_path, check=False)  # checked by the driver; the cell's run checks its own
     cell = find_cell(study, cell_name)
     out = cell.output_dir(study.output_dir)
     env = submitit.JobEnvironment()

@@ -49,7 +49,12 @@ RUNNER_KEYS = {"output_dir", "executor", "slurm", "name", "description"}
 EXECUTORS = ("local", "submitit_local", "slurm")
 
 
-def load_study(path: str | Path) -> Study:
+def load_study(path: str | Path, check: bool = True) -> Study:
+    """The study in ``path``, every cell's config built and checked (:func:`check_cell_configs`).
+    ``check=False`` is for a cell's job: its driver checked the whole study before it submitted
+    anything, and the job's cell builds its own config when it runs (the same checks). Re-checking
+    every other cell in every job would cost each job the imports of every kind (detectron2 for a
+    command cell) and a study of n cells n x n config builds."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such study file")
@@ -82,7 +87,8 @@ def load_study(path: str | Path) -> Study:
     if bad:
         raise ConfigError(f"{path}: cells {', '.join(bad)} have a stage outside {', '.join(STAGES[:-1])}")
     study = Study(path, out, executor, slurm, cells, raw)
-    check_cell_configs(study)
+    if check:
+        check_cell_configs(study)
     return study
 
 
