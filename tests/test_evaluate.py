@@ -27,18 +27,6 @@ def _cfg(weights, out, *extra):
     return cfg
 
 
-def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "rdet", "evaluate", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=dict(os.environ, PYTHONPATH=os.getcwd()))
-
-
-def _one_line_refusal(proc):
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
-    return lines[0]
-
-
 def test_accuracy_falls_with_eps_and_record_names_backbone(tmp_path, digits_pretrained):
     _, out = digits_pretrained
     res = ev.run(_cfg(out / "model_final.pth", tmp_path, "ATTACK.EPS", "[0.02, 0.1]"))
@@ -79,21 +67,24 @@ def test_fit_head_on_request(tmp_path, digits_pretrained):
 
 
 @pytest.mark.slow
-def test_help_example_with_training_config(tmp_path, fashion_mnist_root):
+def test_help_example_with_training_config(tmp_path, fashion_mnist_root, capsys):
     """`--config-file configs/pretrain_demo.yaml` (a pretraining config) as in the module's help:
     its DATA section (Fashion-MNIST classes 0-4 at 32 px) is used, its training sections are not."""
     weights = tmp_path / "model_final.pth"
     meta = {"arch": "resnet18", "norm": None, "eps": 0.0, "method": "standard", "dataset": "fashion_mnist",
             "classes": [0, 1, 2, 3, 4]}
     torch.save(classifier_checkpoint(create_classifier("resnet18", 5), meta), weights)
-    proc = _cli("--weights", weights, "--dataset", "fashion_mnist", "--config-file", CONFIG_DIR / "pretrain_demo.yaml",
-                "DATA.MAX_TEST", "64", "--steps", "2", "--output-dir", tmp_path / "ev", "--norm", "linf",
-                "--eps", "0.01", "0.03")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    from rdet.cli.evaluate import main
+
+    code = main([str(a) for a in ("--weights", weights, "--dataset", "fashion_mnist", "--config-file",
+                                  CONFIG_DIR / "pretrain_demo.yaml", "DATA.MAX_TEST", "64", "--steps", "2",
+                                  "--output-dir", tmp_path / "ev", "--norm", "linf", "--eps", "0.01", "0.03")])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err[-3000:]
     rec = json.loads((tmp_path / "ev" / "result.json").read_text())
     assert rec["dataset"] == "fashion_mnist" and rec["classes"] == [0, 1, 2, 3, 4]
     assert [a["eps"] for a in rec["attacks"]] == [0.01, 0.03] and "at 32px" in rec["data_note"]
-    assert "trained: standard" in proc.stdout
+    assert "trained: standard" in printed.out
 
 
 @pytest.mark.slow
@@ -128,7 +119,11 @@ def test_cli_bad_inputs_one_line_nothing_written(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_cli_second_run_on_a_held_folder(tmp_path, digits_pretrained):
+def test_cli_second_run_on_a_held_folder(tmp_path, digits_pretrained, capsys):
+    """A folder held by another process (a real one: the lock is the OS's) is refused by the
+    command's main, run here, in one line naming the holder."""
+    from rdet.cli.evaluate import main
+
     _, out = digits_pretrained
     folder = tmp_path / "held"
     folder.mkdir()
@@ -138,8 +133,8 @@ def test_cli_second_run_on_a_held_folder(tmp_path, digits_pretrained):
                               text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        line = _one_line_refusal(_cli("--weights", out / "model_final.pth", "--dataset", "digits", "DATA.TRAIN_SIZE",
-                                      "16", "DATA.TEST_RESIZE", "16", "--output-dir", folder))
+        line = cli_refusal(main, capsys, "--weights", out / "model_final.pth", "--dataset", "digits",
+                           "DATA.TRAIN_SIZE", "16", "DATA.TEST_RESIZE", "16", "--output-dir", folder)
         assert f"in use by another rdet run (pid {holder.pid})" in line
         assert sorted(os.listdir(folder)) == [LOCK_NAME]
     finally:

@@ -411,18 +411,22 @@ def test_unknown_eps_is_listed_apart_never_as_standard(tmp_path):
     assert "| detection | coco_2017_val | 3x | resnet50 | m.pkl | box_AP | 45.00 |" in section
 
 
-def test_unreadable_records_are_skipped_and_named(tmp_path):
+def test_unreadable_records_are_skipped_and_named(tmp_path, capsys):
+    """``rdet report``'s main, in this process (the next test runs ``python -m rdet report``)."""
+    from rdet.cli.report import main
+
     _write_all(tmp_path, RECORDS[:8])
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "result.json").write_text("{not json")
     (tmp_path / "odd").mkdir()
     (tmp_path / "odd" / "result.json").write_text("[1, 2]")
-    proc = subprocess.run([sys.executable, "-m", "rdet", "report", str(tmp_path)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    warnings = proc.stderr.strip().splitlines()
-    assert len(warnings) == 2 and all(w.startswith("warning: skipped ") for w in warnings)
+    code = main([str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    warnings = err.strip().splitlines()
+    assert len(warnings) == 2 and all(w.startswith("warning: skipped ") for w in warnings), err
     for name in ("broken", "odd"):
-        assert str(tmp_path / name / "result.json") in proc.stderr
+        assert str(tmp_path / name / "result.json") in err
     md = (tmp_path / "report" / "report.md").read_text()
     assert "8 result records" in md and "Skipped 2 unreadable record(s)" in md and "81.00 [80.00, 82.00]" in md
 
