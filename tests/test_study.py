@@ -484,3 +484,32 @@ def test_a_requeue_whose_scontrol_is_stopped_by_it_exits_without_a_result():
     calls = []
     requeue_then_exit(lambda sig, frame: calls.append(sig))(signal.SIGUSR2, None)
     assert calls == [signal.SIGUSR2]
+
+
+def test_a_cells_job_builds_only_its_own_config_and_a_command_job_needs_no_torch(tmp_path):
+    """The driver checks every cell before it submits any; a job reads the study again and runs
+    its cell without re-checking the others: a command cell's job imports neither torch nor
+    detectron2, and a typo put into another cell after submission stops only that cell."""
+    ok = tmp_path / "ok.txt"
+    study = tmp_path / "study.yaml"
+    study.write_text(f"""
+output_dir: {tmp_path / 'out'}
+commands: [{{name: hello, run: "echo hi > {ok}"}}]
+backbones: [{{name: std, weights: {tmp_path / 'std.pth'}}}]
+classification: {{config: configs/classify_demo.yaml, datasets: [{{name: digits, opts: [SOLVER.EPOCH, 1]}}]}}
+""")
+    with pytest.raises(ConfigError, match=r"cell classify/digits/std/.*SOLVER\.EPOCH"):
+        load_study(study)  # the driver's load
+    job = ("import json, sys\n"
+           "from rdet.study.runner import run_cell_job\n"
+           "res = run_cell_job(sys.argv[1], 'hello')\n"
+           "print(json.dumps([res, sorted(m for m in ('torch', 'detectron2') if m in sys.modules)]))\n")
+    env = dict(os.environ, SUBMITIT_EXECUTOR="local", SUBMITIT_LOCAL_JOB_ID="1", SUBMITIT_LOCAL_NTASKS="1",
+               SUBMITIT_LOCAL_JOB_NUM_NODES="1", SUBMITIT_LOCAL_NODEID="0", SUBMITIT_LOCAL_GLOBALID="0",
+               SUBMITIT_LOCAL_LOCALID="0")
+    proc = subprocess.run([sys.executable, "-c", job, str(study)], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res, heavy = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res == {"status": "done", "message": ""} and heavy == []
+    assert ok.read_text() == "hi\n" and read_record(tmp_path / "out" / "hello" / "result.json")["task"] == "command"
