@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rdet.core.errors import ConfigError
+from rdet.core.errors import ConfigError, DatasetError
 from rdet.core.records import read_record, write_record
 from rdet.study import Cell, StudyError, TaskKind, followup_cells, get_kind, load_study, register_kind, run_study
 from rdet.study.base import unregister_kind
@@ -312,6 +312,54 @@ class _Squares(TaskKind):
         if any(n in failed for n in mine):
             return []
         return [Cell(self.name, "square/sum", "followup", {}, tuple(mine))]
+
+
+class _FailsInALoaderWorker(torch.utils.data.Dataset):
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        if i == 3:
+            raise DatasetError("unreadable item 3")
+        return torch.zeros(2)
+
+
+class _Loaders(TaskKind):
+    """Cell ``loaders/bad`` fails in its DataLoader's worker; ``loaders/next``, run after it in the
+    same process, records how many child processes are alive then."""
+    name, section, order = "loaders", "loaders", 61
+
+    def expand(self, section, ex):
+        return [Cell(self.name, f"loaders/{n}", "transfer", {}) for n in ("bad", "next")]
+
+    def run(self, cell, study):
+        import multiprocessing
+
+        if cell.name == "loaders/bad":
+            for _ in torch.utils.data.DataLoader(_FailsInALoaderWorker(), batch_size=2, num_workers=1):
+                pass
+        out = cell.output_dir(study.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_record(out, {"task": "loaders", "metric": "children", "value": len(multiprocessing.active_children())})
+
+    def summary(self, rec):
+        return f"children: {rec['value']}"
+
+
+def test_a_failed_cells_loader_workers_are_gone_before_the_next_cell(tmp_path):
+    """The failure is the worker's own message (torch re-wraps it in its traceback). torch's
+    re-raised error keeps the loader (and its worker process) alive through a reference cycle
+    until a garbage collection, which then waits 5 s on it; the runner frees it when it reports
+    the failure."""
+    kind = register_kind(_Loaders())
+    try:
+        path = tmp_path / "s.yaml"
+        path.write_text(f"output_dir: {tmp_path / 'out'}\nloaders: {{}}\n")
+        with pytest.raises(StudyError, match=r"did not finish: loaders/bad \(unreadable item 3\)"):
+            run_study(path, console=False)
+    finally:
+        unregister_kind(kind.name)
+    assert read_record(tmp_path / "out" / "loaders" / "next" / "result.json")["value"] == 0
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from rdet.core.errors import ConfigError, RdetError
+from rdet.core.errors import ConfigError, RdetError, error_message, release_frames
 
 EXIT_USER_ERROR = 2
 
@@ -82,10 +82,12 @@ def run_cli(main: Callable[[Optional[Sequence[str]]], object], argv: Optional[Se
     try:
         result = main(argv)
     except RdetError as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
+        print(f"error: {error_message(e)}", file=sys.stderr)
+        release_frames(e)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print("interrupted", file=sys.stderr)
+        release_frames(e)
         return 130
     finally:
         _close_process_group()
@@ -100,17 +102,6 @@ def _close_process_group() -> None:
     dist = sys.modules.get("torch.distributed")
     if dist is not None and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def _one_line(e: BaseException) -> str:
-    """The message of an rdet error. One raised in a DataLoader worker comes back re-wrapped by
-    torch ("Caught X in DataLoader worker process N. Original Traceback ..."): its message is the
-    traceback's last line, after the exception's class name."""
-    text = str(e)
-    if text.startswith("Caught ") and "\nOriginal Traceback" in text:
-        last = [line for line in text.splitlines() if line.strip()][-1]
-        return last.split(": ", 1)[1] if ": " in last else last
-    return text
 
 
 # A config key as written on a command line: upper-case dotted (SOLVER.EPOCHS, MODEL.TIMM.ARCH).

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from rdet.core.errors import RdetError
+from rdet.core.errors import RdetError, error_message, release_frames
 from rdet.core.records import RECORD_NAME, has_record, read_record, record_problem, write_record
 from rdet.study import jobs
 from rdet.study.base import STAGES, TASK_KINDS, Cell, Study, get_kind
@@ -126,7 +126,7 @@ def _note_requeues(out: Path) -> None:
 
 
 def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
+    text = error_message(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0]}" if text and not isinstance(e, RdetError) else (text[0] if text else
                                                                                              type(e).__name__)
 
@@ -189,6 +189,7 @@ class _Run:
                 status = {"status": "done"}
             except Exception as e:  # noqa: BLE001  (the traceback is in the cell's log)
                 status = {"status": "failed", "message": _one_line(e)}
+                release_frames(e)  # the next cell does not wait on this one's loader workers
             self.done(c, status, time.time() - start)
 
     def run_jobs(self, cells: List[Cell], poll_s: float = 1.0) -> None:
