@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from rdet.core.errors import ConfigError, RdetError, error_message, release_frames
+from rdet.core.collector import defer_collection, settle
 
 EXIT_USER_ERROR = 2
 
@@ -91,6 +92,7 @@ def run_cli(main: Callable[[Optional[Sequence[str]]], object], argv: Optional[Se
         return 130
     finally:
         _close_process_group()
+        settle()  # a refusal, or a command whose work never settled (rdet.core.collector)
     return result if isinstance(result, int) else 0
 
 
@@ -152,8 +154,12 @@ class _OldSpelling(argparse.Action):
 
 
 def entry_point(fn: Callable[[Optional[Sequence[str]]], object]) -> Callable[[Optional[Sequence[str]]], int]:
-    """The console-script ``main`` of a CLI module: ``fn`` run through :func:`run_cli`."""
+    """The console-script ``main`` of a CLI module: ``fn`` run through :func:`run_cli`. Called
+    without arguments it is the process's own command (a console script, a ``python -m`` form, a
+    torchrun rank), whose start and exit :func:`rdet.core.collector.defer_collection` shortens."""
     def main(argv: Optional[Sequence[str]] = None) -> int:
+        if argv is None:
+            defer_collection()
         return run_cli(fn, argv)
 
     main.__doc__ = f"Console-script entry point of {fn.__module__}: user errors are one line, exit code 2."

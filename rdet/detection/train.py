@@ -21,6 +21,7 @@ from rdet.detection.datasets import check_datasets, data_note, register_demo_dat
 from rdet.detection.recipe import schedule_name
 from rdet.tasks.checks import check_output_dir
 from rdet.detection.weights import BACKBONE_KEYS, WeightsInfo, inspect_weights
+from rdet.core.collector import settle
 from rdet.core.errors import CheckpointError, ConfigError
 from rdet.core.records import read_record, write_record
 
@@ -256,6 +257,7 @@ def run(config_file: str, opts: Sequence[str] = (), resume: bool = False, eval_o
 
     _check_launch(num_gpus, num_machines, machine_rank, dist_url)
     cfg, info = setup(config_file, opts, eval_only, allow_pickle, resume, backbone_config)
+    settle()  # detectron2 is imported: the work starts (rdet.core.collector)
     # What detectron2's default_setup logs as the command line.
     args = argparse.Namespace(config_file=config_file, opts=list(opts), resume=resume, eval_only=eval_only,
                               num_gpus=num_gpus, num_machines=num_machines, machine_rank=machine_rank,

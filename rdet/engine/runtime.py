@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 
 from rdet.config.schema import check_value
+from rdet.core.collector import settle
 from rdet.core.errors import ConfigError
 
 _AMP = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -113,6 +114,7 @@ def init_process_group(backend: str, rank: int, world: int) -> None:
 
 def setup_runtime(cfg) -> Runtime:
     """Runtime from ``cfg.RUNTIME`` and the torchrun environment (initialises the process group)."""
+    settle()  # a task's work starts here, its imports done (rdet.core.collector)
     want = cfg.RUNTIME.DEVICE
     if want == "auto":
         want = "cuda" if torch.cuda.is_available() else "cpu"

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
+from rdet.core.collector import defer_collection
 from rdet.core.errors import RdetError, error_message, release_frames
 from rdet.core.records import RECORD_NAME, has_record, read_record, record_problem, write_record
 from rdet.study import jobs
@@ -97,6 +98,7 @@ def run_cell_job(study_path: str, cell_name: str) -> Dict:
     ``SLURM_RESTART_COUNT``), so a record from a job says how often it was requeued."""
     import submitit
 
+    defer_collection()  # until the cell's task starts its work (rdet.core.collector)
     study = load_study(study_path, check=False)  # checked by the driver; the cell's run checks its own
     cell = find_cell(study, cell_name)
     out = cell.output_dir(study.output_dir)
