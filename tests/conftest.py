@@ -7,6 +7,7 @@ and every process its tests start use one thread: two workers of two threads eac
 spin-wait each other's OpenMP threads into far slower runs."""
 from __future__ import annotations
 
+import gc
 import os
 
 import pytest
@@ -42,6 +43,14 @@ FILE_SECONDS = {"test_slurm": (240, 0), "test_autoattack": (133, 5), "test_detec
                 "test_trainer": (24, 13), "test_convert": (23, 7), "test_evaluate": (17, 3), "test_streams": (13, 1),
                 "test_report": (11, 2), "test_transferability_study": (11, 0), "test_backbones": (8, 4),
                 "test_preprocessing": (8, 7.5), "test_attacks": (6, 4.5), "test_checkpoint": (5, 3)}
+
+
+def pytest_collection_finish(session):
+    """What collection imported (torch, torchvision, timm, detectron2, every test module) lives as
+    long as this process: out of the garbage collector's walks from here on, as a command's own
+    process does once its work starts (rdet.core.collector)."""
+    gc.collect()
+    gc.freeze()
 
 
 def pytest_ignore_collect(collection_path, config):
