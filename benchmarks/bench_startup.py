@@ -39,7 +39,8 @@ def main():
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, RDET_DATASETS=str(Path(tmp) / "data"))
-        cases = {"one-epoch demo (200 images)": (TINY, (0,)), "refusal of SOLVER.EPOCHS -1": (["SOLVER.EPOCHS", "-1"], (2,))}
+        cases = {"one-epoch demo (200 images)": (TINY, (0,)),
+                 "refusal of SOLVER.EPOCHS -1": (["SOLVER.EPOCHS", "-1"], (2,))}
         for name, (opts, ok) in cases.items():
             best = {"policy": float("inf"), "library": float("inf")}
             for i in range(args.reps):

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from rdet.core.errors import ConfigError, DatasetError
+from rdet.core.errors import ConfigError
 from rdet.core.records import read_record, write_record
 from rdet.study import Cell, StudyError, TaskKind, followup_cells, get_kind, load_study, register_kind, run_study
 from rdet.study.base import unregister_kind
+from test_validate import _UnreadableAt3
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -314,16 +315,6 @@ class _Squares(TaskKind):
         return [Cell(self.name, "square/sum", "followup", {}, tuple(mine))]
 
 
-class _FailsInALoaderWorker(torch.utils.data.Dataset):
-    def __len__(self):
-        return 8
-
-    def __getitem__(self, i):
-        if i == 3:
-            raise DatasetError("unreadable item 3")
-        return torch.zeros(2)
-
-
 class _Loaders(TaskKind):
     """Cell ``loaders/bad`` fails in its DataLoader's worker; ``loaders/next``, run after it in the
     same process, records how many child processes are alive then."""
@@ -336,7 +327,7 @@ class _Loaders(TaskKind):
         import multiprocessing
 
         if cell.name == "loaders/bad":
-            for _ in torch.utils.data.DataLoader(_FailsInALoaderWorker(), batch_size=2, num_workers=1):
+            for _ in torch.utils.data.DataLoader(_UnreadableAt3(), batch_size=2, num_workers=1):
                 pass
         out = cell.output_dir(study.output_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -355,7 +346,8 @@ def test_a_failed_cells_loader_workers_are_gone_before_the_next_cell(tmp_path):
     try:
         path = tmp_path / "s.yaml"
         path.write_text(f"output_dir: {tmp_path / 'out'}\nloaders: {{}}\n")
-        with pytest.raises(StudyError, match=r"did not finish: loaders/bad \(unreadable item 3\)"):
+        failed = r"did not finish: loaders/bad \(unreadable image /data/x/3\.jpg: truncated\)"
+        with pytest.raises(StudyError, match=failed):
             run_study(path, console=False)
     finally:
         unregister_kind(kind.name)
