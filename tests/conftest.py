@@ -42,7 +42,8 @@ FILE_SECONDS = {"test_slurm": (240, 0), "test_autoattack": (133, 5), "test_detec
                 "test_select": (33, 21), "test_torchrun_restart": (33, 0), "test_study": (24, 0),
                 "test_trainer": (24, 13), "test_convert": (23, 7), "test_evaluate": (17, 3), "test_streams": (13, 1),
                 "test_report": (11, 2), "test_transferability_study": (11, 0), "test_backbones": (8, 4),
-                "test_preprocessing": (8, 7.5), "test_attacks": (6, 4.5), "test_checkpoint": (5, 3)}
+                "test_preprocessing": (8, 7.5), "test_attacks": (6, 4.5), "test_skip_init": (6, 2.5),
+                "test_checkpoint": (5, 3)}
 
 
 def pytest_collection_finish(session):

@@ -94,13 +94,15 @@ def test_no_import_cycle():
 # The ``_``-prefixed attributes rdet reads of objects it does not own, each in its one adapter
 # module (module -> attributes). torchvision's dataset internals live in
 # rdet/data/torchvision_private.py, whose docstring says why; detectron2 needs none. The others:
-# torch's BatchNorm base class, rdet's own mark on the logging handlers it adds, and the numpy /
-# codecs globals a checkpoint's pickle may name, which the restricted unpickler allows by name.
+# torch's BatchNorm base class and tensor version counter, rdet's own mark on the logging
+# handlers it adds, and the numpy / codecs globals a checkpoint's pickle may name, which the
+# restricted unpickler allows by name.
 PRIVATE_READS = {
     "rdet.data.torchvision_private": {"_labels", "_samples", "_image_files", "_images", "_file_dict"},
     "rdet.engine.batchnorm": {"_BatchNorm"},
     "rdet.cli": {"_rdet_console"},
     "rdet.core.safe_pickle": {"_codecs", "_frombuffer", "_reconstruct"},
+    "rdet.backbones.skip_init": {"_version"},
 }
 
 

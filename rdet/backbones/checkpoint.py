@@ -39,6 +39,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import torch
 
 from rdet.backbones.registry import get_spec, list_backbones
+from rdet.backbones.skip_init import skip_parameter_init
 from rdet.core.errors import CheckpointError
 from rdet.core.safe_pickle import ALLOW_PICKLE_FLAG, load_torch  # noqa: F401 (ALLOW_PICKLE_FLAG: re-exported)
 
@@ -172,9 +173,10 @@ def sniff_family(sd: Mapping[str, torch.Tensor]) -> Optional[str]:
 
 @functools.lru_cache(maxsize=None)
 def _signature(arch: str) -> Tuple[frozenset, str]:
-    """(body key/shape pairs, head prefix) of a registry arch, built on the meta device (free)."""
+    """(body key/shape pairs, head prefix) of a registry arch, built on the meta device without
+    its initialisers (which run as Python kernels there)."""
     spec = get_spec(arch)
-    with torch.device("meta"):
+    with torch.device("meta"), skip_parameter_init():
         net = spec.builder(1000)
     head = spec.classifier + "."
     body = frozenset((k, tuple(v.shape)) for k, v in net.state_dict().items()

@@ -7,12 +7,16 @@ can freeze ``body`` and cache its outputs, and a new task only swaps ``head``.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
 from rdet.backbones.registry import BackboneSpec, get_spec
+from rdet.backbones.skip_init import Skipped, check_loaded, skip_parameter_init
+
+if TYPE_CHECKING:
+    from rdet.backbones.checkpoint import LoadedCheckpoint
 
 
 class InputNormalize(nn.Module):
@@ -109,9 +113,38 @@ def create_classifier(arch: str, num_classes: int = 1000, weights: Optional[str]
     (robustness-library, torchvision or rdet checkpoint). If ``num_classes`` differs from the
     checkpoint's head, the body is loaded and a fresh head of the requested size is kept.
     """
-    model = Classifier(get_spec(arch), num_classes)
-    if weights:
-        from rdet.backbones.checkpoint import load_weights
+    if not weights:
+        return Classifier(get_spec(arch), num_classes)
+    return load_classifier(arch, num_classes, weights, allow_pickle, input_norm, variant)[0]
 
-        load_weights(model, weights, allow_pickle=allow_pickle, input_norm=input_norm, variant=variant)
+
+def load_classifier(arch: str, num_classes: int, weights: str, allow_pickle: bool = False, input_norm: str = "",
+                    variant: str = "") -> Tuple[Classifier, "LoadedCheckpoint"]:
+    """:func:`create_classifier` with ``weights``, and what was loaded (its metadata says the
+    weights' norm, eps, input normalisation and whether the head came from the file). The
+    network is built without drawing the parameters the file overwrites (``skip_init``)."""
+    from rdet.backbones.checkpoint import load_weights
+
+    with skip_parameter_init() as skipped:
+        model = Classifier(get_spec(arch), num_classes)
+    loaded = load_weights(model, weights, allow_pickle=allow_pickle, input_norm=input_norm, variant=variant)
+    _fresh_head_unless(model, loaded.meta["head_loaded"], skipped, str(weights))
+    return model, loaded
+
+
+def classifier_from(loaded: "LoadedCheckpoint", num_classes: int, with_head: bool, what: str) -> Classifier:
+    """A classifier holding checkpoint ``loaded`` (read before: its arch picks the network) with
+    its head when ``with_head``, else a fresh one of ``num_classes``."""
+    from rdet.backbones.checkpoint import apply_checkpoint
+
+    with skip_parameter_init() as skipped:
+        model = Classifier(get_spec(loaded.arch), num_classes)
+    apply_checkpoint(model, loaded, with_head)
+    _fresh_head_unless(model, with_head, skipped, what)
     return model
+
+
+def _fresh_head_unless(model: Classifier, head_loaded: bool, skipped: Skipped, what: str) -> None:
+    if not head_loaded:
+        model.reset_head(model.num_classes)
+    check_loaded(model, skipped, what)

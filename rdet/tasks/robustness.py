@@ -49,9 +49,9 @@ import torch
 
 from rdet.attacks import pgd
 from rdet.attacks.autoattack import AutoAttackRunner, check_classes, describe
-from rdet.backbones import create_classifier
+from rdet.backbones import classifier_from
 from rdet.backbones.catalog import get_entry
-from rdet.backbones.checkpoint import LoadedCheckpoint, apply_checkpoint, load_checkpoint, resolve
+from rdet.backbones.checkpoint import LoadedCheckpoint, load_checkpoint, resolve
 from rdet.backbones.registry import get_spec
 from rdet.config import CfgNode, check_config_file, merge_config
 from rdet.core.atomic import remove_stale_temps
@@ -264,8 +264,7 @@ def run(cfg) -> Dict[str, Any]:
         _refuse_or_fit(head_mismatch(CATALOG_CLASSES, {}, cfg, num_classes), cfg, rt)
         loaded = load()
     why = _refuse_or_fit(head_mismatch(_head_classes(loaded), loaded.meta, cfg, num_classes), cfg, rt)
-    model = create_classifier(loaded.arch, num_classes)
-    apply_checkpoint(model, loaded, with_head=why is None)  # the weights and their input normalisation
+    model = classifier_from(loaded, num_classes, with_head=why is None, what=str(cfg.MODEL.WEIGHTS))
     model = rt.prepare(model)
     loaded.state_dict = {}  # the model holds its own copy
     out = Path(cfg.OUTPUT_DIR)

@@ -10,8 +10,7 @@ from typing import Any, Dict, Tuple
 
 import torch
 
-from rdet.backbones import Classifier, create_classifier
-from rdet.backbones.checkpoint import load_weights
+from rdet.backbones import Classifier, create_classifier, load_classifier
 from rdet.core.errors import ConfigError
 
 MODES = ("fixed", "full")
@@ -21,11 +20,13 @@ def build_transfer_model(cfg, num_classes: int) -> Tuple[Classifier, Dict[str, A
     """``(model, backbone meta)``: weights from MODEL.WEIGHTS (catalog name or file), new head."""
     if cfg.TRANSFER.MODE not in MODES:
         raise ConfigError(f"TRANSFER.MODE must be fixed or full, not {cfg.TRANSFER.MODE!r}")
-    model = create_classifier(cfg.MODEL.ARCH, num_classes)
     meta = {"arch": cfg.MODEL.ARCH, "norm": None, "eps": None, "method": None, "source": "random init"}
-    if cfg.MODEL.WEIGHTS:
-        loaded = load_weights(model, cfg.MODEL.WEIGHTS, allow_pickle=cfg.MODEL.ALLOW_PICKLE,
-                              input_norm=cfg.MODEL.INPUT_NORM, variant=cfg.MODEL.WEIGHTS_VARIANT)
+    if not cfg.MODEL.WEIGHTS:
+        model = create_classifier(cfg.MODEL.ARCH, num_classes)
+    else:
+        model, loaded = load_classifier(cfg.MODEL.ARCH, num_classes, cfg.MODEL.WEIGHTS,
+                                        allow_pickle=cfg.MODEL.ALLOW_PICKLE, input_norm=cfg.MODEL.INPUT_NORM,
+                                        variant=cfg.MODEL.WEIGHTS_VARIANT)
         meta.update({k: loaded.meta.get(k) for k in ("norm", "eps", "method", "input_norm", "weights_variant")},
                     source=str(cfg.MODEL.WEIGHTS))
     model.reset_head(num_classes)  # always a fresh head, as the paper
