@@ -36,6 +36,16 @@ def test_loaded_model_is_the_drawn_then_overwritten_one(tmp_path, arch):
         assert torch.equal(skipped(x), drawn(x))
 
 
+@pytest.mark.parametrize("arch", ["resnet18", "convnext_atto", "vit_tiny"])
+def test_no_parameter_is_drawn(arch):
+    """torch.nn.init's functions (which take their tensor by keyword when dispatched) and timm's
+    truncated normal alike: the random generator is where it was."""
+    state = torch.get_rng_state()
+    with skip_parameter_init():
+        Classifier(get_spec(arch), 1000)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_a_head_of_other_classes_is_drawn_fresh(tmp_path):
     path = _file(tmp_path, "resnet18")
     model = create_classifier("resnet18", 10, weights=str(path))

@@ -1,20 +1,20 @@
 """Building a network whose parameters a checkpoint overwrites next, without initialising them.
 
-torchvision and timm draw every parameter when a network is built (kaiming, truncated-normal):
-about half the time it takes to build a ResNet-18 on a CPU, and seven eighths of a ConvNeXt-T
-(``python benchmarks/bench_skip_init.py``). Loading weights right after throws that work away,
-and so does building on the meta device to read a network's tensor shapes, where the draws run
-as Python reference kernels. Inside :func:`skip_parameter_init` those draws are skipped:
-torch's own ``torch.nn.init`` functions and in-place tensor writes are not run when their target
-is an ``nn.Parameter``. Buffers (BatchNorm statistics, Swin's relative position index) are still
-computed, because a checkpoint need not hold them.
+torchvision and timm draw every parameter when a network is built (kaiming, truncated-normal).
+A load overwrites them at once, yet with the draws, loading a ResNet-18, a ConvNeXt-T or a ViT-B
+from a file takes 2-3x as long on a CPU (``python benchmarks/bench_skip_init.py``). Reading a
+network's tensor shapes on the meta device pays for them too: there they run as Python reference
+kernels. Inside :func:`skip_parameter_init` the draws are skipped: ``torch.nn.init``'s functions
+and the in-place tensor writes initialisers make are not run when their target is an
+``nn.Parameter``. Buffers (BatchNorm statistics, Swin's relative position index) are computed as
+usual, because a checkpoint need not hold them.
 
 A parameter left unwritten would hold whatever memory it was given. So each skipped parameter is
 filled with NaN when the block ends (a forgotten one shows as NaN outputs, never as plausible
 numbers), and :func:`check_loaded` refuses a model in which a skipped parameter was not written
-since: a key the loader missed is an error. It reads torch's version counter of each tensor (bumped by
-every in-place write, ``copy_`` included), the one private attribute of torch rdet reads; a scan
-for NaN would cost what skipping the draws saves.
+since: a key the loader missed is an error. It reads each tensor's version counter (bumped by every
+in-place write, ``copy_`` included), the one private attribute of torch rdet reads: a scan for NaN
+would cost what skipping the draws saves.
 """
 from __future__ import annotations
 
@@ -41,10 +41,13 @@ class _SkipParameterInit(TorchFunctionMode):
         self.skipped: Dict[int, nn.Parameter] = {}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if args and isinstance(args[0], nn.Parameter) and getattr(func, "__name__", "") in _INIT_OPS:
-            self.skipped[id(args[0])] = args[0]
-            return args[0]
-        return func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") in _INIT_OPS:
+            target = args[0] if args else kwargs.get("tensor")  # torch.nn.init passes its tensor by keyword
+            if isinstance(target, nn.Parameter):
+                self.skipped[id(target)] = target
+                return target
+        return func(*args, **kwargs)
 
 
 class Skipped:
