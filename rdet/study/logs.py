@@ -9,6 +9,7 @@ with ``console=False``, so detectron2 writes its log to the same file (it is the
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -47,6 +48,40 @@ def setup_console() -> None:
     logger.propagate = False  # its lines are console lines, not part of a cell's log
 
 
+class _CellFileHandler(logging.FileHandler):
+    """The cell log's handler on the root logger, safe for records logged by signal handlers.
+
+    Slurm's time-limit and requeue signals are handled in Python (submitit's handlers, rdet's
+    checkpoint request), and those handlers log. Python runs a handler between two steps of the
+    main thread, and also inside a file write that the signal interrupts, while that write holds
+    the file's buffer: a record the handler logs to the same file then fails with "reentrant call
+    inside BufferedWriter", and the error report, written to the same file, fails again and can
+    end the cell. Here a record logged while this thread is already writing one waits in a queue,
+    and the outer write adds it right after its own."""
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self._writing = threading.local()
+        self._waiting: collections.deque = collections.deque()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(self._writing, "on", False):  # a signal handler, inside this thread's write
+            self._waiting.append(record)
+            return
+        self._writing.on = True
+        try:
+            super().emit(record)
+            while self._waiting:
+                super().emit(self._waiting.popleft())
+        finally:
+            self._writing.on = False
+
+    def close(self) -> None:
+        while self._waiting:
+            super().emit(self._waiting.popleft())
+        super().close()
+
+
 @contextlib.contextmanager
 def cell_log(path: Path, title: str) -> Iterator[TextIO]:
     """Run the block with all output appended to ``path``; yields a stream to the real console
@@ -64,7 +99,7 @@ def cell_log(path: Path, title: str) -> Iterator[TextIO]:
     f = open(path, "a", buffering=1)
     f.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} {title} (pid {os.getpid()} on {socket.gethostname()})\n")
     f.flush()
-    handler = logging.FileHandler(path)
+    handler = _CellFileHandler(path)
     handler.setFormatter(logging.Formatter("[%(asctime)s %(name)s %(levelname)s] %(message)s", "%H:%M:%S"))
     root = logging.getLogger()
     old_level = root.level
