@@ -211,3 +211,27 @@ def test_console_script_main(tmp_path, capsys):
     assert capsys.readouterr().err.strip().startswith("error: ") and not (tmp_path / "r18.txt").exists()
     assert main([str(tmp_path / "r18.ckpt"), str(tmp_path / "r18.pkl")]) == 0
     assert "verified" in capsys.readouterr().out and read_converted_meta(tmp_path / "r18.pkl")["arch"] == "resnet18"
+
+
+def test_a_weight_missing_from_the_pkl_is_refused_by_the_check(tmp_path, r50):
+    """detectron2's checkpointer only logs a key the file lacks; the conversion check builds its
+    network without drawing the weights (rdet.backbones.skip_init), so a missing one is refused
+    rather than compared as NaN or as memory garbage."""
+    import shutil
+
+    from rdet.convert import build_d2_backbone
+    from rdet.core.errors import CheckpointError
+
+    _, res = r50
+    with open(res.weights, "rb") as f:
+        blob = pickle.load(f)
+    del blob["model"]["res3.0.conv1.weight"]
+    pkl = tmp_path / "r50.pkl"
+    with open(pkl, "wb") as f:
+        pickle.dump(blob, f)
+    config = tmp_path / "r50.yaml"
+    shutil.copy(res.config, config)
+    config.write_text(config.read_text().replace(str(res.weights), str(pkl)))
+    assert str(pkl) in config.read_text()
+    with pytest.raises(CheckpointError, match="parameter res3.0.conv1.weight was not loaded"):
+        build_d2_backbone(config)

@@ -21,6 +21,7 @@ import torch
 
 from rdet.backbones import get_spec, load_checkpoint
 from rdet.backbones.checkpoint import resolve
+from rdet.backbones.skip_init import check_loaded, skip_parameter_init
 from rdet.convert.keys import to_detectron2
 from rdet.core.errors import ArchError
 from rdet.core.safe_pickle import load_pickle
@@ -118,11 +119,13 @@ def build_d2_backbone(config: Path):
     cfg.merge_from_file(str(config))
     cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
     cfg.MODEL.RESNETS.NORM = "FrozenBN"
-    resnet = build_resnet_backbone(cfg, ShapeSpec(channels=3))
+    with skip_parameter_init() as skipped:  # every parameter comes from the file
+        resnet = build_resnet_backbone(cfg, ShapeSpec(channels=3))
     holder = torch.nn.Module()
     holder.backbone = torch.nn.Module()
     holder.backbone.bottom_up = resnet
     DetectionCheckpointer(holder).load(cfg.MODEL.WEIGHTS)
+    check_loaded(resnet, skipped, str(cfg.MODEL.WEIGHTS))  # detectron2's checkpointer only logs a missing key
     return cfg, resnet.eval()
 
 
@@ -132,12 +135,14 @@ def compare_features(tv_sd: Dict[str, torch.Tensor], arch: str, cfg, d2_resnet, 
     """Max over res2..res5 of max|d2 - tv| / max|tv| on one random [0,1] RGB batch (2 x 3 x
     ``size`` x ``size``): torchvision's layer1..layer4 outputs against detectron2's res2..res5."""
     spec = get_spec(arch)
-    net = spec.builder(1000)
+    with skip_parameter_init() as skipped:
+        net = spec.builder(1000)
     head = spec.classifier + "."
     # The classifier head is irrelevant here (and may have any number of classes, or be absent).
-    missing, unexpected = net.load_state_dict({k: v for k, v in tv_sd.items() if not k.startswith(head)},
-                                              strict=False)
-    assert not unexpected and all(k.startswith(head) for k in missing), (missing, unexpected)
+    parent, _, leaf = spec.classifier.rpartition(".")
+    setattr(net.get_submodule(parent) if parent else net, leaf, torch.nn.Identity())
+    net.load_state_dict({k: v for k, v in tv_sd.items() if not k.startswith(head)})
+    check_loaded(net, skipped, "the converted weights")
     net.eval()
     x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(seed))
     mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
