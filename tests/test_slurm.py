@@ -258,8 +258,7 @@ def test_slurm_cell_at_its_time_limit_requeues_itself_and_resumes(tmp_path, slur
     assert "resuming" in log
     # the signal's checkpoint: written at the next step, then the requeue (per-epoch ones aside)
     # (a signal during start-up finds no trainer: after the grace time the requeue goes ahead)
-    # (log records, not the phrase: a logging error's dump, when Slurm's signals land in the middle
-    # of a write to the log, quotes the source line that logs it)
+    # (log records, not the phrase: a traceback in the log would quote the source line that logs it)
     requests = re.findall(r"^\[[\d:]+ rdet\.study\.jobs WARNING\] .*checkpointing at the next boundary", log, re.M)
     assert 1 <= len(requests) <= rec["requeues"]
     assert "mid-epoch checkpoint" in log and re.search(r"resuming .* in epoch \d+ after \d+ batches", log)
