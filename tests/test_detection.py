@@ -435,3 +435,57 @@ def test_bad_inputs(tmp_path, backbones, data_root, capsys, case):
     code, err = _main(args, capsys)
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and match in err[0], err
     assert not out.exists()
+
+
+_LAUNCHED_WORKER = """
+import json, os, sys
+from pathlib import Path
+
+import torch
+from detectron2.engine import defaults, launch
+from detectron2.utils import comm
+
+from rdet.detection.groups import release_process_groups
+from rdet.detection.trainer import ddp_on_cpu
+
+
+def gloo_threads():
+    names = (open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
+    return sorted(n for n in names if "gloo" in n)
+
+
+def work(out):
+    rank = comm.get_rank()
+    with ddp_on_cpu():
+        model = defaults.create_ddp_model(torch.nn.Linear(4, 2))
+    model(torch.randn(3, 4)).sum().backward()
+    gathered = comm.all_gather(rank)  # through detectron2's cached gathering group
+    holder = {"model": model}
+    holder["self"] = holder  # a reference cycle, as a trainer holds its model
+    del model, holder
+    before = gloo_threads()
+    release_process_groups()
+    Path(out, f"{rank}.json").write_text(json.dumps({"before": before, "after": gloo_threads(), "gathered": gathered}))
+
+
+if __name__ == "__main__":
+    launch(work, 2, dist_url="auto", args=(sys.argv[1],))
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_launched_worker_joins_its_gloo_threads_before_it_exits(tmp_path):
+    """detectron2's ``launch`` never destroys the groups it makes, and its ``comm`` module and
+    DDP's import of ``torch.distributed.nn`` keep them alive: a worker exits with gloo's threads
+    running, where one can abort it (exit -6) after a successful run. ``release_process_groups``
+    (called by ``train_worker`` after the work) frees them all while the interpreter is alive."""
+    script = tmp_path / "launched.py"
+    script.write_text(_LAUNCHED_WORKER)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=240,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rank in (0, 1):
+        seen = json.loads((tmp_path / f"{rank}.json").read_text())
+        assert seen["gathered"] == [0, 1]
+        assert "pt_gloo_runloop" in seen["before"], seen
+        assert seen["after"] == [], seen

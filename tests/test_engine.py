@@ -97,3 +97,100 @@ def test_batchnorm_updated_once_per_step_with_two_processes(tmp_path):
         sd = torch.load(tmp_path / f"p{n}" / LAST, weights_only=True)["model"]
         tracked = {int(v) for k, v in sd.items() if k.endswith("num_batches_tracked")}
         assert tracked == {256 // 64}, (n, tracked)  # 256 images, global batch 64, 1 epoch: 4 steps
+
+
+
+_EXIT_PATH = """
+import os, sys
+import torch.distributed as dist
+from rdet.cli.pretrain import main
+
+
+def gloo_threads():
+    names = (open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
+    return sorted(n for n in names if "gloo" in n)
+
+
+destroy = dist.destroy_process_group
+
+
+def logged_destroy(*args, **kwargs):
+    print("before:", gloo_threads())
+    destroy(*args, **kwargs)
+
+
+dist.destroy_process_group = logged_destroy
+code = main(sys.argv[1:])  # the command's own main, its exit path (run_cli) included
+print("after:", gloo_threads())
+sys.exit(code)
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_rank_joins_its_gloo_threads_before_the_interpreter_exits(tmp_path):
+    """A rank's exit path (``run_cli``) frees the process group after the work, so gloo's threads
+    are joined while the interpreter is alive. Left running into the exit (the group held by
+    ``torch.distributed.nn``'s default arguments when DDP imported it after the group existed,
+    or by the trainer's reference cycles), one aborted the rank with exit -6 in about one
+    two-process run in 60 on the loaded 2-core machine."""
+    script = tmp_path / "exit_path.py"
+    script.write_text(_EXIT_PATH)
+    args = ["--dataset", "digits", "--eps", "0.5", "--norm", "l2", *COMMON, "ADV.EVAL_STEPS", "1",
+            "DATA.MAX_TEST", "16", "DATA.MAX_TRAIN", "128", "--output-dir", str(tmp_path / "run")]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "--tee=3", str(script), *args], capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    before = [line for line in proc.stdout.splitlines() if "before:" in line]
+    after = [line for line in proc.stdout.splitlines() if "after:" in line]
+    assert len(before) == 2 and all("pt_gloo_runloop" in line for line in before), proc.stdout
+    assert len(after) == 2 and all(line.endswith("after: []") for line in after), proc.stdout
+
+
+_LIBRARY_RANK = """
+import os, sys
+import torch
+from rdet.cli import run_cli
+from rdet.engine.runtime import Runtime, init_process_group
+
+
+def gloo_threads():
+    names = (open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
+    return sorted(n for n in names if "gloo" in n)
+
+
+def main(argv):
+    assert "torch._dynamo" not in sys.modules and "timm" not in sys.modules  # nothing imported torch.distributed.nn
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    init_process_group("gloo", rank, world)
+    rt = Runtime(torch.device("cpu"), rank=rank, world_size=world, distributed=True)
+    model = rt.wrap_ddp(torch.nn.Linear(4, 2))  # DDP imports torch.distributed.nn here
+    model(torch.randn(3, 4)).sum().backward()
+    rt.all_reduce(torch.ones(3))
+    holder = {"model": model}
+    holder["self"] = holder  # a reference cycle, as a trainer holds its model
+    print("before:", gloo_threads())
+    return 0
+
+
+code = run_cli(main)
+print("after:", gloo_threads())
+sys.exit(code)
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_rank_of_a_task_without_timm_joins_its_gloo_threads_too(tmp_path):
+    """The library path alone (rdet's runtime and DDP, neither timm nor detectron2 imported
+    first): the group is still freeable at the end, because the runtime imports
+    ``torch.distributed.nn`` before making it (imported after, its default arguments hold it)."""
+    script = tmp_path / "library_rank.py"
+    script.write_text(_LIBRARY_RANK)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "--tee=3", str(script)], capture_output=True, text=True, timeout=240,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    before = [line for line in proc.stdout.splitlines() if "before:" in line]
+    after = [line for line in proc.stdout.splitlines() if "after:" in line]
+    assert len(before) == 2 and all("pt_gloo_runloop" in line for line in before), proc.stdout
+    assert len(after) == 2 and all(line.endswith("after: []") for line in after), proc.stdout

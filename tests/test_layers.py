@@ -103,6 +103,7 @@ PRIVATE_READS = {
     "rdet.cli": {"_rdet_console"},
     "rdet.core.safe_pickle": {"_codecs", "_frombuffer", "_reconstruct"},
     "rdet.backbones.skip_init": {"_version"},
+    "rdet.detection.groups": {"_LOCAL_PROCESS_GROUP", "_get_global_gloo_group"},
 }
 
 

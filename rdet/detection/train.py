@@ -18,6 +18,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import torch
 
 from rdet.detection.datasets import check_datasets, data_note, register_demo_dataset
+from rdet.detection.groups import release_process_groups
 from rdet.detection.recipe import schedule_name
 from rdet.tasks.checks import check_output_dir
 from rdet.detection.weights import BACKBONE_KEYS, WeightsInfo, inspect_weights
@@ -198,7 +199,14 @@ def make_record(cfg, results: Dict, wall_time: float, eval_only: bool = False,
 
 
 def train_worker(cfg, args: argparse.Namespace, info: Optional[WeightsInfo] = None) -> Optional[Dict[str, Any]]:
-    """Runs in every process ``launch`` starts; returns the record on the main process."""
+    """Runs in every process ``launch`` starts; returns the record on the main process. A
+    launched worker frees its process groups once the work is done (:mod:`rdet.detection.groups`)."""
+    record = _train_and_test(cfg, args, info)  # its trainer and model are dropped on return
+    release_process_groups()
+    return record
+
+
+def _train_and_test(cfg, args: argparse.Namespace, info: Optional[WeightsInfo]) -> Optional[Dict[str, Any]]:
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.utils import comm
 

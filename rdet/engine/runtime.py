@@ -102,7 +102,16 @@ def init_process_group(backend: str, rank: int, world: int) -> None:
     same names every time: a restarted rank could read the address of a process that died with
     the previous attempt and fail with "connection refused" (seen with ``--max-restarts`` on a
     loaded machine, about half the restarts). The keys of attempt ``TORCHELASTIC_RESTART_COUNT``
-    go under their own prefix; every other launch keeps ``env://``."""
+    go under their own prefix; every other launch keeps ``env://``.
+
+    ``torch.distributed.nn`` is imported first: its functions take ``group=group.WORLD`` as a
+    default argument, evaluated when the module is imported, and DDP imports it on first use.
+    Imported after the group exists, it would hold the group for the rest of the process, and
+    ``destroy_process_group`` at the end of the command (:func:`rdet.cli.run_cli`) could not free
+    it and join gloo's threads. (timm and detectron2 import it too, but a task need not import
+    either before its group exists.)"""
+    import torch.distributed.nn  # noqa: F401  (see above: before any group exists)
+
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
         dist.init_process_group(backend)
         return
