@@ -310,7 +310,15 @@ def _assert_world_size_2(out):
 
 @pytest.mark.timeout(600)
 def test_two_processes_on_cpu(tmp_path, backbones, data_root):
-    res = _cli(["--num-gpus", "2", *_two_process_args(backbones, tmp_path)], data_root)
+    """Two gloo processes, while another program listens on detectron2's default port (one per
+    user id: 49152 for root): rdet's default ``--dist-url auto`` takes a free one instead."""
+    with socket.socket() as held:
+        try:
+            held.bind(("127.0.0.1", 2 ** 15 + 2 ** 14 + hash(os.getuid()) % 2 ** 14))
+            held.listen()
+        except OSError:
+            pass  # something holds it already
+        res = _cli(["--num-gpus", "2", *_two_process_args(backbones, tmp_path)], data_root)
     assert res.returncode == 0, res.stderr[-3000:]
     _assert_world_size_2(tmp_path)
 

@@ -13,8 +13,6 @@ Several machines: run the same command on each with --num-machines N --machine-r
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from typing import Optional, Sequence
 
 from rdet.core.safe_pickle import ALLOW_PICKLE_FLAG
@@ -22,9 +20,15 @@ from rdet.cli import ArgumentParser, entry_point, parse_with_overrides
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """detectron2's ``default_argument_parser`` flags (same names, defaults and meaning), parsed by
-    rdet's parser so that ``KEY VALUE`` overrides may stand anywhere, as in every rdet command, and
-    so that a bad flag or ``--help`` answers before torch and detectron2 are imported."""
+    """detectron2's ``default_argument_parser`` flags (same names and meaning), parsed by rdet's
+    parser so that ``KEY VALUE`` overrides may stand anywhere, as in every rdet command, and so
+    that a bad flag or ``--help`` answers before torch and detectron2 are imported.
+
+    One default differs: ``--dist-url`` is ``auto``, a port the system reports free when the run
+    starts. detectron2's is one fixed port per user id (49152 for root), so two of a user's
+    multi-process runs on one machine collide ("address already in use"), and the port lies in
+    Linux's range for outgoing connections, where any other program may hold it. ``auto`` is for
+    one machine; several machines name machine 0's address and a port (refused otherwise)."""
     p = ArgumentParser(prog="python -m rdet train-det", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config-file", default="", metavar="FILE", help="path to config file")
@@ -33,10 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-gpus", type=int, default=1, help="processes per machine (one per GPU; CPU: gloo)")
     p.add_argument("--num-machines", type=int, default=1, help="total number of machines")
     p.add_argument("--machine-rank", type=int, default=0, help="the rank of this machine (unique per machine)")
-    # detectron2's default: a port derived from the user id, so concurrent users do not collide
-    port = 2 ** 15 + 2 ** 14 + hash(os.getuid() if sys.platform != "win32" else 1) % 2 ** 14
-    p.add_argument("--dist-url", default=f"tcp://127.0.0.1:{port}",
-                   help="initialization URL for pytorch distributed backend")
+    p.add_argument("--dist-url", default="auto",
+                   help="initialization URL for pytorch distributed backend (default auto: a free port on "
+                        "this machine; several machines: tcp://<machine rank 0's address>:<port>)")
     p.add_argument(ALLOW_PICKLE_FLAG, action="store_true",
                    help="let a .pkl MODEL.WEIGHTS run code while it is read (trusted files only)")
     return p
