@@ -5,7 +5,6 @@ anywhere among the flags. ``python -m rdet <command>`` reaches the same mains.""
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import os
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from rdet.core.errors import ConfigError, RdetError, error_message, release_frames
-from rdet.core.collector import defer_collection, settle
+from rdet.core.collector import collect_all, defer_collection, settle
 
 EXIT_USER_ERROR = 2
 
@@ -103,14 +102,14 @@ def _close_process_group() -> None:
     threads: one still at work while the interpreter exits can abort the rank after its work is
     done ("terminate called without an active exception", exit -6: about one two-process
     ``rdet.cli.pretrain`` run in 60 on the loaded 2-core machine). The collection first frees
-    what still holds the group in a reference cycle (the
-    trainer's DDP model), so that destroying the group drops its last reference. Only after the
-    work or a refusal: an interrupted or failed rank may have a collective in flight that joining
-    would wait for until gloo's timeout. Read from ``sys.modules`` so a command that never
-    imported torch does not import it here."""
+    what still holds the group in reference cycles (the trainer and its DDP model, frozen ones
+    included: :func:`rdet.core.collector.collect_all`), so that destroying the group drops its
+    last reference. Only after the work or a refusal: an interrupted or failed rank may have a
+    collective in flight that joining would wait for until gloo's timeout. Read from
+    ``sys.modules`` so a command that never imported torch does not import it here."""
     dist = sys.modules.get("torch.distributed")
     if dist is not None and dist.is_available() and dist.is_initialized():
-        gc.collect()
+        collect_all()
         dist.destroy_process_group()
 
 

@@ -53,3 +53,18 @@ def settle() -> None:
 def _collect_and_freeze() -> None:
     gc.collect()
     gc.freeze()
+
+
+def collect_all() -> None:
+    """Collect every cycle of garbage, what :func:`settle` froze included, then freeze again.
+
+    Freezing keeps the closure cells of the functions running at that moment: a task's ``run``
+    whose closures name its trainer (``lambda: ... trainer.epoch``) has that cell frozen, and the
+    trainer stored in it later stays out of every collection with everything it holds. A rank
+    calls this before destroying its process group (:func:`rdet.cli.run_cli`): the group is freed,
+    and its threads joined, only once the trainer's DDP model is. About 0.15 s with torch,
+    torchvision and timm loaded (385,000 frozen objects)."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+

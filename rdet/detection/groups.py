@@ -11,9 +11,9 @@ while the interpreter is alive.
 Beyond ``destroy_process_group``, detectron2's ``utils.comm`` holds the local group in a module
 global and the gathering group in an ``lru_cache`` (this module is the one place that touches
 them), and the trainer holds its DDP model, and so the world group, in reference cycles."""
-import gc
-
 import torch.distributed as dist
+
+from rdet.core.collector import collect_all
 
 
 def release_process_groups() -> None:
@@ -27,5 +27,5 @@ def release_process_groups() -> None:
     comm._LOCAL_PROCESS_GROUP = None
     comm.create_local_process_group.cache_clear()  # a later launch in this process makes its own again
     comm._get_global_gloo_group.cache_clear()
-    gc.collect()  # what still holds a group in a reference cycle (the trainer and its DDP model)
+    collect_all()  # what still holds a group in reference cycles (the trainer and its DDP model)
     dist.destroy_process_group()
