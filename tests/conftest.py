@@ -35,10 +35,10 @@ SLOW_MODULES = {"test_slurm", "test_packaging", "test_gpu_check", "test_engine",
 # Seconds each file's tests took in one run here (Intel Xeon, 2 cores, 2 workers): in the whole
 # suite and in its "not slow" part. Files start longest first, so that under xdist no long file
 # starts last while the other worker idles (the Slurm requeue test alone is about 2.5 minutes).
-FILE_SECONDS = {"test_slurm": (240, 0), "test_autoattack": (133, 5), "test_detection": (91, 0),
+FILE_SECONDS = {"test_slurm": (240, 0), "test_autoattack": (133, 5), "test_detection": (100, 0),
                 "test_gpu_check": (87, 0), "test_pretrain": (81, 17), "test_segmentation": (76, 0),
                 "test_detection_timm": (62, 0), "test_resume": (60, 5), "test_timm_backbones": (55, 10),
-                "test_engine": (42, 0), "test_card": (41, 0), "test_packaging": (37, 0), "test_classify": (35, 12),
+                "test_engine": (50, 0), "test_card": (41, 0), "test_packaging": (37, 0), "test_classify": (35, 12),
                 "test_select": (33, 21), "test_torchrun_restart": (33, 0), "test_study": (24, 0),
                 "test_trainer": (24, 13), "test_convert": (23, 7), "test_evaluate": (17, 3), "test_streams": (13, 1),
                 "test_report": (11, 2), "test_transferability_study": (11, 0), "test_backbones": (8, 4),
