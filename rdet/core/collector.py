@@ -67,4 +67,3 @@ def collect_all() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
-

@@ -4,9 +4,9 @@ detectron2's ``launch`` creates the groups in each worker (the world group, a lo
 machine, and on GPUs a gloo group for gathering Python objects) and never destroys them; the
 worker process then exits with their threads running, and a gloo thread still at work while the
 interpreter exits can abort the worker after a successful run ("terminate called without an
-active exception", exit -6; seen in rdet's own two-process runs). :func:`release_process_groups`
-drops every reference that keeps a group alive and destroys them, which joins their threads
-while the interpreter is alive.
+active exception", exit -6, as seen in rdet's two-process torchrun runs).
+:func:`release_process_groups` drops every reference that keeps a group alive and destroys
+them, which joins their threads while the interpreter is alive.
 
 Beyond ``destroy_process_group``, detectron2's ``utils.comm`` holds the local group in a module
 global and the gathering group in an ``lru_cache`` (this module is the one place that touches
