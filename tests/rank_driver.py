@@ -15,6 +15,13 @@ def gloo_threads():
     return sorted(n for n in names if "gloo" in n)
 
 
+def subprocess_env():
+    """The environment for a script that imports this module (its folder on ``PYTHONPATH``), one
+    OpenMP thread per process."""
+    path = os.pathsep.join(filter(None, [os.path.dirname(os.path.abspath(__file__)), os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
+
+
 def _logged_destroy(*args, _destroy=dist.destroy_process_group, **kwargs):
     print("gloo threads before destroy:", gloo_threads(), flush=True)
     _destroy(*args, **kwargs)

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from rank_driver import subprocess_env
 from rdet.backbones import get_spec
 from rdet.convert import convert_to_detectron2
 
@@ -455,11 +456,7 @@ from detectron2.utils import comm
 
 from rdet.detection.groups import release_process_groups
 from rdet.detection.trainer import ddp_on_cpu
-
-
-def gloo_threads():
-    names = (open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
-    return sorted(n for n in names if "gloo" in n)
+from rank_driver import gloo_threads  # tests/ is on PYTHONPATH
 
 
 def work(out):
@@ -490,7 +487,7 @@ def test_a_launched_worker_joins_its_gloo_threads_before_it_exits(tmp_path):
     script = tmp_path / "launched.py"
     script.write_text(_LAUNCHED_WORKER)
     proc = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=240,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+                          env=subprocess_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     for rank in (0, 1):
         seen = json.loads((tmp_path / f"{rank}.json").read_text())

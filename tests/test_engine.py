@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from rank_driver import subprocess_env
 from rdet.engine import LAST, ShardSampler
 
 COMMON = ["DATA.DATASET", "digits", "DATA.TRAIN_SIZE", "16", "DATA.TEST_RESIZE", "16", "DATA.NUM_WORKERS", "0",
@@ -114,11 +115,7 @@ import os, sys
 import torch
 from rdet.cli import run_cli
 from rdet.engine.runtime import Runtime, init_process_group
-
-
-def gloo_threads():
-    names = (open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
-    return sorted(n for n in names if "gloo" in n)
+from rank_driver import gloo_threads  # tests/ is on PYTHONPATH
 
 
 def main(argv):
@@ -150,7 +147,7 @@ def test_a_rank_of_a_task_without_timm_joins_its_gloo_threads_too(tmp_path):
     script.write_text(_LIBRARY_RANK)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "--tee=3", str(script)], capture_output=True, text=True, timeout=240,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+                          env=subprocess_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     before = [line for line in proc.stdout.splitlines() if "before:" in line]
     after = [line for line in proc.stdout.splitlines() if "after:" in line]
