@@ -99,9 +99,11 @@ def test_collectives_refuse_tensors_off_the_runtime_device():
 @pytest.mark.timeout(600)
 def test_batchnorm_updated_once_per_step_with_two_processes(tmp_path):
     """Eval-mode attack under DDP: N optimizer steps leave num_batches_tracked at N in every
-    process (rank 0 writes the checkpoint), with 1 and with 2 gloo processes."""
+    process (rank 0 writes the checkpoint), with 1 and with 2 gloo processes. Two loader workers
+    per process, as users run: each rank still ends with its gloo threads joined (_torchrun)."""
     args = ["--dataset", "digits", "--eps", "0.5", "--norm", "l2"] + [
-        a if a != "fixed_stats" else "train" for a in COMMON] + ["ADV.EVAL_STEPS", "1", "DATA.MAX_TEST", "16"]
+        a if a != "fixed_stats" else "train" for a in COMMON] + ["ADV.EVAL_STEPS", "1", "DATA.MAX_TEST", "16",
+                                                                   "DATA.NUM_WORKERS", "2"]
     for n in (1, 2):
         _torchrun(n, "rdet.cli.pretrain", args + ["--output-dir", str(tmp_path / f"p{n}")])
         sd = torch.load(tmp_path / f"p{n}" / LAST, weights_only=True)["model"]
